@@ -1,0 +1,1 @@
+"""The one source of truth every maturity level calls: data, validation, features, model, metrics."""

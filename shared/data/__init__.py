@@ -1,0 +1,1 @@
+"""Loading, validating and generating TLC trip records."""

@@ -1,0 +1,68 @@
+"""One typed settings object, read from environment variables (prefix ``TAXI_MLOPS_``).
+
+Every path the project writes is derived from ``home`` so a whole run can be isolated by pointing
+``TAXI_MLOPS_HOME`` at a temp folder. Steps never read settings themselves: the CLI and the
+service factories read them once and pass plain values down.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAXI_MLOPS_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".taxi-mlops"), description="Root of all project state.")
+    env: Literal["dev", "prod"] = Field(default="dev", description="dev allows insecure defaults.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tlc_base_url: str = Field(default=TLC_BASE_URL, description="Where TLC monthly files live.")
+    download_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("tlc_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("TAXI_MLOPS_TLC_BASE_URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @cached_property
+    def download_cache_dir(self) -> Path:
+        return self.home / "data" / "tlc"
+
+    @cached_property
+    def generated_data_dir(self) -> Path:
+        return self.home / "data" / "generated"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @cached_property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @cached_property
+    def run_dir(self) -> Path:
+        """PID files, sockets and per-process scratch (e.g. Prometheus multiprocess files)."""
+        return self.home / "run"
+
+
+def get_settings() -> Settings:
+    return Settings()
