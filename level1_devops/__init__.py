@@ -1,0 +1,1 @@
+"""Level 1 - DevOps, no MLOps: a parameterized, tested training script and a gunicorn service."""

@@ -1,0 +1,81 @@
+"""Run a WSGI app factory under gunicorn from Python, the way every project service runs.
+
+Services are never run on Flask's development server. The factory runs once in the gunicorn
+master (``preload_app``), so the model is loaded before workers fork and shared copy-on-write.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    threads: int = 4
+    timeout_s: int = 30
+    pidfile: Path | None = None
+    metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start
+    access_log: bool = False
+
+
+def prepare_metrics_dir(metrics_dir: Path) -> None:
+    """Start with an empty multiprocess folder: stale files would be summed into new counters."""
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+
+class _Application(BaseApplication):
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._factory()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from shared.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
+
+
+def run(factory: Callable[[], Any], options: ServerOptions) -> None:
+    """Serve ``factory()`` until SIGTERM/SIGINT. Blocks."""
+    if options.metrics_dir is not None:
+        prepare_metrics_dir(options.metrics_dir)
+    config: dict[str, Any] = {
+        "bind": f"{options.host}:{options.port}",
+        "workers": options.workers,
+        "threads": options.threads,
+        "worker_class": "gthread" if options.threads > 1 else "sync",
+        "timeout": options.timeout_s,
+        "graceful_timeout": 10,
+        "preload_app": True,
+        "errorlog": "-",
+        "accesslog": "-" if options.access_log else None,
+        "child_exit": _child_exit,
+        "proc_name": "taxi-mlops",
+        # gunicorn >= 25 opens a control socket in $HOME by default; two services (or a
+        # test and a user's server) would fight over it. Nothing here uses gunicornc.
+        "control_socket_disable": True,
+    }
+    if options.pidfile is not None:
+        options.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        config["pidfile"] = str(options.pidfile)
+    _Application(factory, config).run()

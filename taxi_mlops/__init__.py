@@ -1,0 +1,1 @@
+"""The ``taxi-mlops`` command line: thin wiring around ``shared/`` and each level's package."""

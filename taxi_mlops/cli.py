@@ -1,0 +1,55 @@
+"""Entry point of ``taxi-mlops``: one group per maturity level, imported only when used.
+
+Level groups pull in heavy libraries (sklearn, later MLflow, Prefect, Evidently); importing them
+lazily keeps ``taxi-mlops --help`` and ``taxi-mlops data ...`` fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from shared.settings import get_settings
+
+#: subcommand -> (module:attribute, one-line help)
+LAZY_GROUPS: dict[str, tuple[str, str]] = {
+    "data": ("taxi_mlops.data_cli:data", "Load, validate, download and generate TLC trip data."),
+    "level0": ("taxi_mlops.level0_cli:level0", "Level 0: run the data scientist's notebook."),
+    "level1": ("level1_devops.cli:level1", "Level 1: train with a script, serve with gunicorn."),
+    "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_GROUPS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS:
+            module_name, attr = LAZY_GROUPS[cmd_name][0].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in sorted(LAZY_GROUPS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """taxi-mlops: NYC taxi trip-duration prediction at every MLOps maturity level.
+
+    All state lives under TAXI_MLOPS_HOME (default ./.taxi-mlops).
+    """
+    settings = get_settings()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, settings.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Third-party chatter is not what a user of this CLI needs to see.
+    for noisy in ("urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
