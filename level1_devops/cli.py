@@ -20,8 +20,11 @@ def level1() -> None:
 @level1.command()
 @click.option("--train", "train_source", required=True, help="Training month file (parquet/CSV).")
 @click.option("--val", "val_source", required=True, help="Validation month file.")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Model file [default: $TAXI_MLOPS_HOME/models/level1/model.joblib].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Model file [default: $TAXI_MLOPS_HOME/models/level1/model.joblib].",
+)
 @json_option
 def train(train_source: str, val_source: str, out: Path | None) -> None:
     """Train the course's model (zones + distance, LinearRegression) and evaluate it."""
@@ -60,18 +63,27 @@ def serve(
     load_model(model_path)  # fail here, with a clear message, rather than in a worker
     settings = get_settings()
     options = ServerOptions(
-        host=host, port=port, workers=workers, threads=threads, access_log=access_log,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        access_log=access_log,
         pidfile=settings.run_dir / f"level1-{port}.pid",
         metrics_dir=settings.run_dir / f"level1-{port}-metrics",
     )
-    def factory():  # noqa: ANN202 - gunicorn calls it in the master
+
+    def factory():
         from level1_devops.app import create_app_from_file
 
         return create_app_from_file(model_path)
 
     emit(
-        {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile),
-         "workers": workers},
+        {
+            "ok": True,
+            "url": f"http://{host}:{port}",
+            "pidfile": str(options.pidfile),
+            "workers": workers,
+        },
         [f"serving {model_path} on http://{host}:{port} with {workers} gunicorn workers"],
     )
     run(factory, options)

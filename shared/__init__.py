@@ -1,1 +1,1 @@
-"""The one source of truth every maturity level calls: data, validation, features, model, metrics."""
+"""The one source of truth every level calls: data, validation, features, model, metrics."""

@@ -60,7 +60,9 @@ class TripFeaturizer(TransformerMixin, BaseEstimator):
     """One-hot integer categories + passthrough numerics, as a CSR matrix."""
 
     def __init__(
-        self, categorical: Sequence[str] = BASELINE.categorical, numeric: Sequence[str] = BASELINE.numeric
+        self,
+        categorical: Sequence[str] = BASELINE.categorical,
+        numeric: Sequence[str] = BASELINE.numeric,
     ) -> None:
         self.categorical = categorical
         self.numeric = numeric
@@ -122,7 +124,9 @@ class TripFeaturizer(TransformerMixin, BaseEstimator):
         return np.asarray([*names, *self.numeric], dtype=object)
 
 
-def build_pipeline(spec: FeatureSpec = BASELINE, estimator: BaseEstimator | None = None) -> Pipeline:
+def build_pipeline(
+    spec: FeatureSpec = BASELINE, estimator: BaseEstimator | None = None
+) -> Pipeline:
     """The model artifact: featurizer + estimator (the course's LinearRegression by default)."""
     return Pipeline(
         [

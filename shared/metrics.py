@@ -31,24 +31,41 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         labels = ["endpoint", *extra_labels]
         self.requests = Counter(
-            "requests", "HTTP requests by endpoint and status code.",
-            [*labels, "status"], namespace=namespace, registry=self.registry,
+            "requests",
+            "HTTP requests by endpoint and status code.",
+            [*labels, "status"],
+            namespace=namespace,
+            registry=self.registry,
         )
         self.errors = Counter(
-            "errors", "Requests answered with a 4xx or 5xx status.",
-            [*labels, "status"], namespace=namespace, registry=self.registry,
+            "errors",
+            "Requests answered with a 4xx or 5xx status.",
+            [*labels, "status"],
+            namespace=namespace,
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "request_latency_seconds", "Time to answer a request.",
-            labels, namespace=namespace, buckets=LATENCY_BUCKETS, registry=self.registry,
+            "request_latency_seconds",
+            "Time to answer a request.",
+            labels,
+            namespace=namespace,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.predictions = Counter(
-            "predictions", "Rides scored.", extra_labels, namespace=namespace,
+            "predictions",
+            "Rides scored.",
+            extra_labels,
+            namespace=namespace,
             registry=self.registry,
         )
         self.predicted_minutes = Histogram(
-            "predicted_duration_minutes", "Predicted trip durations.", extra_labels,
-            namespace=namespace, buckets=DURATION_BUCKETS, registry=self.registry,
+            "predicted_duration_minutes",
+            "Predicted trip durations.",
+            extra_labels,
+            namespace=namespace,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
 
     def observe(self, endpoint: str, status: int, seconds: float, **labels: str) -> None:

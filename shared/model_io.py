@@ -41,7 +41,7 @@ def save_model(pipeline: Pipeline, path: Path, metadata: dict[str, Any]) -> None
 
 
 def load_model(path: Path) -> tuple[Pipeline, dict[str, Any]]:
-    """Load a model saved by :func:`save_model` (metadata is optional: level 0 pickles have none)."""
+    """Load a model saved by :func:`save_model`. Metadata is optional (level 0 has none)."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     try:

@@ -157,6 +157,7 @@ def format_predictions(
     rides: Rides, durations: np.ndarray, extra: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The response body: the course's ``{"duration": ...}`` for one ride, a list for many."""
+
     def one(i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"duration": round(float(durations[i]), 4)}
         if rides.ride_ids[i] is not None:

@@ -34,7 +34,10 @@ def validate(source: str, month: str | None, taxi: str) -> None:
     """
     settings = get_settings()
     loaded = load_month(
-        source, month, taxi, cache_dir=settings.download_cache_dir,
+        source,
+        month,
+        taxi,
+        cache_dir=settings.download_cache_dir,
         timeout_s=settings.download_timeout_s,
     )
     bounds = ValidationBounds()
@@ -53,20 +56,45 @@ def validate(source: str, month: str | None, taxi: str) -> None:
 @click.option("--month", required=True, help="YYYY-MM of the trips.")
 @click.option("--rows", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--speed-factor", type=float, default=1.0, show_default=True,
-              help="Traffic speed multiplier: 0.6 makes trips 40% slower.")
-@click.option("--distance-factor", type=float, default=1.0, show_default=True,
-              help="Trip length multiplier.")
-@click.option("--zone-shift", type=float, default=0.0, show_default=True,
-              help="0..1: shift the zone mix towards rarely used zones.")
-@click.option("--glitch-share", type=float, default=0.0, show_default=True,
-              help="0..1: share of rows corrupted the ways real data is.")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Output parquet file [default: generated data folder, TLC file name].")
+@click.option(
+    "--speed-factor",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Traffic speed multiplier: 0.6 makes trips 40% slower.",
+)
+@click.option(
+    "--distance-factor", type=float, default=1.0, show_default=True, help="Trip length multiplier."
+)
+@click.option(
+    "--zone-shift",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="0..1: shift the zone mix towards rarely used zones.",
+)
+@click.option(
+    "--glitch-share",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="0..1: share of rows corrupted the ways real data is.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output parquet file [default: generated data folder, TLC file name].",
+)
 @json_option
 def generate(
-    month: str, rows: int, seed: int, speed_factor: float, distance_factor: float,
-    zone_shift: float, glitch_share: float, out: Path | None,
+    month: str,
+    rows: int,
+    seed: int,
+    speed_factor: float,
+    distance_factor: float,
+    zone_shift: float,
+    glitch_share: float,
+    out: Path | None,
 ) -> None:
     """Generate a month of TLC-shaped yellow-taxi trips."""
     check_month(month)
@@ -77,8 +105,17 @@ def generate(
     tmp = out.with_name(f".{out.name}.tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(out)
-    emit({"ok": True, "path": str(out), "rows": rows, "month": month, "seed": seed,
-          "drift": drift.__dict__}, [f"wrote {rows} trips for {month} to {out}"])
+    emit(
+        {
+            "ok": True,
+            "path": str(out),
+            "rows": rows,
+            "month": month,
+            "seed": seed,
+            "drift": drift.__dict__,
+        },
+        [f"wrote {rows} trips for {month} to {out}"],
+    )
 
 
 @data.command()
@@ -89,7 +126,10 @@ def download(month: str, taxi: str) -> None:
     """Download one month from the TLC (TAXI_MLOPS_TLC_BASE_URL) into the local cache."""
     settings = get_settings()
     path = download_month(
-        settings.tlc_base_url, taxi, check_month(month), settings.download_cache_dir,
+        settings.tlc_base_url,
+        taxi,
+        check_month(month),
+        settings.download_cache_dir,
         settings.download_timeout_s,
     )
     emit({"ok": True, "path": str(path), "bytes": path.stat().st_size}, [f"saved {path}"])
@@ -112,5 +152,7 @@ def fit_generator(data_dir: str, out: Path) -> None:
         frames.append(clean)
     stats = fit_stats(frames)
     out.write_text(json.dumps(stats, separators=(",", ":")))
-    emit({"ok": True, "path": str(out), "files": len(files), "rows": stats["fitted_on_rows"]},
-         [f"fitted on {stats['fitted_on_rows']} trips from {len(files)} files -> {out}"])
+    emit(
+        {"ok": True, "path": str(out), "files": len(files), "rows": stats["fitted_on_rows"]},
+        [f"fitted on {stats['fitted_on_rows']} trips from {len(files)} files -> {out}"],
+    )

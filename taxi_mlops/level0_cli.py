@@ -42,8 +42,15 @@ def run(train_path: str, val_path: str) -> None:
     executed = out_dir / NOTEBOOK.name
     nbformat.write(nb, executed)
     emit(
-        {"ok": True, "val_rmse": values["rmse"], "model_path": str(model_path),
-         "executed_notebook": str(executed)},
-        [f"notebook ran top to bottom: validation RMSE {values['rmse']:.4f} minutes",
-         f"pickle: {model_path}", f"executed notebook: {executed}"],
+        {
+            "ok": True,
+            "val_rmse": values["rmse"],
+            "model_path": str(model_path),
+            "executed_notebook": str(executed),
+        },
+        [
+            f"notebook ran top to bottom: validation RMSE {values['rmse']:.4f} minutes",
+            f"pickle: {model_path}",
+            f"executed notebook: {executed}",
+        ],
     )

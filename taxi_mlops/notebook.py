@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from nbclient import NotebookClient
 from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from shared.errors import TaxiMlopsError
@@ -28,7 +28,11 @@ def execute_notebook(
     """
     nb = nbformat.read(path, as_version=4)
     index = next(
-        (i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])),
+        (
+            i
+            for i, c in enumerate(nb.cells)
+            if "parameters" in c.get("metadata", {}).get("tags", [])
+        ),
         -1,
     )
     assignments = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())

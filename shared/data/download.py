@@ -47,6 +47,8 @@ def download_month(
     base_url: str, taxi: str, month: str, cache_dir: Path, timeout_s: float = 60.0
 ) -> Path:
     """Return the cached file for ``taxi``/``month``, downloading it first if needed."""
+    if not base_url.startswith(("http://", "https://")):
+        raise DataSourceError(f"{base_url}: the TLC base URL must be http(s)")
     target = cache_dir / month_file_name(taxi, month)
     if target.exists():
         logger.info("using cached %s", target)
@@ -59,7 +61,7 @@ def download_month(
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - scheme checked
                     shutil.copyfileobj(response, out, _CHUNK)
             except urllib.error.HTTPError as exc:
                 raise DataSourceError(

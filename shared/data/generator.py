@@ -138,11 +138,19 @@ def fit_stats(frames: Iterable[pd.DataFrame]) -> dict[str, Any]:
     eff_wh = np.zeros(168)
     eff_pu = np.zeros(N_ZONES + 1)
     eff_do = np.zeros(N_ZONES + 1)
-    for _ in range(5):
+    for _ in range(8):
+        # Refit the distance slope on what the effects leave, so all terms are fitted jointly.
+        b, a = np.polyfit(x, log_speed - eff_wh[keys_wh] - eff_pu[keys_pu] - eff_do[keys_do], 1)
         base = a + b * x
-        eff_wh = _shrunk_group_mean(keys_wh, log_speed - base - eff_pu[keys_pu] - eff_do[keys_do], 168)
-        eff_pu = _shrunk_group_mean(keys_pu, log_speed - base - eff_wh[keys_wh] - eff_do[keys_do], N_ZONES + 1)
-        eff_do = _shrunk_group_mean(keys_do, log_speed - base - eff_wh[keys_wh] - eff_pu[keys_pu], N_ZONES + 1)
+        eff_wh = _shrunk_group_mean(
+            keys_wh, log_speed - base - eff_pu[keys_pu] - eff_do[keys_do], 168
+        )
+        eff_pu = _shrunk_group_mean(
+            keys_pu, log_speed - base - eff_wh[keys_wh] - eff_do[keys_do], N_ZONES + 1
+        )
+        eff_do = _shrunk_group_mean(
+            keys_do, log_speed - base - eff_wh[keys_wh] - eff_pu[keys_pu], N_ZONES + 1
+        )
     speed_resid = log_speed - (a + b * x) - eff_wh[keys_wh] - eff_pu[keys_pu] - eff_do[keys_do]
 
     still = minutes[~moving]
@@ -224,7 +232,9 @@ def _pickup_times(rng: np.random.Generator, n: int, month: str, stats: dict) -> 
     )
 
 
-def _zones(rng: np.random.Generator, n: int, stats: dict, zone_shift: float) -> tuple[np.ndarray, np.ndarray]:
+def _zones(
+    rng: np.random.Generator, n: int, stats: dict, zone_shift: float
+) -> tuple[np.ndarray, np.ndarray]:
     pu_mix = np.asarray(stats["pu_mix"])
     do_mix = np.asarray(stats["do_mix"])
     if zone_shift:
@@ -271,8 +281,13 @@ def _distances(rng: np.random.Generator, pu: np.ndarray, do: np.ndarray, stats: 
 
 
 def _minutes(
-    rng: np.random.Generator, miles: np.ndarray, pu: np.ndarray, do: np.ndarray,
-    pickup: np.ndarray, stats: dict, speed_factor: float,
+    rng: np.random.Generator,
+    miles: np.ndarray,
+    pu: np.ndarray,
+    do: np.ndarray,
+    pickup: np.ndarray,
+    stats: dict,
+    speed_factor: float,
 ) -> np.ndarray:
     s = stats["speed"]
     ts = pd.DatetimeIndex(pickup)
@@ -325,7 +340,9 @@ def generate_month(
     payment = _categorical(rng, stats["payment_type"], rows)
     fare = np.round(2.5 + 2.5 * miles + 0.35 * minutes, 1)
     tip = np.where(payment == 1, np.round(fare * rng.uniform(0.1, 0.3, rows), 2), 0.0)
-    extra = np.where((pd.DatetimeIndex(pickup).hour >= 20) | (pd.DatetimeIndex(pickup).hour < 6), 0.5, 0.0)
+    extra = np.where(
+        (pd.DatetimeIndex(pickup).hour >= 20) | (pd.DatetimeIndex(pickup).hour < 6), 0.5, 0.0
+    )
     congestion = np.full(rows, 2.5 if month >= "2019-02" else np.nan)
     frame = pd.DataFrame(
         {
@@ -335,7 +352,9 @@ def generate_month(
             "passenger_count": _categorical(rng, stats["passenger_count"], rows).astype(float),
             "trip_distance": miles,
             "RatecodeID": np.where(np.isin(do, (1, 132)), 2.0, 1.0),
-            "store_and_fwd_flag": pd.array(np.where(rng.random(rows) < 0.01, "Y", "N"), dtype="string"),
+            "store_and_fwd_flag": pd.array(
+                np.where(rng.random(rows) < 0.01, "Y", "N"), dtype="string"
+            ),
             "PULocationID": pd.array(pu, dtype="Int64"),
             "DOLocationID": pd.array(do, dtype="Int64"),
             "payment_type": pd.array(payment, dtype="Int64"),

@@ -88,7 +88,10 @@ def read_trip_file(path: str | Path, columns: list[str] | None = None) -> TripMo
         frame = _read_csv(path)
     else:
         if columns is not None:
-            columns = [*columns, *(f"{p}{c}" for p in ("tpep_", "lpep_") for c in (PICKUP, DROPOFF))]
+            columns = [
+                *columns,
+                *(f"{p}{c}" for p in ("tpep_", "lpep_") for c in (PICKUP, DROPOFF)),
+            ]
         frame = _read_parquet(path, columns)
     if frame.empty:
         raise DataSourceError(f"{path}: the file has no rows")

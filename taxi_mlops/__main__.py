@@ -1,0 +1,3 @@
+from taxi_mlops.cli import main
+
+main()

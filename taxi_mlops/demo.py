@@ -1,0 +1,171 @@
+"""``taxi-mlops demo``: the walkthrough, level by level, on one data set, offline.
+
+Each step runs the same ``taxi-mlops`` command a reader would type (printed before it runs), so
+the demo is also a check that the documented commands work.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.errors import TaxiMlopsError
+from shared.settings import get_settings
+from taxi_mlops.output import emit, is_json, json_option
+from taxi_mlops.services import free_port, http_json, start_service
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).with_name("taxi-mlops")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "taxi_mlops"]
+
+
+def _say(text: str = "") -> None:
+    if not is_json():
+        click.echo(text)
+
+
+def _run(args: list[str]) -> dict[str, Any]:
+    """Run ``taxi-mlops ARGS --json`` and return its JSON; fail with its message if it fails."""
+    _say(f"$ taxi-mlops {shlex.join(args)}")
+    completed = subprocess.run(  # noqa: S603 - our own CLI
+        [*_cli(), *args, "--json"], capture_output=True, text=True, check=False
+    )
+    try:
+        result = json.loads(completed.stdout)
+    except json.JSONDecodeError:
+        raise TaxiMlopsError(
+            f"`taxi-mlops {shlex.join(args)}` failed:\n{completed.stderr[-3000:]}"
+        ) from None
+    if completed.returncode != 0:
+        raise TaxiMlopsError(f"`taxi-mlops {shlex.join(args)}`: {result.get('error')}")
+    return result
+
+
+def _month_files(
+    data_dir: str | None, months: list[str], rows: int, seed: int, out_dir: Path
+) -> list[str]:
+    if data_dir:
+        return [str(Path(data_dir) / f"yellow_tripdata_{m}.parquet") for m in months]
+    files = []
+    for i, month in enumerate(months):
+        path = out_dir / f"yellow_tripdata_{month}.parquet"
+        _run(
+            [
+                "data",
+                "generate",
+                "--month",
+                month,
+                "--rows",
+                str(rows),
+                "--seed",
+                str(seed + i),
+                "--out",
+                str(path),
+            ]
+        )
+        files.append(str(path))
+    return files
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of real TLC files (e.g. ../shared/data/tlc-yellow-sample). "
+    "Default: generated data.",
+)
+@click.option("--train-month", default="2019-01", show_default=True)
+@click.option("--val-month", default="2019-02", show_default=True)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=50_000,
+    show_default=True,
+    help="Trips per generated month.",
+)
+@click.option("--seed", type=int, default=42, show_default=True)
+@json_option
+def demo(data_dir: str | None, train_month: str, val_month: str, rows: int, seed: int) -> None:
+    """Run levels 0 and 1 end to end and show what each did."""
+    settings = get_settings()
+    started = time.perf_counter()
+    results: dict[str, Any] = {"home": str(settings.home)}
+    source = data_dir or f"generated ({rows} trips/month, seed {seed})"
+    _say(f"taxi-mlops demo: data = {source}; state under {settings.home}\n")
+
+    _say("== Data: load and validate both months (shared/) ==")
+    train_file, val_file = _month_files(
+        data_dir, [train_month, val_month], rows, seed, settings.generated_data_dir
+    )
+    for name, path in (("train", train_file), ("val", val_file)):
+        report = _run(["data", "validate", path])
+        results[f"validate_{name}"] = report
+        _say(
+            f"   {report['rows_out']} of {report['rows_in']} rows valid; "
+            f"dropped {json.dumps(report['dropped'])}"
+        )
+
+    _say("\n== Level 0: the notebook, run top to bottom ==")
+    level0 = _run(["level0", "run", "--train", train_file, "--val", val_file])
+    results["level0"] = level0
+    _say(f"   validation RMSE {level0['val_rmse']:.3f} min; pickle at {level0['model_path']}")
+
+    _say("\n== Level 1: a tested training script and a gunicorn service ==")
+    model_path = settings.models_dir / "level1" / "model.joblib"
+    level1 = _run(
+        ["level1", "train", "--train", train_file, "--val", val_file, "--out", str(model_path)]
+    )
+    results["level1_train"] = level1
+    _say(
+        f"   validation RMSE {level1['val_rmse']:.3f} min (train {level1['train_rmse']:.3f}); "
+        f"model at {level1['model_path']}"
+    )
+    results["level1_serve"] = _serve_and_query(model_path, settings.logs_dir)
+
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    summary = [
+        "",
+        "== Summary ==",
+        f"{'level':<8}{'validation RMSE':>16}  what you have",
+        f"{'0':<8}{level0['val_rmse']:>16.3f}  a notebook and a pickle; nothing tracked",
+        f"{'1':<8}{level1['val_rmse']:>16.3f}  a tested script, a model with metadata, "
+        "a gunicorn service with metrics",
+        f"done in {results['seconds']} s. Next levels: level2_training/README.md",
+    ]
+    emit({"ok": True, **results}, summary)
+
+
+def _serve_and_query(model_path: Path, logs_dir: Path) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["level1", "serve", "--model", str(model_path), "--port", str(port)]
+    _say(f"$ taxi-mlops {shlex.join(args)} &")
+    service = start_service([*_cli(), *args], url, logs_dir / f"demo-level1-{port}.log")
+    with service:
+        ride = {"ride_id": "demo-1", "PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.1}
+        status, answer = http_json("POST", f"{url}/predict", ride)
+        _say(f"$ curl -X POST {url}/predict -d '{json.dumps(ride)}'")
+        _say(f"   {status} {json.dumps(answer)}")
+        bad = {"PULocationID": 0, "DOLocationID": 236, "trip_distance": -3}
+        bad_status, bad_answer = http_json("POST", f"{url}/predict", bad)
+        _say(f"$ curl -X POST {url}/predict -d '{json.dumps(bad)}'")
+        _say(f"   {bad_status} {bad_answer.get('error') if isinstance(bad_answer, dict) else ''}")
+        _, metrics_text = http_json("GET", f"{url}/metrics")
+        counted = [
+            line
+            for line in str(metrics_text).splitlines()
+            if line.startswith("taxi_level1_requests_total")
+        ]
+        _say(f"$ curl {url}/metrics   # Prometheus text; request counters:")
+        for line in counted:
+            _say(f"   {line}")
+    _say(f"   service stopped (pid {service.pid})")
+    return {"url": url, "prediction": answer, "bad_request_status": bad_status, "metrics": counted}

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+
+from shared.features import BASELINE, TripFeaturizer, build_pipeline, split_xy
+from tests.factories import trips
+
+
+def frame(pu: list[int], do: list[int], dist: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"PULocationID": pu, "DOLocationID": do, "trip_distance": dist})
+
+
+def test_one_hot_matches_dict_vectorizer_up_to_column_order() -> None:
+    train = frame([1, 2, 2, 7], [3, 3, 9, 1], [0.5, 1.0, 2.0, 0.0])
+    ours = TripFeaturizer().fit(train)
+    dv = DictVectorizer()
+    dicts = train.astype({"PULocationID": str, "DOLocationID": str}).to_dict(orient="records")
+    reference = dv.fit_transform(dicts)
+    ours_named = dict(zip(ours.get_feature_names_out(), ours.transform(train).T.toarray(), strict=True))
+    ref_named = dict(zip(dv.get_feature_names_out(), reference.T.toarray(), strict=True))
+    assert ours_named.keys() == ref_named.keys()
+    for name, column in ours_named.items():
+        np.testing.assert_array_equal(column, ref_named[name])
+
+
+def test_unseen_and_out_of_range_zones_give_no_column() -> None:
+    enc = TripFeaturizer().fit(frame([1, 2], [3, 4], [1.0, 2.0]))
+    X = enc.transform(frame([5, 1, 999], [3, 300, 4], [1.0, 2.0, 3.0])).toarray()
+    assert X.shape == (3, 5)
+    np.testing.assert_array_equal(X[0], [0, 0, 1, 0, 1.0])  # PU 5 unseen
+    np.testing.assert_array_equal(X[1], [1, 0, 0, 0, 2.0])  # DO 300 unseen
+    np.testing.assert_array_equal(X[2], [0, 0, 0, 1, 3.0])
+
+
+def test_accepts_a_dict_of_arrays_like_a_frame() -> None:
+    train = frame([1, 2, 3], [3, 4, 5], [1.0, 2.0, 3.0])
+    enc = TripFeaturizer().fit(train)
+    as_dict = {k: np.asarray(v) for k, v in train.items()}
+    assert (enc.transform(as_dict) != enc.transform(train)).nnz == 0
+
+
+def test_nullable_integer_columns() -> None:
+    train = trips(5)
+    enc = TripFeaturizer().fit(train)
+    assert enc.transform(train).shape == (5, enc.n_features_out_)
+
+
+def test_missing_column_is_named() -> None:
+    enc = TripFeaturizer().fit(frame([1], [2], [1.0]))
+    with pytest.raises(KeyError, match="trip_distance"):
+        enc.transform(frame([1], [2], [1.0]).drop(columns=["trip_distance"]))
+
+
+def test_pipeline_predictions_equal_the_dict_vectorizer_recipe() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    train = frame(rng.integers(1, 20, n).tolist(), rng.integers(1, 20, n).tolist(), rng.uniform(0, 10, n).tolist())
+    y = 3 + 2 * train.trip_distance + train.PULocationID * 0.1 + rng.normal(0, 1, n)
+    test = frame(rng.integers(1, 25, 50).tolist(), rng.integers(1, 25, 50).tolist(), rng.uniform(0, 10, 50).tolist())
+    pipe = build_pipeline().fit(train, y)
+    dv = DictVectorizer()
+    to_dicts = lambda f: f.astype({"PULocationID": str, "DOLocationID": str}).to_dict(orient="records")  # noqa: E731
+    lr = LinearRegression().fit(dv.fit_transform(to_dicts(train)), y)
+    np.testing.assert_allclose(pipe.predict(test), lr.predict(dv.transform(to_dicts(test))), rtol=1e-6, atol=1e-6)
+
+
+def test_split_xy_uses_the_spec() -> None:
+    from shared.data.validate import ValidationBounds, clean_trips
+
+    clean, _ = clean_trips(trips(4), ValidationBounds(min_rows=1))
+    X, y = split_xy(clean)
+    assert list(X.columns) == list(BASELINE.columns)
+    assert y.shape == (4,)
