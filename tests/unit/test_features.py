@@ -20,7 +20,9 @@ def test_one_hot_matches_dict_vectorizer_up_to_column_order() -> None:
     dv = DictVectorizer()
     dicts = train.astype({"PULocationID": str, "DOLocationID": str}).to_dict(orient="records")
     reference = dv.fit_transform(dicts)
-    ours_named = dict(zip(ours.get_feature_names_out(), ours.transform(train).T.toarray(), strict=True))
+    ours_named = dict(
+        zip(ours.get_feature_names_out(), ours.transform(train).T.toarray(), strict=True)
+    )
     ref_named = dict(zip(dv.get_feature_names_out(), reference.T.toarray(), strict=True))
     assert ours_named.keys() == ref_named.keys()
     for name, column in ours_named.items():
@@ -58,14 +60,27 @@ def test_missing_column_is_named() -> None:
 def test_pipeline_predictions_equal_the_dict_vectorizer_recipe() -> None:
     rng = np.random.default_rng(0)
     n = 400
-    train = frame(rng.integers(1, 20, n).tolist(), rng.integers(1, 20, n).tolist(), rng.uniform(0, 10, n).tolist())
+    train = frame(
+        rng.integers(1, 20, n).tolist(),
+        rng.integers(1, 20, n).tolist(),
+        rng.uniform(0, 10, n).tolist(),
+    )
     y = 3 + 2 * train.trip_distance + train.PULocationID * 0.1 + rng.normal(0, 1, n)
-    test = frame(rng.integers(1, 25, 50).tolist(), rng.integers(1, 25, 50).tolist(), rng.uniform(0, 10, 50).tolist())
+    test = frame(
+        rng.integers(1, 25, 50).tolist(),
+        rng.integers(1, 25, 50).tolist(),
+        rng.uniform(0, 10, 50).tolist(),
+    )
     pipe = build_pipeline().fit(train, y)
     dv = DictVectorizer()
-    to_dicts = lambda f: f.astype({"PULocationID": str, "DOLocationID": str}).to_dict(orient="records")  # noqa: E731
+
+    def to_dicts(f: pd.DataFrame) -> list[dict]:
+        return f.astype({"PULocationID": str, "DOLocationID": str}).to_dict(orient="records")
+
     lr = LinearRegression().fit(dv.fit_transform(to_dicts(train)), y)
-    np.testing.assert_allclose(pipe.predict(test), lr.predict(dv.transform(to_dicts(test))), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        pipe.predict(test), lr.predict(dv.transform(to_dicts(test))), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_split_xy_uses_the_spec() -> None:

@@ -49,7 +49,9 @@ def test_slower_traffic_means_longer_trips() -> None:
 def test_longer_trips_knob() -> None:
     base = generate_month("2019-03", 20_000, seed=1)
     longer = generate_month("2019-03", 20_000, seed=1, drift=Drift(distance_factor=1.5))
-    assert longer.trip_distance.median() == pytest.approx(1.5 * base.trip_distance.median(), rel=0.03)
+    assert longer.trip_distance.median() == pytest.approx(
+        1.5 * base.trip_distance.median(), rel=0.03
+    )
 
 
 def test_zone_shift_moves_the_zone_mix() -> None:
@@ -63,8 +65,14 @@ def test_glitch_share_produces_rows_validation_catches() -> None:
     frame = generate_month("2019-03", 20_000, seed=1, drift=Drift(glitch_share=0.3))
     _, report = clean(frame)
     assert report.glitch_fraction == pytest.approx(0.3, abs=0.02)
-    for reason in ("missing_value", "zone_out_of_range", "distance_out_of_range",
-                   "pickup_outside_month", "duration_not_positive", "duration_over_limit"):
+    for reason in (
+        "missing_value",
+        "zone_out_of_range",
+        "distance_out_of_range",
+        "pickup_outside_month",
+        "duration_not_positive",
+        "duration_over_limit",
+    ):
         assert report.dropped[reason] > 500
 
 
@@ -75,7 +83,9 @@ def test_drift_knobs_are_checked(bad: dict) -> None:
 
 
 def test_refitting_on_generated_data_recovers_the_stats() -> None:
-    frames = [clean(generate_month(m, 30_000, seed=i), m)[0] for i, m in enumerate(["2019-03", "2019-04"])]
+    frames = [
+        clean(generate_month(m, 30_000, seed=i), m)[0] for i, m in enumerate(["2019-03", "2019-04"])
+    ]
     refit = fit_stats(frames)
     original = generate_month.__globals__["load_stats"]()
     top_original = np.argsort(original["pu_mix"])[-10:]

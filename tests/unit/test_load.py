@@ -41,7 +41,9 @@ def test_with_or_without_airport_fee(fee: str | None) -> None:
 def test_missing_columns_are_named_with_the_file(tmp_path: Path) -> None:
     frame = trips(3, prefix="tpep_").drop(columns=["trip_distance", "DOLocationID"])
     path = write(frame, tmp_path / "t.parquet")
-    with pytest.raises(SchemaError, match=r"t\.parquet: missing required column\(s\): DOLocationID, trip_distance"):
+    with pytest.raises(
+        SchemaError, match=r"t\.parquet: missing required column\(s\): DOLocationID, trip_distance"
+    ):
         read_trip_file(path)
 
 
@@ -92,7 +94,7 @@ def test_folder_source_needs_a_month_and_finds_the_tlc_name(tmp_path: Path) -> N
     assert resolve_trip_file(tmp_path, "2019-03").name == "yellow_tripdata_2019-03.parquet"
     with pytest.raises(DataSourceError, match="say which month"):
         resolve_trip_file(tmp_path)
-    with pytest.raises(DataSourceError, match="has no yellow_tripdata_2019-04.parquet"):
+    with pytest.raises(DataSourceError, match=r"has no yellow_tripdata_2019-04\.parquet"):
         resolve_trip_file(tmp_path, "2019-04")
     with pytest.raises(DataSourceError, match="expected YYYY-MM"):
         resolve_trip_file(tmp_path, "2019-13")
@@ -106,7 +108,13 @@ def test_missing_path() -> None:
 def test_columns_subset_still_reads_timestamps(tmp_path: Path) -> None:
     path = write(trips(3, prefix="tpep_"), tmp_path / "yellow_tripdata_2019-01.parquet")
     loaded = load_month(path, columns=["PULocationID", "DOLocationID", "trip_distance"])
-    assert set(loaded.frame.columns) == {PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"}
+    assert set(loaded.frame.columns) == {
+        PICKUP,
+        DROPOFF,
+        "PULocationID",
+        "DOLocationID",
+        "trip_distance",
+    }
 
 
 def test_month_from_name() -> None:

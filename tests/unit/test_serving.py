@@ -68,7 +68,9 @@ def test_errors_are_capped() -> None:
 def test_response_shape() -> None:
     one = parse_rides(ride(ride_id=5), BOUNDS)
     assert format_predictions(one, np.array([12.34567]), {"model_version": "v"}) == {
-        "duration": 12.3457, "ride_id": 5, "model_version": "v",
+        "duration": 12.3457,
+        "ride_id": 5,
+        "model_version": "v",
     }
     many = parse_rides([ride(), ride(ride_id="b")], BOUNDS)
     body = format_predictions(many, np.array([1.0, 2.0]), {})

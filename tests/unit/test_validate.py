@@ -42,7 +42,9 @@ def test_valid_rows_pass_with_duration_in_minutes() -> None:
 def test_each_bad_value_is_dropped_with_its_reason(column: str, value: object, reason: str) -> None:
     frame = trips(5)
     if column == "minutes":
-        frame["dropoff_datetime"] = frame[PICKUP] + pd.to_timedelta([10, value, 10, 10, 10], unit="m")
+        frame["dropoff_datetime"] = frame[PICKUP] + pd.to_timedelta(
+            [10, value, 10, 10, 10], unit="m"
+        )
     else:
         if column == PICKUP:
             frame[PICKUP] = frame[PICKUP].astype("datetime64[us]")
@@ -90,7 +92,7 @@ def test_zone_given_as_text_or_fraction() -> None:
 
 
 def test_missing_column_is_named() -> None:
-    with pytest.raises(SchemaError, match="src: missing required column.*trip_distance"):
+    with pytest.raises(SchemaError, match=r"src: missing required column.*trip_distance"):
         clean_trips(trips(3).drop(columns=[DISTANCE]), BOUNDS, source="src")
 
 
@@ -98,7 +100,9 @@ def test_quality_gate_refuses_a_garbage_month() -> None:
     frame = trips(10)
     frame.loc[:6, DISTANCE] = 30_000.0
     _, report = clean_trips(frame, BOUNDS)
-    with pytest.raises(DataQualityError, match=r"70% of rows are invalid \(distance_out_of_range: 7\)"):
+    with pytest.raises(
+        DataQualityError, match=r"70% of rows are invalid \(distance_out_of_range: 7\)"
+    ):
         check_quality(report, BOUNDS)
 
 
@@ -118,6 +122,10 @@ def test_quality_gate_needs_enough_rows() -> None:
 def test_report_is_json_ready() -> None:
     _, report = clean_trips(trips(3, minutes=[5, -1, 5]), BOUNDS, source="f")
     assert report.to_dict() == {
-        "source": "f", "rows_in": 3, "rows_out": 2, "dropped": {"duration_not_positive": 1},
-        "month": "2019-01", "glitch_fraction": pytest.approx(1 / 3, abs=1e-6),
+        "source": "f",
+        "rows_in": 3,
+        "rows_out": 2,
+        "dropped": {"duration_not_positive": 1},
+        "month": "2019-01",
+        "glitch_fraction": pytest.approx(1 / 3, abs=1e-6),
     }
