@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shared.data.validate import ValidationBounds
 from shared.settings import get_settings
 from taxi_mlops.output import emit, json_option
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 @click.group()
@@ -72,7 +76,7 @@ def serve(
         metrics_dir=settings.run_dir / f"level1-{port}-metrics",
     )
 
-    def factory():
+    def factory() -> Flask:  # runs in the gunicorn master, before workers fork
         from level1_devops.app import create_app_from_file
 
         return create_app_from_file(model_path)
