@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".taxi-mlops"), description="Root of all project state.")
     env: Literal["dev", "prod"] = Field(default="dev", description="dev allows insecure defaults.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     tlc_base_url: str = Field(default=TLC_BASE_URL, description="Where TLC monthly files live.")
     download_timeout_s: float = Field(default=60.0, gt=0)
 

@@ -39,15 +39,16 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", count=True, help="Log what each step does (-vv: debug).")
+def main(verbose: int) -> None:
     """taxi-mlops: NYC taxi trip-duration prediction at every MLOps maturity level.
 
     All state lives under TAXI_MLOPS_HOME (default ./.taxi-mlops).
     """
     settings = get_settings()
+    level = {0: getattr(logging, settings.log_level), 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, settings.log_level),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Third-party chatter is not what a user of this CLI needs to see.
