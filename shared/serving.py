@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,6 @@ class Rides:
     columns: dict[str, np.ndarray]
     ride_ids: list[str | int | None]
     single: bool
-    extras: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ride_ids)
@@ -97,14 +96,11 @@ def _ride_id(value: Any, path: str, errors: list[FieldError]) -> str | int | Non
     return value
 
 
-def parse_rides(
-    payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000, keep: tuple[str, ...] = ()
-) -> Rides:
+def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000) -> Rides:
     """Validate one ride (an object) or a list of rides.
 
     Each ride needs ``PULocationID``, ``DOLocationID`` (integers in the zone range) and
-    ``trip_distance`` (miles, 0..max); ``ride_id`` is optional and echoed back. Fields named in
-    ``keep`` are passed through untouched in ``Rides.extras`` (e.g. for a prediction log).
+    ``trip_distance`` (miles, 0..max); ``ride_id`` is optional and echoed back.
     """
     single = isinstance(payload, Mapping)
     if single:
@@ -127,7 +123,6 @@ def parse_rides(
     do = np.empty(n, dtype=np.float64)
     dist = np.empty(n, dtype=np.float64)
     ride_ids: list[str | int | None] = []
-    extras: list[dict[str, Any]] = []
     errors: list[FieldError] = []
     for i, ride in enumerate(items):
         prefix = "" if single else f"[{i}]."
@@ -139,13 +134,11 @@ def parse_rides(
         do[i] = _zone(ride.get(DO), prefix + DO, bounds, errors)
         dist[i] = _distance(ride.get(DISTANCE), prefix + DISTANCE, bounds, errors)
         ride_ids.append(_ride_id(ride.get("ride_id"), prefix + "ride_id", errors))
-        if keep:
-            extras.append({k: ride.get(k) for k in keep})
         if len(errors) >= _MAX_REPORTED_ERRORS:
             break
     if errors:
         raise RequestValidationError(errors)
-    return Rides({PU: pu, DO: do, DISTANCE: dist}, ride_ids, single, extras)
+    return Rides({PU: pu, DO: do, DISTANCE: dist}, ride_ids, single)
 
 
 def predict_durations(pipeline: Pipeline, rides: Rides) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 
 from shared.data.generator import Drift, fit_stats, generate_month
 from shared.data.schema import YELLOW_COLUMNS, to_canonical
-from shared.data.validate import ValidationBounds, clean_trips
+from shared.data.validate import GLITCH_REASONS, ValidationBounds, clean_trips
 
 BOUNDS = ValidationBounds()
 
@@ -65,14 +65,7 @@ def test_glitch_share_produces_rows_validation_catches() -> None:
     frame = generate_month("2019-03", 20_000, seed=1, drift=Drift(glitch_share=0.3))
     _, report = clean(frame)
     assert report.glitch_fraction == pytest.approx(0.3, abs=0.02)
-    for reason in (
-        "missing_value",
-        "zone_out_of_range",
-        "distance_out_of_range",
-        "pickup_outside_month",
-        "duration_not_positive",
-        "duration_over_limit",
-    ):
+    for reason in GLITCH_REASONS:
         assert report.dropped[reason] > 500
 
 
