@@ -21,7 +21,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
-    threads: int = 4
+    threads: int = 1
     timeout_s: int = 30
     pidfile: Path | None = None
     metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start
