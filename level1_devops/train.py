@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.digest import file_sha256
 from shared.data.load import TripMonth, load_month
-from shared.data.validate import ValidationBounds, ValidationReport, check_quality, clean_trips
+from shared.data.validate import ValidationBounds, ValidationReport, validate_month
 from shared.evaluate import regression_metrics
 from shared.features import BASELINE, FeatureSpec, build_pipeline, split_xy
 from shared.model_io import save_model
@@ -52,12 +52,6 @@ class TrainResult:
         }
 
 
-def validated(month: TripMonth, bounds: ValidationBounds) -> tuple[Any, ValidationReport]:
-    clean, report = clean_trips(month.frame, bounds, month=month.month, source=month.source)
-    check_quality(report, bounds)
-    return clean, report
-
-
 def train_baseline(
     train: TripMonth,
     val: TripMonth,
@@ -65,8 +59,10 @@ def train_baseline(
     spec: FeatureSpec = BASELINE,
 ) -> TrainResult:
     """Validate, fit the course's LinearRegression on ``spec`` features, evaluate on ``val``."""
-    train_clean, train_report = validated(train, bounds)
-    val_clean, val_report = validated(val, bounds)
+    train_clean, train_report = validate_month(
+        train.frame, bounds, month=train.month, source=train.source
+    )
+    val_clean, val_report = validate_month(val.frame, bounds, month=val.month, source=val.source)
     X_train, y_train = split_xy(train_clean, spec)
     X_val, y_val = split_xy(val_clean, spec)
     pipeline = build_pipeline(spec)

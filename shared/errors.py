@@ -24,3 +24,7 @@ class DataQualityError(TaxiMlopsError):
 
 class ModelLoadError(TaxiMlopsError):
     """A model artifact is missing, unreadable or not a trip-duration pipeline."""
+
+
+class ConfigError(TaxiMlopsError, ValueError):
+    """A parameter or setting has a value the project cannot use."""

@@ -22,28 +22,85 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from shared.data.schema import DISTANCE, DO, PU, TARGET
+from shared.data.schema import DISTANCE, DO, PICKUP, PU, TARGET
 
 #: Anything column-addressable: a DataFrame or a dict of equal-length arrays (the fast path
 #: the services use for a handful of rows, where building a DataFrame costs more than predicting).
 Columns = pd.DataFrame | Mapping[str, Any]
 
 
+#: Columns derived from the pickup time (they need ``pickup_datetime`` in the input).
+HOUR = "pickup_hour"
+WEEKDAY = "pickup_weekday"
+HOUR_OF_WEEK = "pickup_hour_of_week"
+TIME_FEATURES = (HOUR, WEEKDAY, HOUR_OF_WEEK)
+#: The pickup -> drop-off zone pair as one category (code PU * 1000 + DO).
+ZONE_PAIR = "zone_pair"
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Which input columns a model uses: integer categories, numbers, pickup-time features."""
+
     categorical: tuple[str, ...] = (PU, DO)
     numeric: tuple[str, ...] = (DISTANCE,)
+    time: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return self.categorical + self.numeric
+        """The input columns a caller must provide."""
+        derived = (*TIME_FEATURES, ZONE_PAIR)
+        raw = tuple(c for c in self.categorical + self.numeric if c not in derived)
+        if ZONE_PAIR in self.categorical:
+            raw = tuple(dict.fromkeys((*raw, PU, DO)))
+        return raw + ((PICKUP,) if self.needs_pickup_time else ())
+
+    @property
+    def needs_pickup_time(self) -> bool:
+        return bool(self.time) or any(c in TIME_FEATURES for c in self.categorical)
 
 
 #: The course's features: pickup and drop-off zone as categories, trip distance.
 BASELINE = FeatureSpec()
+#: What level 2 adds: when the trip starts (traffic), for models that can use it.
+RICH = FeatureSpec(time=(HOUR, WEEKDAY))
+#: For linear models: time as one categorical (168 hours of the week) and each zone pair as a
+#: level of its own, which a linear model cannot otherwise learn.
+RICH_ONE_HOT = FeatureSpec(categorical=(PU, DO, ZONE_PAIR, HOUR_OF_WEEK))
+
+
+def _pickup_parts(X: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """Hour (0-23) and weekday (Monday=0) of ``pickup_datetime``, without a DataFrame."""
+    values = X[PICKUP]
+    if isinstance(values, pd.Series):
+        values = values.to_numpy()
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.datetime64):
+        values = pd.to_datetime(values).to_numpy()  # ISO strings from JSON requests
+    seconds = values.astype("datetime64[s]")
+    days = seconds.astype("datetime64[D]")
+    hour = ((seconds - days) // np.timedelta64(1, "h")).astype(np.float64)
+    weekday = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    bad = np.isnat(seconds)
+    hour[bad] = np.nan
+    weekday[bad] = np.nan
+    return hour, weekday
+
+
+def _derived(X: Columns, name: str) -> np.ndarray:
+    hour, weekday = _pickup_parts(X)
+    if name == HOUR:
+        return hour
+    if name == WEEKDAY:
+        return weekday
+    return weekday * 24 + hour
 
 
 def _column(X: Columns, name: str) -> np.ndarray:
+    if name in TIME_FEATURES:
+        return _derived(X, name)
+    if name == ZONE_PAIR:
+        return _column(X, PU) * 1000 + _column(X, DO)
     try:
         values = X[name]
     except KeyError:
@@ -54,7 +111,9 @@ def _column(X: Columns, name: str) -> np.ndarray:
 
 
 def _n_rows(X: Columns, name: str) -> int:
-    return len(X[name])
+    if name == ZONE_PAIR:
+        name = PU
+    return len(X[PICKUP if name in TIME_FEATURES else name])
 
 
 class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -131,13 +190,70 @@ class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return np.asarray([*names, *self.numeric], dtype=object)
 
 
+class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """A dense matrix for tree models: numerics, pickup-time parts, then category codes.
+
+    Categories become codes 0..K-1 for the K most frequent values seen in training, and K for
+    anything else (rare or unseen), so that gradient-boosted trees can treat zones as native
+    categoricals (they allow at most 255 levels; NYC has 265 zones). The column order is fixed
+    by the spec, so :meth:`categorical_indices` is known before fitting.
+    """
+
+    def __init__(
+        self,
+        categorical: Sequence[str] = RICH.categorical,
+        numeric: Sequence[str] = RICH.numeric,
+        time: Sequence[str] = RICH.time,
+        max_categories: int = 254,
+    ) -> None:
+        self.categorical = categorical
+        self.numeric = numeric
+        self.time = time
+        self.max_categories = max_categories
+
+    def categorical_indices(self) -> list[int]:
+        start = len(self.numeric) + len(self.time)
+        return list(range(start, start + len(self.categorical)))
+
+    def fit(self, X: Columns, y: object = None) -> TabularFeaturizer:
+        self.lookups_: list[np.ndarray] = []
+        for name in self.categorical:
+            values = _column(X, name)
+            values = values[np.isfinite(values) & (values >= 0)].astype(np.int64)
+            counts = np.bincount(values) if values.size else np.zeros(1, dtype=np.int64)
+            # Most frequent first; ties broken by value so the codes are deterministic.
+            order = np.lexsort((np.arange(counts.size), -counts))
+            kept = order[: self.max_categories][counts[order[: self.max_categories]] > 0]
+            lookup = np.full(counts.size, self.max_categories, dtype=np.float64)
+            lookup[kept] = np.arange(kept.size)
+            self.lookups_.append(lookup)
+        return self
+
+    def transform(self, X: Columns) -> np.ndarray:
+        if not hasattr(self, "lookups_"):
+            raise NotFittedError("TabularFeaturizer is not fitted yet; call fit first")
+        columns = [_column(X, name) for name in (*self.numeric, *self.time)]
+        for name, lookup in zip(self.categorical, self.lookups_, strict=True):
+            values = _column(X, name)
+            ok = np.isfinite(values) & (values >= 0) & (values < lookup.size)
+            codes = np.full(values.shape, float(self.max_categories))
+            codes[ok] = lookup[values[ok].astype(np.int64)]
+            codes[np.isnan(values)] = np.nan
+            columns.append(codes)
+        return np.column_stack(columns)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray([*self.numeric, *self.time, *self.categorical], dtype=object)
+
+
 def build_pipeline(
     spec: FeatureSpec = BASELINE, estimator: BaseEstimator | None = None
 ) -> Pipeline:
-    """The model artifact: featurizer + estimator (the course's LinearRegression by default)."""
+    """One-hot features + estimator (the course's LinearRegression by default)."""
+    categorical = spec.categorical + tuple(t for t in spec.time if t not in spec.categorical)
     return Pipeline(
         [
-            ("features", TripFeaturizer(spec.categorical, spec.numeric)),
+            ("features", TripFeaturizer(categorical, spec.numeric)),
             ("regressor", estimator if estimator is not None else LinearRegression()),
         ]
     )

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -25,6 +25,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     tlc_base_url: str = Field(default=TLC_BASE_URL, description="Where TLC monthly files live.")
     download_timeout_s: float = Field(default=60.0, gt=0)
+
+    # Level 2: tracking, registry and orchestration. Unset means embedded (SQLite, local files,
+    # a temporary Prefect server); the standard MLflow/Prefect variables switch to servers.
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TAXI_MLOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    prefect_api_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TAXI_MLOPS_PREFECT_API_URL", "PREFECT_API_URL")
+    )
+    experiment_name: str = "taxi-trip-duration"
+    registered_model_name: str = "taxi-trip-duration"
+    #: a candidate replaces the champion only if its RMSE is at least this much lower (relative)
+    promotion_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
 
     @field_validator("home")
     @classmethod
@@ -57,6 +71,23 @@ class Settings(BaseSettings):
     @cached_property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @cached_property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The configured MLflow tracking URI, or the embedded SQLite store under ``home``."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def embedded_mlflow(self) -> bool:
+        return self.mlflow_tracking_uri is None
+
+    @cached_property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
 
     @cached_property
     def run_dir(self) -> Path:

@@ -18,6 +18,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     "data": ("taxi_mlops.data_cli:data", "Load, validate, download and generate TLC trip data."),
     "level0": ("taxi_mlops.level0_cli:level0", "Level 0: run the data scientist's notebook."),
     "level1": ("level1_devops.cli:level1", "Level 1: train with a script, serve with gunicorn."),
+    "level2": (
+        "level2_training.cli:level2",
+        "Level 2: Prefect training pipeline, MLflow registry.",
+    ),
     "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
 }
 

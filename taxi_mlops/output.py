@@ -7,6 +7,7 @@ command with exit code 2 and a one-line message (a JSON ``{"ok": false, "error":
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -30,12 +31,24 @@ def json_option(func: F) -> F:
     def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         ctx.meta["as_json"] = as_json
+        ctx.meta["stdout"] = sys.stdout
+        # With --json, stdout carries one document: whatever libraries print while the command
+        # runs (MLflow prints run links, for one) goes to stderr instead.
+        redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
         try:
-            return func(*args, **kwargs)
+            with redirect:
+                return func(*args, **kwargs)
+        except click.UsageError as exc:
+            fail(exc.format_message())
         except (TaxiMlopsError, ValueError) as exc:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stdout() -> object:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("stdout", sys.stdout) if ctx else sys.stdout
 
 
 def is_json() -> bool:
@@ -46,7 +59,7 @@ def is_json() -> bool:
 def emit(payload: dict[str, Any], lines: Iterable[str] = ()) -> None:
     """Print the result: ``payload`` as JSON with ``--json``, else the human ``lines``."""
     if is_json():
-        click.echo(json.dumps(payload, indent=2, default=str))
+        click.echo(json.dumps(payload, indent=2, default=str), file=_stdout())
     else:
         for line in lines:
             click.echo(line)
@@ -56,7 +69,7 @@ def fail(message: str, payload: dict[str, Any] | None = None) -> None:
     """End the command with a user error."""
     if is_json():
         body = {"ok": False, "error": message, **(payload or {})}
-        click.echo(json.dumps(body, indent=2, default=str))
+        click.echo(json.dumps(body, indent=2, default=str), file=_stdout())
     else:
         click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_USER_ERROR)

@@ -1,9 +1,28 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Prefect reads its settings when first imported (at collection), so its home for the whole
+# session is set here: one temporary Prefect server serves every in-process flow test.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="taxi-mlops-test-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+for _key, _value in {
+    "PREFECT_HOME": _PREFECT_HOME,
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}.items():
+    os.environ[_key] = _value
+for _key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_key, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"
@@ -17,6 +36,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("TAXI_MLOPS_") and name != "TAXI_MLOPS_HOME":
             monkeypatch.delenv(name)
+    # Each test gets its own MLflow store under its home (runtime.configure sets this too).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    (home / "mlflow").mkdir(parents=True)
     return home
 
 

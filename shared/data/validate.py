@@ -174,6 +174,15 @@ def _outside_month(pickup: np.ndarray, month: str | None, slack_hours: float) ->
     return (pickup < start - slack) | (pickup >= end + slack)
 
 
+def validate_month(
+    frame: pd.DataFrame, bounds: ValidationBounds, *, month: str | None, source: str
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """:func:`clean_trips`, then the quality gate: what every training step calls."""
+    clean, report = clean_trips(frame, bounds, month=month, source=source)
+    check_quality(report, bounds)
+    return clean, report
+
+
 def check_quality(report: ValidationReport, bounds: ValidationBounds) -> None:
     """Raise :class:`DataQualityError` if the month must not be used for training."""
     if report.glitch_fraction > bounds.max_glitch_fraction:

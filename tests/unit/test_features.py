@@ -90,3 +90,47 @@ def test_split_xy_uses_the_spec() -> None:
     X, y = split_xy(clean)
     assert list(X.columns) == list(BASELINE.columns)
     assert y.shape == (4,)
+
+
+def test_pickup_time_features_from_datetimes_and_strings() -> None:
+    from shared.features import HOUR, HOUR_OF_WEEK, WEEKDAY, _column
+
+    stamps = pd.Series(pd.to_datetime(["2019-01-07 08:30", "2019-01-13 23:59"]))  # Mon, Sun
+    for values in (stamps, stamps.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()):
+        X = {"pickup_datetime": values}
+        np.testing.assert_array_equal(_column(X, HOUR), [8, 23])
+        np.testing.assert_array_equal(_column(X, WEEKDAY), [0, 6])
+        np.testing.assert_array_equal(_column(X, HOUR_OF_WEEK), [8, 6 * 24 + 23])
+
+
+def test_tabular_featurizer_caps_categories_and_keeps_order() -> None:
+    from shared.features import TabularFeaturizer
+
+    train = pd.DataFrame(
+        {
+            "PULocationID": [5, 5, 5, 7, 7, 9],
+            "DOLocationID": [1, 2, 3, 1, 2, 1],
+            "trip_distance": [1.0, 2, 3, 4, 5, 6],
+            "pickup_datetime": pd.to_datetime(["2019-01-07 08:00"] * 6),
+        }
+    )
+    enc = TabularFeaturizer(max_categories=2).fit(train)
+    assert enc.categorical_indices() == [3, 4]
+    X = enc.transform(train.assign(PULocationID=[5, 7, 9, 300, 5, 5]))
+    np.testing.assert_array_equal(X[:, 0], train.trip_distance)
+    np.testing.assert_array_equal(X[:, 1:3], [[8, 0]] * 6)  # hour, weekday
+    np.testing.assert_array_equal(
+        X[:, 3], [0, 1, 2, 2, 0, 0]
+    )  # 5 most frequent, 9 and 300 -> other
+
+
+def test_zone_pair_is_one_category() -> None:
+    from shared.features import ZONE_PAIR
+
+    train = frame([1, 1, 2], [3, 4, 3], [1.0, 1.0, 1.0])
+    enc = TripFeaturizer(categorical=(ZONE_PAIR,), numeric=()).fit(train)
+    assert list(enc.get_feature_names_out()) == [
+        "zone_pair=1003",
+        "zone_pair=1004",
+        "zone_pair=2003",
+    ]

@@ -1,0 +1,1 @@
+"""Level 2 - automated training: a Prefect pipeline with MLflow tracking and a model registry."""

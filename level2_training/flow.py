@@ -1,0 +1,307 @@
+"""The level-2 training pipeline as a Prefect flow:
+load -> validate -> featurize -> train (search) -> evaluate -> register.
+
+Each task wraps a pure function from ``shared/`` or this package. The flow's MLflow run is the
+parent of one nested run per trial. Import this module only after
+:func:`level2_training.runtime.configure` (Prefect reads its settings at import).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict
+
+from level2_training import registry, tracking
+from level2_training.search import TrialResult, search_family
+from shared.data.sources import LoadedMonth, MonthSource, load_source
+from shared.data.validate import ValidationBounds, validate_month
+from shared.evaluate import regression_metrics
+from shared.features import split_xy
+from shared.models import BASELINE_FAMILY, get_family
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingConfig(BaseModel):
+    """Everything the flow needs, passed in (the CLI builds it from settings and options)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    train: list[MonthSource]
+    val: MonthSource
+    families: list[str] = ["linear", "ridge", "hgb"]
+    trials: int = 10
+    seed: int = 0
+    margin: float = 0.01
+    bounds: ValidationBounds = ValidationBounds()
+    experiment: str = "taxi-trip-duration"
+    registered_model: str = "taxi-trip-duration"
+    artifact_location: str | None = None
+    cache_dir: Path | None = None
+    timeout_s: float = 60.0
+    actor: str = "taxi-mlops level2 train"
+
+
+# --------------------------------------------------------------------------------- tasks
+
+
+@task(name="load", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def load(source: MonthSource, cache_dir: Path | None, timeout_s: float) -> LoadedMonth:
+    return load_source(source, cache_dir=cache_dir, timeout_s=timeout_s)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(
+    loaded: LoadedMonth, role: str, bounds: ValidationBounds
+) -> tuple[pd.DataFrame, tracking.DataInput]:
+    trips = loaded.trips
+    clean, report = validate_month(trips.frame, bounds, month=trips.month, source=trips.source)
+    return clean, tracking.DataInput(role, trips.source, loaded.sha256, report)
+
+
+@task(name="featurize", cache_policy=NO_CACHE)
+def featurize(
+    train: list[pd.DataFrame], val: pd.DataFrame, families: list[str]
+) -> dict[str, tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]]:
+    """Per family, the input columns its Pipeline reads, and the target (duration)."""
+    frame = pd.concat(train, ignore_index=True) if len(train) > 1 else train[0]
+    out = {}
+    for family in families:
+        spec = get_family(family).spec
+        out[family] = (split_xy(frame, spec), split_xy(val, spec))
+    return out
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train(
+    family: str,
+    data: tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]],
+    *,
+    trials: int,
+    seed: int,
+    experiment_id: str,
+    parent_run_id: str,
+    digest: dict[str, Any],
+    git: dict[str, str],
+) -> tuple[TrialResult, str, str]:
+    """Search one family; log every trial as a nested run. Returns (best, its run, its model)."""
+    logged: dict[int, tuple[str, str]] = {}
+
+    def log_trial(result: TrialResult) -> None:
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"{family}-trial-{result.number}",
+            parent_run_id=parent_run_id,
+            nested=True,
+        ) as run:
+            tracking.log_common(digest, git)
+            mlflow.set_tags({"family": family, "trial": str(result.number)})
+            mlflow.log_params({"family": family, **result.params, "seed": seed})
+            mlflow.log_metrics(
+                {
+                    "val_rmse": result.val_metrics["rmse"],
+                    "val_mae": result.val_metrics["mae"],
+                    "train_rmse": result.train_metrics["rmse"],
+                    "train_mae": result.train_metrics["mae"],
+                    "fit_seconds": result.fit_seconds,
+                }
+            )
+            model_uri = tracking.log_pipeline(result.pipeline, data[1][0])
+            logged[result.number] = (run.info.run_id, model_uri)
+
+    best = search_family(family, data[0], data[1], trials=trials, seed=seed, on_trial=log_trial)
+    run_id, model_uri = logged[best.number]
+    return best, run_id, model_uri
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_champion(model_name: str, val: pd.DataFrame) -> tuple[int | None, float | None]:
+    """The current champion's RMSE on this flow's validation data (None without a champion)."""
+    client = MlflowClient()
+    version = registry.alias_version(client, model_name, registry.CHAMPION)
+    if version is None:
+        return None, None
+    champion = mlflow.sklearn.load_model(f"models:/{model_name}@{registry.CHAMPION}")
+    _, y_val = split_xy(val)
+    return version, regression_metrics(y_val, champion.predict(val))["rmse"]
+
+
+@task(name="register", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def register(
+    config: TrainingConfig,
+    best: TrialResult,
+    model_uri: str,
+    run_id: str,
+    parent_run_id: str,
+    champion: tuple[int | None, float | None],
+) -> dict[str, Any]:
+    """Register the best model as ``candidate``; make it ``champion`` if it beats the champion."""
+    client = MlflowClient()
+    name = config.registered_model
+    registry.ensure_registered_model(client, name)
+    # mlflow.register_model (not client.create_model_version) passes the logged model's id,
+    # which an MLflow server requires for a models:/m-... source.
+    version = int(
+        mlflow.register_model(
+            model_uri,
+            name,
+            tags={
+                "family": best.family,
+                "val_rmse": f"{best.val_rmse:.6f}",
+                "val_month": str(config.val.month),
+                "flow_run": parent_run_id,
+                "run_id": run_id,
+            },
+        ).version
+    )
+    registry.move_alias(
+        client,
+        name,
+        registry.CANDIDATE,
+        version,
+        actor=config.actor,
+        reason=f"best of run {parent_run_id}: {best.family}, val RMSE {best.val_rmse:.4f}",
+    )
+    champion_version, champion_rmse = champion
+    promote, why = registry.promotion_decision(best.val_rmse, champion_rmse, config.margin)
+    if champion_version is not None:
+        why = f"v{version} vs champion v{champion_version}: {why}"
+    if promote:
+        registry.move_alias(
+            client, name, registry.CHAMPION, version, reason=why, actor=config.actor
+        )
+    else:
+        registry.keep_alias(client, name, registry.CHAMPION, reason=why, actor=config.actor)
+    return {
+        "name": name,
+        "version": version,
+        "aliases": sorted(a for a, v in registry.aliases(client, name).items() if v == version),
+        "promoted": promote,
+        "decision": why,
+        "champion_version": version if promote else champion_version,
+        "previous_champion": {"version": champion_version, "val_rmse": champion_rmse},
+    }
+
+
+# ---------------------------------------------------------------------------------- flow
+
+
+@flow(name="taxi-level2-training", log_prints=False)
+def training_flow(config: TrainingConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    families = list(dict.fromkeys([BASELINE_FAMILY, *config.families]))
+    for family in families:
+        get_family(family)  # unknown names fail before any work
+
+    inputs: list[tracking.DataInput] = []
+    train_frames = []
+    for source in config.train:
+        clean, data_input = validate(
+            load(source, config.cache_dir, config.timeout_s), "train", config.bounds
+        )
+        train_frames.append(clean)
+        inputs.append(data_input)
+    val_frame, val_input = validate(
+        load(config.val, config.cache_dir, config.timeout_s), "val", config.bounds
+    )
+    inputs.append(val_input)
+    digest = tracking.data_digest(inputs)
+    git = tracking.git_info()
+    data = featurize(train_frames, val_frame, families)
+
+    experiment_id = tracking.ensure_experiment(config.experiment, config.artifact_location)
+    client = MlflowClient()
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"level2-{config.val.month}",
+        tags={**git, "flow_run_id": str(flow_run.get_id()), "actor": config.actor},
+    )
+    parent_id = parent.info.run_id
+    status = "FAILED"
+    try:
+        with mlflow.start_run(run_id=parent_id):
+            tracking.log_common(digest, git)
+            mlflow.log_params(
+                {
+                    "families": ",".join(families),
+                    "trials": config.trials,
+                    "seed": config.seed,
+                    "margin": config.margin,
+                    "val_source": config.val.describe(),
+                    "train_sources": ";".join(s.describe() for s in config.train),
+                }
+            )
+        results = {}
+        for family in families:
+            trials = 1 if family == BASELINE_FAMILY else config.trials
+            results[family] = train(
+                family,
+                data[family],
+                trials=trials,
+                seed=config.seed,
+                experiment_id=experiment_id,
+                parent_run_id=parent_id,
+                digest=digest,
+                git=git,
+            )
+        candidates = config.families or [BASELINE_FAMILY]
+        best_family = min(
+            candidates, key=lambda f: (round(results[f][0].val_rmse, 9), families.index(f))
+        )
+        best, best_run, best_uri = results[best_family]
+        baseline = results[BASELINE_FAMILY][0]
+        champion = evaluate_champion(config.registered_model, val_frame)
+        registered = register(config, best, best_uri, best_run, parent_id, champion)
+        improvement = 1.0 - best.val_rmse / baseline.val_rmse
+        client.log_metric(parent_id, "baseline_val_rmse", baseline.val_rmse)
+        client.log_metric(parent_id, "best_val_rmse", best.val_rmse)
+        client.log_metric(parent_id, "improvement_vs_baseline", improvement)
+        client.set_tag(parent_id, "registered_version", str(registered["version"]))
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent_id, status)
+
+    return {
+        "mlflow_run_id": parent_id,
+        "experiment_id": experiment_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "baseline": {
+            "family": BASELINE_FAMILY,
+            "val_rmse": baseline.val_rmse,
+            "val_mae": baseline.val_metrics["mae"],
+        },
+        "best": {
+            "family": best.family,
+            "params": best.params,
+            "val_rmse": best.val_rmse,
+            "val_mae": best.val_metrics["mae"],
+            "run_id": best_run,
+            "model_uri": best_uri,
+        },
+        "improvement_vs_baseline": improvement,
+        "families": {
+            f: {
+                "val_rmse": r[0].val_rmse,
+                "val_mae": r[0].val_metrics["mae"],
+                "params": r[0].params,
+                "run_id": r[1],
+            }
+            for f, r in results.items()
+        },
+        "registered": registered,
+        "data": digest,
+        "git": git,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -1,0 +1,92 @@
+"""Process-wide setup for MLflow and Prefect, done once by the CLI before either is imported.
+
+Prefect reads its settings from the environment when it is imported, so these variables must be
+set first. Embedded mode keeps every store under TAXI_MLOPS_HOME; setting MLFLOW_TRACKING_URI or
+PREFECT_API_URL switches to servers with no code change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from shared.errors import TaxiMlopsError
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def configure(settings: Settings) -> None:
+    defaults = {
+        # MLflow reads the string "true"; both libraries phone home unless told not to.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The temporary server needs ~5 s here; slow CI machines need more.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    if settings.prefect_api_url:
+        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    if settings.embedded_mlflow:
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """Embedded stores keep artifacts under home; a server decides for itself."""
+    if settings.embedded_mlflow:
+        return (settings.mlflow_dir / "artifacts").as_uri()
+    return None
+
+
+class _DropExpectedTracebacks(logging.Filter):
+    """Keep the log line of an expected error, drop its traceback.
+
+    Prefect logs a task's exception with its traceback. For a :class:`TaxiMlopsError` (bad data,
+    a missing file) the message already names the file and the problem, and the CLI reports it:
+    a traceback would only hide it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TaxiMlopsError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def hide_expected_tracebacks() -> None:
+    """Call after importing Prefect (which installs its console handler on the root logger)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _DropExpectedTracebacks) for f in handler.filters):
+            handler.addFilter(_DropExpectedTracebacks())
+
+
+def prestart_prefect_server() -> threading.Thread | None:
+    """Start Prefect's temporary server now, in the background, when no server is configured.
+
+    Without ``PREFECT_API_URL`` Prefect starts a local server process on the first flow run,
+    which takes ~5-10 s. Starting it while MLflow, skops and the data load overlaps the two.
+    Join the returned thread before running a flow. Best effort: if this fails, the flow
+    starts the server itself as usual.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+
+    def start() -> None:
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().start()
+        except Exception:  # the flow will start (and report) it itself
+            logger.debug("could not prestart the Prefect server", exc_info=True)
+
+    thread = threading.Thread(target=start, name="prefect-server-prestart", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,117 @@
+"""Hyperparameter search per model family (Optuna TPE), as a pure function.
+
+Each trial fits a family's Pipeline on the training months and scores it on the validation
+month, as the course does. The first trial of every family is its default parameters, so a
+search never ends worse than the defaults. Same data + seed -> same trials, same winner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from shared.evaluate import regression_metrics
+from shared.models import build_model, get_family
+
+logger = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _space(family: str, trial: optuna.Trial) -> dict[str, Any]:
+    if family == "ridge":
+        return {"alpha": trial.suggest_float("alpha", 0.1, 100.0, log=True)}
+    if family == "hgb":
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 15, 127, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True),
+            "max_iter": 500,
+        }
+    return {}
+
+
+def searchable(family: str) -> bool:
+    return family in ("ridge", "hgb")
+
+
+@dataclass
+class TrialResult:
+    family: str
+    number: int
+    params: dict[str, Any]
+    val_metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    fit_seconds: float
+    pipeline: Pipeline = field(repr=False)
+
+    @property
+    def val_rmse(self) -> float:
+        return self.val_metrics["rmse"]
+
+
+def fit_and_score(
+    family: str,
+    params: Mapping[str, Any],
+    seed: int,
+    train: tuple[pd.DataFrame, np.ndarray],
+    val: tuple[pd.DataFrame, np.ndarray],
+    number: int = 0,
+) -> TrialResult:
+    pipeline = build_model(family, params, seed)
+    started = time.perf_counter()
+    pipeline.fit(*train)
+    fit_seconds = time.perf_counter() - started
+    return TrialResult(
+        family=family,
+        number=number,
+        params={**get_family(family).defaults, **params},
+        val_metrics=regression_metrics(val[1], pipeline.predict(val[0])),
+        train_metrics=regression_metrics(train[1], pipeline.predict(train[0])),
+        fit_seconds=fit_seconds,
+        pipeline=pipeline,
+    )
+
+
+def search_family(
+    family: str,
+    train: tuple[pd.DataFrame, np.ndarray],
+    val: tuple[pd.DataFrame, np.ndarray],
+    *,
+    trials: int,
+    seed: int,
+    on_trial: Callable[[TrialResult], None] = lambda result: None,
+) -> TrialResult:
+    """Run up to ``trials`` trials (one for families with nothing to search); return the best.
+
+    ``on_trial`` sees every trial as it finishes (the flow logs each to MLflow there).
+    """
+    defaults = dict(get_family(family).defaults)
+    if not searchable(family) or trials <= 1:
+        result = fit_and_score(family, defaults, seed, train, val)
+        on_trial(result)
+        return result
+
+    results: list[TrialResult] = []
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, trials))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.enqueue_trial({k: v for k, v in defaults.items() if k != "max_iter"})
+
+    def objective(trial: optuna.Trial) -> float:
+        result = fit_and_score(family, _space(family, trial), seed, train, val, trial.number)
+        results.append(result)
+        on_trial(result)
+        logger.info("%s trial %d: val RMSE %.4f", family, trial.number, result.val_rmse)
+        return result.val_rmse
+
+    study.optimize(objective, n_trials=trials)
+    # Ties go to the earlier trial, so the winner does not depend on float noise in ordering.
+    return min(results, key=lambda r: (round(r.val_rmse, 9), r.number))

@@ -1,0 +1,140 @@
+"""What every MLflow run records: data digest, code version, and a servable model.
+
+The logged model is the whole sklearn Pipeline (featurization included), saved in the skops
+format, which loads only types on an explicit allowlist, with a signature, an input example,
+pinned pip requirements, and ``shared/`` as code, so `mlflow models serve` runs it as-is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
+
+import shared
+from shared.data.validate import ValidationReport
+from shared.errors import TaxiMlopsError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CODE = Path(shared.__file__).resolve().parent
+
+#: Types skops must be told to trust. Anything else in a model is refused at logging time,
+#: rather than trusted blindly at loading time.
+TRUSTED_TYPES = frozenset(
+    {
+        "shared.features.TripFeaturizer",
+        "shared.features.TabularFeaturizer",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        # HistGradientBoosting keeps these as its internal validation helper.
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
+    }
+)
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """One data file (or generated month) a run used, with what validation made of it."""
+
+    role: str  # "train" or "val"
+    source: str
+    sha256: str
+    report: ValidationReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "source": self.source,
+            "sha256": self.sha256,
+            "month": self.report.month,
+            "rows_in": self.report.rows_in,
+            "rows_out": self.report.rows_out,
+            "dropped": self.report.dropped,
+        }
+
+
+def data_digest(inputs: list[DataInput]) -> dict[str, Any]:
+    """Files, row counts and one content hash over all of them (order and role included)."""
+    content = hashlib.sha256()
+    for item in inputs:
+        content.update(f"{item.role}:{item.sha256}\n".encode())
+    return {"content_hash": content.hexdigest(), "inputs": [i.to_dict() for i in inputs]}
+
+
+def git_info(root: Path = ROOT) -> dict[str, str]:
+    def git(*args: str) -> str:
+        command = ["git", *args]
+        completed = subprocess.run(  # noqa: S603 - git with fixed arguments
+            command, cwd=root, capture_output=True, text=True, check=False
+        )
+        return completed.stdout.strip() if completed.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+
+
+def pip_requirements() -> list[str]:
+    packages = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+    return [f"{name}=={version(name)}" for name in packages]
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    import skops.io  # ~3 s to import (it scans sklearn); only needed when logging a model
+
+    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    unexpected = untrusted - TRUSTED_TYPES
+    if unexpected:
+        raise TaxiMlopsError(
+            f"model contains types not on the skops allowlist: {', '.join(sorted(unexpected))}"
+        )
+    return sorted(untrusted)
+
+
+def log_pipeline(pipeline: Pipeline, example: pd.DataFrame) -> str:
+    """Log the fitted Pipeline as this run's model; returns its ``models:/`` URI."""
+    # Integers as doubles in the signature: JSON clients send 161 or 161.0 alike, and the
+    # featurizers read both (an int64 schema would refuse 161.0).
+    example = example.head(5)
+    example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
+    signature = infer_signature(example, pipeline.predict(example))
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        code_paths=[str(SHARED_CODE)],
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=trusted_types(pipeline),
+    )
+    return info.model_uri
+
+
+def log_common(digest: dict[str, Any], git: dict[str, str]) -> None:
+    """Data digest and code version on the active run."""
+    mlflow.set_tags({**git, "data_content_hash": digest["content_hash"]})
+    for item in digest["inputs"]:
+        mlflow.log_param(f"data.{item['role']}.{item['month']}.rows", item["rows_out"])
+    mlflow.log_dict(digest, "data_digest.json")
+
+
+def ensure_experiment(name: str, artifact_location: str | None) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
+    return experiment.experiment_id
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

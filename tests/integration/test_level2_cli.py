@@ -1,0 +1,240 @@
+"""`taxi-mlops level2` as a user runs it: subprocesses, real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from level2_training import registry
+from taxi_mlops.services import free_port, http_json, start_service
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "taxi-mlops")
+NAME = "taxi-trip-duration"
+
+
+def run(home: Path, *args: str, env: dict[str, str] | None = None, ok: bool = True) -> dict:
+    full_env = {**os.environ, "TAXI_MLOPS_HOME": str(home), **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)  # the CLI derives it from the home (or env below)
+    full_env.pop("PREFECT_HOME", None)
+    full_env.update(env or {})
+    completed = subprocess.run(
+        [CLI, *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=900,
+        check=False,
+    )
+    assert (completed.returncode == 0) is ok, completed.stdout + completed.stderr[-4000:]
+    assert "Traceback" not in completed.stderr
+    return json.loads(completed.stdout)
+
+
+def generated(*extra: str) -> list[str]:
+    return [
+        "level2",
+        "train",
+        "--generated",
+        "--train-months",
+        "2019-01",
+        "--val-month",
+        "2019-02",
+        "--rows",
+        "5000",
+        "--trials",
+        "2",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("level2") / "home"
+    run(home, *generated())
+    return home
+
+
+def test_history_and_status(trained_home: Path) -> None:
+    history = run(trained_home, "level2", "history")
+    assert [(e["alias"], e["to_version"]) for e in history["events"]] == [
+        ("candidate", 1),
+        ("champion", 1),
+    ]
+    status = run(trained_home, "level2", "status")
+    assert status["aliases"] == {"candidate": 1, "champion": 1}
+    assert status["versions"][0]["family"] in ("ridge", "hgb")
+
+
+def test_usage_errors_are_clean(tmp_path: Path) -> None:
+    out = run(tmp_path, "level2", "train", "--train", "x.parquet", ok=False)
+    assert "needs --val" in out["error"]
+    out = run(tmp_path, *generated("--models", "forest"), ok=False)
+    assert "model family 'forest'" in out["error"]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_runs_the_champion_as_is(trained_home: Path) -> None:
+    port = free_port()
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{trained_home / 'mlflow' / 'mlflow.db'}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # mlflow execs uvicorn from the venv
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{NAME}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with start_service(
+        command,
+        f"http://127.0.0.1:{port}",
+        trained_home / "serve.log",
+        health_path="/ping",
+        env=env,
+        timeout_s=120,
+    ) as service:
+        rides = [
+            {
+                "PULocationID": 161,
+                "DOLocationID": 236,
+                "trip_distance": 2.1,
+                "pickup_datetime": "2019-02-11T08:30:00",
+            },
+            {
+                "PULocationID": 132,
+                "DOLocationID": 230,
+                "trip_distance": 17.5,
+                "pickup_datetime": "2019-02-11T03:10:00",
+            },
+        ]
+        status, body = http_json("POST", f"{service.url}/invocations", {"dataframe_records": rides})
+    assert status == 200, body
+    short, airport = body["predictions"]
+    assert 3 < short < airport < 90
+
+
+def test_level2_ui_serves_the_local_store(trained_home: Path) -> None:
+    port = free_port()
+    env = {
+        "TAXI_MLOPS_HOME": str(trained_home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{trained_home / 'mlflow' / 'mlflow.db'}",
+    }
+    with start_service(
+        [CLI, "level2", "ui", "--port", str(port)],
+        f"http://127.0.0.1:{port}",
+        trained_home / "ui.log",
+        env=env,
+        timeout_s=120,
+    ) as service:
+        status, body = http_json(
+            "GET", f"{service.url}/api/2.0/mlflow/registered-models/get?name={NAME}"
+        )
+    assert status == 200
+    assert {a["alias"] for a in body["registered_model"]["aliases"]} == {"candidate", "champion"}
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_months_champion_beats_the_course_by_25_percent(
+    real_data: Path, tmp_path: Path
+) -> None:
+    result = run(
+        tmp_path / "home",
+        "level2",
+        "train",
+        "--data-dir",
+        str(real_data),
+        "--train-months",
+        "2019-01..2019-03",
+        "--val-month",
+        "2019-04",
+        "--trials",
+        "4",
+    )
+    assert result["improvement_vs_baseline"] >= 0.25, result["families"]
+    assert result["best"]["val_rmse"] <= 0.75 * result["baseline"]["val_rmse"]
+    assert result["registered"]["version"] == 1
+    assert "champion" in result["registered"]["aliases"]
+
+
+@pytest.mark.slow
+def test_server_mode_by_configuration_only(tmp_path: Path) -> None:
+    """Real `mlflow server` and `prefect server` on 127.0.0.1; the same CLI, other env vars."""
+    mlflow_port, prefect_port = free_port(), free_port()
+    server_env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_HOME": str(tmp_path / "prefect-server"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    mlflow_cmd = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination",
+        str(tmp_path / "server-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlflow_port),
+        "--workers",
+        "1",
+    ]
+    prefect_cmd = [
+        str(BIN / "prefect"),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(prefect_port),
+    ]
+    with (
+        start_service(
+            mlflow_cmd,
+            f"http://127.0.0.1:{mlflow_port}",
+            tmp_path / "mlflow.log",
+            env=server_env,
+            timeout_s=120,
+        ) as mlflow_server,
+        start_service(
+            prefect_cmd,
+            f"http://127.0.0.1:{prefect_port}",
+            tmp_path / "prefect.log",
+            health_path="/api/health",
+            env=server_env,
+            timeout_s=120,
+        ),
+    ):
+        env = {
+            "MLFLOW_TRACKING_URI": mlflow_server.url,
+            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        }
+        result = run(tmp_path / "cli-home", *generated(), env=env)
+        assert result["tracking_uri"] == mlflow_server.url
+        client = MlflowClient(tracking_uri=mlflow_server.url)
+        assert registry.aliases(client, NAME) == {"candidate": 1, "champion": 1}
+        assert len(registry.history(client, NAME)) == 2
+        status, runs = http_json(
+            "POST", f"http://127.0.0.1:{prefect_port}/api/flow_runs/filter", {"limit": 5}
+        )
+        assert status == 200
+        assert [r["state_type"] for r in runs] == ["COMPLETED"]
+    assert not (tmp_path / "cli-home" / "mlflow").exists()  # nothing went to the embedded store

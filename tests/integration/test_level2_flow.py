@@ -1,0 +1,109 @@
+"""The level-2 Prefect flow in-process (temporary Prefect server, SQLite MLflow per test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from level2_training import registry, runtime
+from level2_training.flow import TrainingConfig, training_flow
+from shared.data.generator import Drift
+from shared.data.sources import GENERATED, MonthSource
+from shared.errors import DataQualityError
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+NAME = "taxi-trip-duration"
+
+
+def config(settings: Settings, **overrides: object) -> TrainingConfig:
+    base = {
+        "train": [MonthSource(GENERATED, "2019-01", rows=6000, seed=1)],
+        "val": MonthSource(GENERATED, "2019-02", rows=4000, seed=2),
+        "families": ["ridge", "hgb"],
+        "trials": 2,
+        "seed": 0,
+        "artifact_location": runtime.artifact_location(settings),
+        "actor": "pytest",
+    }
+    return TrainingConfig(**{**base, **overrides})
+
+
+@pytest.fixture
+def settings(isolated_home: Path) -> Settings:
+    settings = Settings()
+    runtime.configure(settings)
+    runtime.hide_expected_tracebacks()
+    return settings
+
+
+def test_flow_tracks_registers_and_promotes(settings: Settings) -> None:
+    result = training_flow(config(settings))
+    assert result["best"]["family"] == "hgb"
+    assert result["best"]["val_rmse"] < result["baseline"]["val_rmse"]
+    assert result["registered"]["version"] == 1
+    assert result["registered"]["aliases"] == ["candidate", "champion"]
+    assert result["data"]["content_hash"] and len(result["data"]["inputs"]) == 2
+
+    client = MlflowClient()
+    parent = client.get_run(result["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["baseline_val_rmse"] == pytest.approx(result["baseline"]["val_rmse"])
+    children = client.search_runs(
+        [result["experiment_id"]], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 1 + 2 + 2  # the linear baseline, then 2 trials per family
+    trial = next(r for r in children if r.data.tags["family"] == "hgb")
+    assert {"learning_rate", "max_leaf_nodes", "seed"} <= set(trial.data.params)
+    assert {"val_rmse", "val_mae", "train_rmse"} <= set(trial.data.metrics)
+    assert trial.data.tags["git_commit"] and trial.data.tags["data_content_hash"]
+    digest = mlflow.artifacts.load_dict(f"runs:/{trial.info.run_id}/data_digest.json")
+    assert [i["role"] for i in digest["inputs"]] == ["train", "val"]
+    assert digest["inputs"][0]["rows_in"] == 6000
+
+    champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    inputs = {i.name for i in champion.metadata.get_input_schema().inputs}
+    assert inputs == {"PULocationID", "DOLocationID", "trip_distance", "pickup_datetime"}
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion"))
+    requirements = (model_dir / "requirements.txt").read_text()
+    assert "scikit-learn==" in requirements and "skops==" in requirements
+    assert (model_dir / "code" / "shared" / "features.py").exists()
+
+
+def test_weaker_candidate_stays_candidate_and_history_says_why(settings: Settings) -> None:
+    training_flow(config(settings))
+    weaker = training_flow(config(settings, families=["linear"]))
+    assert weaker["registered"]["promoted"] is False
+    client = MlflowClient()
+    assert registry.aliases(client, NAME) == {"candidate": 2, "champion": 1}
+    last = registry.history(client, NAME)[-1]
+    assert (last.alias, last.action, last.to_version) == ("champion", "kept", 1)
+    assert "does not beat champion" in last.reason and last.actor == "pytest"
+
+
+def test_garbage_month_registers_nothing_and_keeps_the_champion(settings: Settings) -> None:
+    training_flow(config(settings, families=["linear"]))
+    before = registry.history(MlflowClient(), NAME)
+    garbage = MonthSource(GENERATED, "2019-01", rows=6000, seed=1, drift=Drift(glitch_share=0.6))
+    with pytest.raises(DataQualityError, match="Refusing to use this data"):
+        training_flow(config(settings, train=[garbage]))
+    client = MlflowClient()
+    assert registry.aliases(client, NAME) == {"candidate": 1, "champion": 1}
+    assert registry.history(client, NAME) == before
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 1
+
+
+def test_same_data_and_seed_give_the_same_result(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = training_flow(config(settings, trials=3))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    second = training_flow(config(settings, trials=3))
+    for key in ("family", "params", "val_rmse", "val_mae"):
+        assert first["best"][key] == second["best"][key]
+    assert {f: r["val_rmse"] for f, r in first["families"].items()} == {
+        f: r["val_rmse"] for f, r in second["families"].items()
+    }
