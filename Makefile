@@ -45,8 +45,9 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization vs the course, level-1 training at 7M rows
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead
 	$(BIN)/python -m benchmarks.foundation
+	$(BIN)/python -m benchmarks.level2
 
 clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 	rm -rf $(VENV) .taxi-mlops .pytest_cache .ruff_cache

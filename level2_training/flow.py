@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from level2_training import registry, tracking
 from level2_training.search import TrialResult, search_family
+from shared.data.schema import PICKUP
 from shared.data.sources import LoadedMonth, MonthSource, load_source
 from shared.data.validate import ValidationBounds, validate_month
 from shared.evaluate import regression_metrics
@@ -58,8 +59,16 @@ class TrainingConfig(BaseModel):
 
 
 @task(name="load", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def load(source: MonthSource, cache_dir: Path | None, timeout_s: float) -> LoadedMonth:
-    return load_source(source, cache_dir=cache_dir, timeout_s=timeout_s)
+def load(
+    source: MonthSource, cache_dir: Path | None, timeout_s: float, columns: list[str]
+) -> LoadedMonth:
+    return load_source(source, cache_dir=cache_dir, timeout_s=timeout_s, columns=columns)
+
+
+def needed_columns(families: list[str]) -> list[str]:
+    """The TLC columns the families read (timestamps are always read): a real month has 18."""
+    columns = {c for f in families for c in get_family(f).spec.columns}
+    return sorted(columns - {PICKUP})
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -205,16 +214,17 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
     for family in families:
         get_family(family)  # unknown names fail before any work
 
+    columns = needed_columns(families)
     inputs: list[tracking.DataInput] = []
     train_frames = []
     for source in config.train:
         clean, data_input = validate(
-            load(source, config.cache_dir, config.timeout_s), "train", config.bounds
+            load(source, config.cache_dir, config.timeout_s, columns), "train", config.bounds
         )
         train_frames.append(clean)
         inputs.append(data_input)
     val_frame, val_input = validate(
-        load(config.val, config.cache_dir, config.timeout_s), "val", config.bounds
+        load(config.val, config.cache_dir, config.timeout_s, columns), "val", config.bounds
     )
     inputs.append(val_input)
     digest = tracking.data_digest(inputs)

@@ -92,9 +92,18 @@ def _month_files(
     help="Trips per generated month.",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Level-2 search budget per model family.",
+)
 @json_option
-def demo(data_dir: str | None, train_month: str, val_month: str, rows: int, seed: int) -> None:
-    """Run levels 0 and 1 end to end and show what each did."""
+def demo(
+    data_dir: str | None, train_month: str, val_month: str, rows: int, seed: int, trials: int
+) -> None:
+    """Run levels 0, 1 and 2 end to end and show what each did."""
     settings = get_settings()
     started = time.perf_counter()
     results: dict[str, Any] = {"home": str(settings.home)}
@@ -130,6 +139,28 @@ def demo(data_dir: str | None, train_month: str, val_month: str, rows: int, seed
     )
     results["level1_serve"] = _serve_and_query(model_path, settings.logs_dir)
 
+    _say("\n== Level 2: a Prefect training pipeline, MLflow tracking and registry ==")
+    level2 = _run(
+        ["level2", "train", "--train", train_file, "--val", val_file, "--trials", str(trials)]
+    )
+    results["level2"] = level2
+    for family, found in level2["families"].items():
+        _say(f"   {family:<7} best validation RMSE {found['val_rmse']:.3f}")
+    registered = level2["registered"]
+    _say(
+        f"   best: {level2['best']['family']}, {level2['improvement_vs_baseline']:.1%} below the "
+        f"baseline; registered {registered['name']} v{registered['version']} as "
+        f"{', '.join(registered['aliases'])}"
+    )
+    history = _run(["level2", "history"])
+    results["level2_history"] = history["events"]
+    for event in history["events"][-2:]:
+        _say(
+            f"   history: {event['alias']} {event['action']} -> v{event['to_version']}: "
+            f"{event['reason']}"
+        )
+    _say("   browse the runs: taxi-mlops level2 ui  (then open http://127.0.0.1:5000)")
+
     results["seconds"] = round(time.perf_counter() - started, 1)
     summary = [
         "",
@@ -138,7 +169,10 @@ def demo(data_dir: str | None, train_month: str, val_month: str, rows: int, seed
         f"{'0':<8}{level0['val_rmse']:>16.3f}  a notebook and a pickle; nothing tracked",
         f"{'1':<8}{level1['val_rmse']:>16.3f}  a tested script, a model with metadata, "
         "a gunicorn service with metrics",
-        f"done in {results['seconds']} s. Next levels: level2_training/README.md",
+        f"{'2':<8}{level2['best']['val_rmse']:>16.3f}  every trial tracked in MLflow; "
+        f"registry v{registered['version']} ({', '.join(registered['aliases'])}) with history",
+        f"done in {results['seconds']} s. Walkthroughs: level0_notebook/, level1_devops/, "
+        "level2_training/ (README.md in each)",
     ]
     emit({"ok": True, **results}, summary)
 
