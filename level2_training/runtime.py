@@ -34,13 +34,13 @@ def configure(settings: Settings) -> None:
     if settings.prefect_api_url:
         os.environ["PREFECT_API_URL"] = settings.prefect_api_url
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    if settings.embedded_mlflow:
+    if settings.mlflow_tracking_uri is None:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
 
 
 def artifact_location(settings: Settings) -> str | None:
-    """Embedded stores keep artifacts under home; a server decides for itself."""
+    """Local stores keep artifacts under home; a tracking server decides for itself."""
     if settings.embedded_mlflow:
         return (settings.mlflow_dir / "artifacts").as_uri()
     return None

@@ -83,7 +83,10 @@ class Settings(BaseSettings):
 
     @property
     def embedded_mlflow(self) -> bool:
-        return self.mlflow_tracking_uri is None
+        """True for a local store (the default SQLite file, or any sqlite:/file: URI): then
+        artifacts go under ``home`` too. Only a tracking *server* chooses its own artifact
+        store (otherwise MLflow would write them to ./mlruns in the working directory)."""
+        return not self.tracking_uri.startswith(("http://", "https://", "databricks"))
 
     @cached_property
     def prefect_home(self) -> Path:

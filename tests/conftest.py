@@ -28,6 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_to_the_checkout() -> object:
+    """No test may leave state in the repository (e.g. MLflow's default ./mlruns)."""
+    before = {p.name for p in ROOT.iterdir()}
+    yield
+    added = {p.name for p in ROOT.iterdir()} - before
+    assert not added, f"tests wrote into the checkout: {sorted(added)}"
+    for name in ("mlruns", "mlartifacts", ".taxi-mlops"):
+        assert name not in added
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own TAXI_MLOPS_HOME, so nothing touches ./.taxi-mlops."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -30,11 +32,12 @@ def test_promotion_rule(
     assert words in why
 
 
-def _versions(client: MlflowClient, n: int) -> list[int]:
+def _versions(client: MlflowClient, n: int, artifacts: Path) -> list[int]:
     registry.ensure_registered_model(client, NAME)
+    experiment = mlflow.create_experiment("registry-test", artifact_location=artifacts.as_uri())
     out = []
     for _ in range(n):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment):
             info = mlflow.sklearn.log_model(
                 DummyRegressor().fit([[0]], [1]), name="m", pip_requirements=["scikit-learn"]
             )
@@ -42,9 +45,9 @@ def _versions(client: MlflowClient, n: int) -> list[int]:
     return out
 
 
-def test_alias_moves_are_recorded_in_order_and_survive_a_new_client() -> None:
+def test_alias_moves_are_recorded_in_order_and_survive_a_new_client(tmp_path: Path) -> None:
     client = MlflowClient()
-    v1, v2 = _versions(client, 2)
+    v1, v2 = _versions(client, 2, tmp_path / "artifacts")
     assert registry.alias_version(client, NAME, "champion") is None
     registry.move_alias(client, NAME, "candidate", v1, reason="first", actor="test")
     registry.move_alias(client, NAME, "champion", v1, reason="no champion", actor="test")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from level2_training import runtime
+from shared.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("uri", "embedded"),
+    [
+        (None, True),
+        ("sqlite:////tmp/x/mlflow.db", True),
+        ("http://127.0.0.1:5000", False),
+        ("https://mlflow.example.org", False),
+    ],
+)
+def test_local_stores_keep_artifacts_under_home(
+    uri: str | None, embedded: bool, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    settings = Settings()
+    assert settings.embedded_mlflow is embedded
+    location = runtime.artifact_location(settings)
+    if embedded:
+        assert location == (isolated_home / "mlflow" / "artifacts").as_uri()
+    else:
+        assert location is None
+
+
+def test_all_paths_hang_off_home(isolated_home: Path) -> None:
+    settings = Settings()
+    for path in (
+        settings.models_dir,
+        settings.mlflow_dir,
+        settings.prefect_home,
+        settings.download_cache_dir,
+        settings.run_dir,
+        settings.reports_dir,
+    ):
+        assert path.is_relative_to(isolated_home)
+
+
+def test_base_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAXI_MLOPS_TLC_BASE_URL", "ftp://example.org")
+    with pytest.raises(ValueError, match="must start with http"):
+        Settings()
