@@ -112,7 +112,6 @@ def train_command(
         get_family(family)  # an unknown name fails here, before anything starts
     settings = get_settings()
     runtime.configure(settings)
-    prestart = runtime.prestart_prefect_server()
     train, val = _sources(
         train_files, val_file, data_dir, data_url, generated, train_months, val_month, rows, seed
     )
@@ -134,8 +133,6 @@ def train_command(
         timeout_s=settings.download_timeout_s,
         actor=f"{getpass.getuser()} via taxi-mlops level2 train",
     )
-    if prestart is not None:
-        prestart.join()
     try:
         result = training_flow(config)
     except TaxiMlopsError as exc:

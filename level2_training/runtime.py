@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from shared.errors import TaxiMlopsError
 from shared.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 
 def configure(settings: Settings) -> None:
@@ -66,27 +63,3 @@ def hide_expected_tracebacks() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _DropExpectedTracebacks) for f in handler.filters):
             handler.addFilter(_DropExpectedTracebacks())
-
-
-def prestart_prefect_server() -> threading.Thread | None:
-    """Start Prefect's temporary server now, in the background, when no server is configured.
-
-    Without ``PREFECT_API_URL`` Prefect starts a local server process on the first flow run,
-    which takes ~5-10 s. Starting it while MLflow, skops and the data load overlaps the two.
-    Join the returned thread before running a flow. Best effort: if this fails, the flow
-    starts the server itself as usual.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        return None
-
-    def start() -> None:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().start()
-        except Exception:  # the flow will start (and report) it itself
-            logger.debug("could not prestart the Prefect server", exc_info=True)
-
-    thread = threading.Thread(target=start, name="prefect-server-prestart", daemon=True)
-    thread.start()
-    return thread
