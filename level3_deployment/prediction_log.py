@@ -1,0 +1,169 @@
+"""The durable prediction log: every prediction, and the labels that arrive later.
+
+SQLite in WAL mode: each gunicorn worker (and each of its threads) writes through its own
+connection; a batch is one transaction, so a request's predictions are logged whole or not at
+all. With ``synchronous=NORMAL`` a committed row survives the writer being killed (SIGKILL);
+only a power loss can take the last commits. Level 3's A/B report and level 4's monitoring read
+from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY,
+    prediction_id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    request_key TEXT,
+    variant TEXT NOT NULL,
+    shadow INTEGER NOT NULL DEFAULT 0,
+    model_version TEXT NOT NULL,
+    features TEXT NOT NULL,
+    prediction REAL NOT NULL,
+    latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_key ON predictions (request_key);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_key TEXT PRIMARY KEY,
+    actual REAL NOT NULL,
+    ts REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    request_key: str | None
+    variant: str
+    model_version: str
+    features: dict[str, Any]
+    prediction: float
+    latency_ms: float
+    shadow: bool = False
+    ts: float = field(default_factory=time.time)
+    prediction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class PredictionLog:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as conn:
+            conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        # SQLite connections must not cross fork() (gunicorn forks workers from the master):
+        # a connection is used only by the process, and thread, that opened it.
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = self._local.conn = self._connect()
+            self._local.pid = os.getpid()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def append(self, records: Iterable[PredictionRecord]) -> int:
+        rows = [
+            (
+                r.prediction_id,
+                r.ts,
+                r.request_key,
+                r.variant,
+                int(r.shadow),
+                r.model_version,
+                json.dumps(r.features, separators=(",", ":")),
+                float(r.prediction),
+                r.latency_ms,
+            )
+            for r in records
+        ]
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO predictions (prediction_id, ts, request_key, variant, shadow,"
+                " model_version, features, prediction, latency_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def record_feedback(self, request_key: str, actual: float) -> int:
+        """Store the actual duration for a key; returns how many predictions it labels."""
+        conn = self._conn
+        conn.execute(
+            "INSERT INTO feedback (request_key, actual, ts) VALUES (?, ?, ?) "
+            "ON CONFLICT(request_key) DO UPDATE SET actual = excluded.actual, ts = excluded.ts",
+            (request_key, float(actual), time.time()),
+        )
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM predictions WHERE request_key = ?", (request_key,)
+        ).fetchone()
+        return int(count)
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+
+    def labelled_errors(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Prediction minus actual, per variant, for labelled predictions in a time window.
+
+        Shadow predictions count for their variant: in shadow mode they are green's evidence.
+        """
+        rows = self._conn.execute(
+            "SELECT p.variant, p.prediction - f.actual FROM predictions p "
+            "JOIN feedback f ON f.request_key = p.request_key "
+            "WHERE p.ts >= ? AND p.ts < ?",
+            (since if since is not None else -np.inf, until if until is not None else np.inf),
+        ).fetchall()
+        out: dict[str, list[float]] = {"blue": [], "green": []}
+        for variant, error in rows:
+            out.setdefault(variant, []).append(error)
+        return {variant: np.asarray(errors) for variant, errors in out.items()}
+
+    def frame(self, since: float | None = None, until: float | None = None) -> pd.DataFrame:
+        """Predictions in a window with their features and label (NaN until one arrives)."""
+        query = (
+            "SELECT p.*, f.actual FROM predictions p LEFT JOIN feedback f "
+            "ON f.request_key = p.request_key WHERE p.ts >= ? AND p.ts < ? ORDER BY p.id"
+        )
+        params = (since if since is not None else -np.inf, until if until is not None else np.inf)
+        frame = pd.read_sql_query(query, self._conn, params=params)
+        features = pd.json_normalize(frame.pop("features").map(json.loads).tolist())
+        return pd.concat([frame, features], axis=1)

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from level3_deployment.prediction_log import PredictionLog, PredictionRecord
+
+
+def record(key: str | None, variant: str = "blue", prediction: float = 10.0) -> PredictionRecord:
+    return PredictionRecord(
+        request_key=key,
+        variant=variant,
+        model_version="3",
+        features={"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.1},
+        prediction=prediction,
+        latency_ms=1.5,
+    )
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[PredictionLog]:
+    log = PredictionLog(tmp_path / "p.db")
+    yield log
+    log.close()
+
+
+def test_feedback_joins_labels_to_predictions(log: PredictionLog) -> None:
+    log.append([record("a", "blue", 10), record("b", "green", 20), record(None, "blue", 5)])
+    assert log.record_feedback("a", 12.0) == 1
+    assert log.record_feedback("b", 18.0) == 1
+    assert log.record_feedback("zzz", 3.0) == 0  # no such prediction
+    errors = log.labelled_errors()
+    np.testing.assert_allclose(errors["blue"], [-2.0])
+    np.testing.assert_allclose(errors["green"], [2.0])
+    frame = log.frame()
+    assert list(frame["request_key"][:2]) == ["a", "b"]
+    assert frame["request_key"].isna().tolist() == [False, False, True]
+    assert frame.loc[0, "PULocationID"] == 161 and frame.loc[0, "actual"] == 12.0
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    log = PredictionLog(Path(path))
+    for i in range(n):
+        log.append([record(f"w{worker}-{i}")])
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    PredictionLog(path)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 300)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    log = PredictionLog(path)
+    assert log.count() == 1200
+    keys = {k for (k,) in sqlite3.connect(path).execute("SELECT request_key FROM predictions")}
+    assert len(keys) == 1200
+
+
+def _endless_writer(path: str, ready: mp.Event) -> None:
+    log = PredictionLog(Path(path))
+    i = 0
+    while True:
+        log.append([record(f"k-{i}")])
+        i += 1
+        if i == 50:
+            ready.set()
+
+
+def test_a_killed_writer_leaves_every_committed_row_and_a_sound_database(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    PredictionLog(path)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_endless_writer, args=(str(path), ready))
+    proc.start()
+    assert ready.wait(30)
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    keys = [k for (k,) in conn.execute("SELECT request_key FROM predictions ORDER BY id")]
+    assert len(keys) >= 50
+    assert keys == [f"k-{i}" for i in range(len(keys))]  # a prefix: no gaps, no duplicates
+    PredictionLog(path).append([record("after")])  # still writable
+
+
+def _inherited_writer(log: PredictionLog, worker: int, n: int) -> None:
+    for i in range(n):
+        log.append([record(f"inherited-{worker}-{i}")])
+
+
+def test_forked_workers_can_use_a_log_the_parent_already_used(tmp_path: Path) -> None:
+    """gunicorn forks workers from a master that may have touched the log."""
+    log = PredictionLog(tmp_path / "p.db")
+    log.append([record("from-the-parent")])  # the parent now holds an open connection
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_inherited_writer, args=(log, w, 200)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    log.append([record("parent-again")])
+    assert log.count() == 1 + 600 + 1
+    log.close()
