@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from shared.data.schema import DISTANCE, DO, PU
+from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.data.validate import ValidationBounds
 
 MAX_RIDE_ID_LENGTH = 128
@@ -96,11 +96,27 @@ def _ride_id(value: Any, path: str, errors: list[FieldError]) -> str | int | Non
     return value
 
 
+def _pickup(value: Any, path: str, now: np.datetime64, errors: list[FieldError]) -> np.datetime64:
+    if value is None:
+        return now
+    if not isinstance(value, str):
+        errors.append(FieldError(path, "expected an ISO 8601 date-time string"))
+        return now
+    try:
+        stamp = np.datetime64(value.removesuffix("Z"), "s")
+    except ValueError:
+        errors.append(FieldError(path, f"{value!r} is not an ISO 8601 date-time"))
+        return now
+    return stamp
+
+
 def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000) -> Rides:
     """Validate one ride (an object) or a list of rides.
 
     Each ride needs ``PULocationID``, ``DOLocationID`` (integers in the zone range) and
-    ``trip_distance`` (miles, 0..max); ``ride_id`` is optional and echoed back.
+    ``trip_distance`` (miles, 0..max); ``ride_id`` is optional and echoed back;
+    ``pickup_datetime`` (ISO 8601, UTC) is optional and defaults to now: models that use the
+    pickup hour and weekday read it, others ignore it.
     """
     single = isinstance(payload, Mapping)
     if single:
@@ -122,6 +138,8 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
     pu = np.empty(n, dtype=np.float64)
     do = np.empty(n, dtype=np.float64)
     dist = np.empty(n, dtype=np.float64)
+    now = np.datetime64("now", "s")
+    pickup = np.full(n, now, dtype="datetime64[s]")
     ride_ids: list[str | int | None] = []
     errors: list[FieldError] = []
     for i, ride in enumerate(items):
@@ -133,12 +151,13 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
         pu[i] = _zone(ride.get(PU), prefix + PU, bounds, errors)
         do[i] = _zone(ride.get(DO), prefix + DO, bounds, errors)
         dist[i] = _distance(ride.get(DISTANCE), prefix + DISTANCE, bounds, errors)
+        pickup[i] = _pickup(ride.get(PICKUP), prefix + PICKUP, now, errors)
         ride_ids.append(_ride_id(ride.get("ride_id"), prefix + "ride_id", errors))
         if len(errors) >= _MAX_REPORTED_ERRORS:
             break
     if errors:
         raise RequestValidationError(errors)
-    return Rides({PU: pu, DO: do, DISTANCE: dist}, ride_ids, single)
+    return Rides({PU: pu, DO: do, DISTANCE: dist, PICKUP: pickup}, ride_ids, single)
 
 
 def predict_durations(pipeline: Pipeline, rides: Rides) -> np.ndarray:

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     registered_model_name: str = "taxi-trip-duration"
     #: a candidate replaces the champion only if its RMSE is at least this much lower (relative)
     promotion_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
+
+    # Level 3: the bearer token for the serving admin API. Required (and not the dev default)
+    # when env is prod.
+    admin_token: SecretStr = SecretStr("")
 
     @field_validator("home")
     @classmethod
@@ -96,6 +100,22 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """PID files, sockets and per-process scratch (e.g. Prometheus multiprocess files)."""
         return self.home / "run"
+
+
+DEV_ADMIN_TOKEN = "dev-token"  # noqa: S105 - a documented dev default, refused in prod
+
+
+def admin_token(settings: Settings) -> str:
+    """The admin token to enforce; a missing or default one is an error outside dev."""
+    token = settings.admin_token.get_secret_value()
+    if token and token != DEV_ADMIN_TOKEN:
+        return token
+    if settings.env != "dev":
+        raise ValueError(
+            "TAXI_MLOPS_ADMIN_TOKEN must be set to a secret (not empty, not the dev default) "
+            "when TAXI_MLOPS_ENV=prod"
+        )
+    return DEV_ADMIN_TOKEN
 
 
 def get_settings() -> Settings:

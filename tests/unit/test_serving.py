@@ -47,6 +47,8 @@ def test_a_list_of_rides() -> None:
         (ride(ride_id="x" * 200), "ride_id", "longer than 128"),
         ([ride(), "x"], "[1]", "expected an object"),
         ([ride(), ride(trip_distance=-2)], "[1].trip_distance", "outside"),
+        (ride(pickup_datetime="yesterday"), "pickup_datetime", "not an ISO 8601"),
+        (ride(pickup_datetime=1700000000), "pickup_datetime", "ISO 8601 date-time string"),
     ],
 )
 def test_bad_input_names_the_field(payload: object, field: str, message: str) -> None:
@@ -75,3 +77,10 @@ def test_response_shape() -> None:
     many = parse_rides([ride(), ride(ride_id="b")], BOUNDS)
     body = format_predictions(many, np.array([1.0, 2.0]), {})
     assert body == {"predictions": [{"duration": 1.0}, {"duration": 2.0, "ride_id": "b"}]}
+
+
+def test_pickup_time_is_read_or_defaults_to_now() -> None:
+    rides = parse_rides([ride(pickup_datetime="2019-02-11T08:30:00Z"), ride()], BOUNDS)
+    stamps = rides.columns["pickup_datetime"]
+    assert stamps[0] == np.datetime64("2019-02-11T08:30:00")
+    assert abs(stamps[1] - np.datetime64("now", "s")) < np.timedelta64(5, "s")

@@ -1,0 +1,310 @@
+"""The level-3 serving app: blue/green models from the registry, an A/B (or shadow) split,
+a durable prediction log, label feedback, and an admin API. Always served by gunicorn.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from level3_deployment import state as st
+from level3_deployment.abstats import ab_report
+from level3_deployment.openapi import OPENAPI
+from level3_deployment.prediction_log import PredictionLog, PredictionRecord
+from level3_deployment.routing import Mode, Variant, assign
+from level3_deployment.slots import SlotManager
+from shared.data.schema import PICKUP
+from shared.data.validate import ValidationBounds
+from shared.errors import TaxiMlopsError
+from shared.metrics import ServiceMetrics
+from shared.serving import FieldError, RequestValidationError, parse_rides
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+KEY_HEADER = "X-Request-Key"
+
+
+@dataclass
+class AliasHooks:
+    """What promote/rollback do to the registry (moves recorded in the level-2 history)."""
+
+    promote: Callable[[int, str], None]
+    restore: Callable[[int, str], None]
+
+
+def _number(body: dict, name: str, low: float, high: float, default: float | None = None) -> float:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RequestValidationError([FieldError(name, f"expected a number in {low:g}..{high:g}")])
+    return float(value)
+
+
+def create_app(
+    slots: SlotManager,
+    log: PredictionLog,
+    store: st.StateStore,
+    *,
+    token: str,
+    aliases: AliasHooks,
+    bounds: ValidationBounds | None = None,
+    max_rides: int = 1000,
+) -> Flask:
+    bounds = bounds or ValidationBounds()
+    metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.before_request
+    def _begin() -> None:
+        g.started = time.perf_counter()
+        g.variant = "none"
+        slots.ensure_polling()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(
+            endpoint, response.status_code, time.perf_counter() - g.started, variant=g.variant
+        )
+        return response
+
+    @app.errorhandler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> tuple[Response, int]:
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(TaxiMlopsError)
+    def _refused(exc: TaxiMlopsError) -> tuple[Response, int]:
+        status = 409 if isinstance(exc, st.ConflictError) else 422
+        return jsonify({"error": str(exc)}), status
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body larger than {MAX_BODY_BYTES // 1024} KiB"
+        return jsonify({"error": message}), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify({"error": "internal error; see the service log"}), 500
+
+    def admin() -> None:
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise RequestValidationError(
+                [FieldError("Authorization", "a valid bearer token is required")], 401
+            )
+
+    def body() -> dict[str, Any]:
+        payload = request.get_json(force=True, silent=True)
+        if payload is None and request.content_length:
+            raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
+        if payload is not None and not isinstance(payload, dict):
+            raise RequestValidationError([FieldError("body", "expected a JSON object")])
+        return payload or {}
+
+    @app.post("/predict")
+    def predict() -> Response:
+        payload = request.get_json(force=True, silent=True)
+        if payload is None:
+            raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
+        rides = parse_rides(payload, bounds, max_rides=max_rides)
+        active = slots.active
+        state = active.state
+        blue, green = active.model(state.blue), active.model(state.green)
+        if blue is None:
+            return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
+        policy = state.policy if green is not None else st.SplitPolicy()
+        header_key = request.headers.get(KEY_HEADER)
+        n = len(rides)
+        answers, shadows, keys = [], np.zeros(n, dtype=bool), []
+        for i, ride_id in enumerate(rides.ride_ids):
+            key = str(ride_id) if ride_id is not None else header_key
+            a = assign(policy, key)
+            answers.append(a.answer)
+            shadows[i] = a.shadow
+            keys.append(key)
+        to_green = np.array([a is Variant.GREEN for a in answers])
+        durations = np.empty(n)
+        started = time.perf_counter()
+        records: list[PredictionRecord] = []
+
+        def score(model: Any, mask: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
+
+        groups = [(Variant.BLUE, blue, state.blue, ~to_green, False)]
+        if to_green.any():
+            groups.append((Variant.GREEN, green, state.green, to_green, False))
+        if shadows.any():
+            groups.append((Variant.GREEN, green, state.green, shadows, True))
+        for variant, model, version, mask, shadow in groups:
+            if not mask.any():
+                continue
+            values = score(model, mask)
+            if not shadow:
+                durations[mask] = values
+            latency = (time.perf_counter() - started) * 1000
+            for i, value in zip(np.flatnonzero(mask), values, strict=True):
+                features = {
+                    k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()
+                }
+                records.append(
+                    PredictionRecord(
+                        keys[i],
+                        str(variant),
+                        str(version),
+                        features,
+                        float(value),
+                        latency,
+                        shadow=shadow,
+                    )
+                )
+                metrics.predictions.labels(variant=str(variant)).inc()
+        log.append(records)
+        g.variant = "mixed" if 0 < to_green.sum() < n else str(answers[0])
+        items = []
+        for i in range(n):
+            variant = answers[i]
+            item: dict[str, Any] = {
+                "duration": round(float(durations[i]), 4),
+                "variant": str(variant),
+                "model_version": str(state.green if variant is Variant.GREEN else state.blue),
+            }
+            if rides.ride_ids[i] is not None:
+                item["ride_id"] = rides.ride_ids[i]
+            items.append(item)
+        return jsonify(items[0] if rides.single else {"predictions": items})
+
+    @app.post("/feedback")
+    def feedback() -> tuple[Response, int]:
+        data = body()
+        ride_id = data.get("ride_id")
+        if isinstance(ride_id, bool) or not isinstance(ride_id, (str, int)):
+            raise RequestValidationError([FieldError("ride_id", "expected a string or integer")])
+        actual = _number(data, "duration", 0.0, 24 * 60.0)
+        labelled = log.record_feedback(str(ride_id), actual)
+        if labelled == 0:
+            return jsonify({"error": f"no prediction was logged for ride_id {ride_id!r}"}), 404
+        return jsonify({"ride_id": ride_id, "labelled_predictions": labelled}), 200
+
+    @app.get("/health")
+    def health() -> tuple[Response, int]:
+        active = slots.active
+        state = active.state
+        ok = active.model(state.blue) is not None
+        return jsonify(
+            {
+                "status": "ok" if ok else "starting",
+                "generation": state.generation,
+                "blue": state.blue,
+                "green": state.green if active.model(state.green) is not None else None,
+                "mode": str(state.policy.mode),
+                "green_percent": state.green_percent,
+                "errors": {str(v): e for v, e in active.errors.items()},
+            }
+        ), (200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        content, content_type = metrics.render()
+        return Response(content, content_type=content_type)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(OPENAPI)
+
+    # ----------------------------------------------------------------------- admin API
+
+    def change(step: Callable[[st.DeploymentState], st.DeploymentState]) -> Response:
+        current = store.current()
+        new = store.write(step(current), current.generation)
+        slots.refresh()
+        return jsonify(new.to_dict())
+
+    def actor() -> str:
+        return f"admin API ({request.remote_addr})"
+
+    @app.get("/admin/state")
+    def admin_state() -> Response:
+        admin()
+        return jsonify(
+            {
+                "state": store.current().to_dict(),
+                "history": [s.to_dict() for s in store.history()[-20:]],
+            }
+        )
+
+    @app.post("/admin/deploy")
+    def admin_deploy() -> Response:
+        admin()
+        data = body()
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise RequestValidationError([FieldError("version", "expected a model version >= 1")])
+        percent = _number(data, "percent", 0.0, 100.0, default=10.0)
+        mode = Mode(data.get("mode", "ab")) if data.get("mode", "ab") in ("ab", "shadow") else None
+        if mode is None:
+            raise RequestValidationError([FieldError("mode", "expected 'ab' or 'shadow'")])
+        try:
+            slots.prepare(version)  # load, warm up and health-check before any traffic
+        except Exception as exc:
+            return jsonify(
+                {"error": f"v{version} cannot be deployed: {type(exc).__name__}: {exc}"}
+            ), 422
+        reason = data.get("reason") or f"deploy v{version} to green at {percent:g}% ({mode})"
+        return change(lambda s: st.deploy(s, version, percent, mode, reason, actor()))
+
+    @app.post("/admin/split")
+    def admin_split() -> Response:
+        admin()
+        data = body()
+        percent = _number(data, "percent", 0.0, 100.0)
+        mode = (
+            Mode(data.get("mode", "ab"))
+            if data.get("mode", "ab") in ("ab", "shadow", "off")
+            else None
+        )
+        if mode is None:
+            raise RequestValidationError([FieldError("mode", "expected 'ab', 'shadow' or 'off'")])
+        reason = data.get("reason") or f"green share {percent:g}% ({mode})"
+        return change(lambda s: st.set_split(s, percent, mode, reason, actor()))
+
+    @app.post("/admin/promote")
+    def admin_promote() -> Response:
+        admin()
+        reason = body().get("reason") or "promoted from green"
+        response = change(lambda s: st.promote(s, reason, actor()))
+        aliases.promote(store.current().blue, reason)  # type: ignore[arg-type]
+        return response
+
+    @app.post("/admin/rollback")
+    def admin_rollback() -> Response:
+        admin()
+        reason = body().get("reason") or "rollback"
+        before = store.current()
+        response = change(lambda s: st.rollback(s, reason, actor()))
+        if before.previous_blue is not None:
+            aliases.restore(before.previous_blue, reason)
+        return response
+
+    @app.get("/admin/ab-report")
+    def admin_ab_report() -> Response:
+        admin()
+        min_samples = int(request.args.get("min_samples", 200))
+        state = store.current()
+        report = ab_report(log.labelled_errors(), min_samples=min_samples).to_dict()
+        return jsonify({"blue": state.blue, "green": state.green, **report})
+
+    return app

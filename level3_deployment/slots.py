@@ -1,0 +1,112 @@
+"""The models one serving process holds: blue and green, kept in step with the deployment state.
+
+Each gunicorn worker polls the state store (a cheap query) every ``poll_s`` seconds; on a new
+generation it loads any model it lacks, health-checks it, and swaps the whole set in with one
+reference assignment, so a request sees either the old set or the new one, never a mix. A model
+that fails to load or to pass its health check is never routed to: its traffic stays on blue,
+and the error shows in /health.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from level3_deployment.state import DeploymentState, StateStore
+
+logger = logging.getLogger(__name__)
+
+#: Rides every model must score sensibly before it gets traffic.
+HEALTH_RIDES: dict[str, Any] = {
+    "PULocationID": np.array([161.0, 132.0, 236.0]),
+    "DOLocationID": np.array([236.0, 230.0, 161.0]),
+    "trip_distance": np.array([2.1, 17.5, 1.2]),
+    "pickup_datetime": np.array(
+        ["2019-02-11T08:30", "2019-02-11T03:10", "2019-02-16T22:00"], dtype="datetime64[s]"
+    ),
+}
+
+
+class HealthCheckError(Exception):
+    pass
+
+
+def health_check(model: Any) -> None:
+    predictions = np.asarray(model.predict(HEALTH_RIDES), dtype=float)
+    if predictions.shape != (3,) or not np.all(np.isfinite(predictions)):
+        raise HealthCheckError(f"non-finite or misshapen predictions: {predictions}")
+    if not np.all((predictions > 0) & (predictions < 300)):
+        raise HealthCheckError(f"implausible durations (minutes): {np.round(predictions, 1)}")
+
+
+@dataclass(frozen=True)
+class Active:
+    state: DeploymentState
+    models: dict[int, Any]
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def model(self, version: int | None) -> Any | None:
+        return None if version is None else self.models.get(version)
+
+
+class SlotManager:
+    def __init__(
+        self, store: StateStore, load: Callable[[int], Any], *, poll_s: float = 0.5
+    ) -> None:
+        self.store = store
+        self.load = load
+        self.poll_s = poll_s
+        self.active = Active(DeploymentState(generation=-1), {})
+        self._cache: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._poller_pid: int | None = None
+
+    def prepare(self, version: int) -> Any:
+        """Load and health-check a version (cached). Raises if it is unusable."""
+        if version not in self._cache:
+            model = self.load(version)
+            health_check(model)
+            self._cache[version] = model
+        return self._cache[version]
+
+    def refresh(self) -> Active:
+        with self._lock:
+            if self.store.generation() == self.active.state.generation:
+                return self.active
+            state = self.store.current()
+            models, errors = {}, {}
+            for version in (state.blue, state.green):
+                if version is None:
+                    continue
+                try:
+                    models[version] = self.prepare(version)
+                except Exception as exc:  # any failure means: no traffic for this version
+                    errors[version] = f"{type(exc).__name__}: {exc}"
+                    logger.error("model v%s unusable: %s", version, errors[version])
+            self.active = Active(state, models, errors)
+            # Keep only what the state uses (plus what was just prepared for a deploy).
+            self._cache = {v: m for v, m in self._cache.items() if v in models}
+            return self.active
+
+    def ensure_polling(self) -> None:
+        """Start this process's poller (after gunicorn forked it from the master)."""
+        if self._poller_pid == os.getpid():
+            return
+        self._poller_pid = os.getpid()
+        self._lock = threading.Lock()  # a lock copied by fork() may be held by a dead thread
+        threading.Thread(target=self._poll, name="deployment-poller", daemon=True).start()
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:
+                logger.exception("refreshing the deployment state failed; retrying")
+            time.sleep(self.poll_s)

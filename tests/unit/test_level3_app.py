@@ -1,0 +1,147 @@
+"""The level-3 app in-process: routing, logging, feedback, admin API, hot swap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from level3_deployment import state as st
+from level3_deployment.app import AliasHooks, create_app
+from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.slots import SlotManager
+from shared.data.generator import generate_month
+from shared.data.schema import to_canonical
+from shared.data.validate import ValidationBounds, clean_trips
+from shared.features import split_xy
+from shared.models import build_model, get_family
+from tests.factories import ride
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict:
+    clean, _ = clean_trips(
+        to_canonical(generate_month("2019-01", 5000, seed=1), "g"), ValidationBounds()
+    )
+    return {
+        1: build_model("linear").fit(*split_xy(clean, get_family("linear").spec)),
+        2: build_model("hgb").fit(*split_xy(clean, get_family("hgb").spec)),
+        3: build_model("ridge").fit(*split_xy(clean, get_family("ridge").spec)),
+    }
+
+
+class Broken:
+    def predict(self, X: object) -> list[float]:
+        return [float("nan")] * 3
+
+
+@pytest.fixture
+def service(tmp_path: Path, models: dict):
+    store = st.StateStore(tmp_path / "deployment.db")
+    store.write(st.start(store.current(), 1, "boot", "test"), 0)
+    loaded = {**models, 9: Broken()}
+    slots = SlotManager(store, lambda v: loaded[v], poll_s=0.05)
+    log = PredictionLog(tmp_path / "predictions.db")
+    moves: list[tuple[str, int, str]] = []
+    hooks = AliasHooks(
+        lambda v, r: moves.append(("promote", v, r)), lambda v, r: moves.append(("restore", v, r))
+    )
+    app = create_app(slots, log, store, token=TOKEN, aliases=hooks)
+    slots.refresh()
+    return app.test_client(), log, moves
+
+
+def test_blue_answers_everything_before_a_deploy(service) -> None:
+    client, log, _ = service
+    body = client.post("/predict", json=[ride(ride_id=i) for i in range(50)]).get_json()
+    assert {p["variant"] for p in body["predictions"]} == {"blue"}
+    assert {p["model_version"] for p in body["predictions"]} == {"1"}
+    assert log.count() == 50
+
+
+def test_admin_needs_the_token(service) -> None:
+    client, _, _ = service
+    assert client.post("/admin/deploy", json={"version": 2}).status_code == 401
+    assert (
+        client.post(
+            "/admin/deploy", json={"version": 2}, headers={"Authorization": "Bearer wrong"}
+        ).status_code
+        == 401
+    )
+
+
+def test_deploy_split_promote_rollback(service) -> None:
+    client, log, moves = service
+    response = client.post("/admin/deploy", json={"version": 2, "percent": 50}, headers=AUTH)
+    assert response.status_code == 200, response.get_json()
+    rides = [ride(ride_id=f"r{i}") for i in range(400)]
+    first = client.post("/predict", json=rides).get_json()["predictions"]
+    greens = {p["ride_id"] for p in first if p["variant"] == "green"}
+    assert 140 < len(greens) < 260
+    again = client.post("/predict", json=rides).get_json()["predictions"]
+    assert {p["ride_id"] for p in again if p["variant"] == "green"} == greens  # sticky
+
+    client.post("/admin/split", json={"percent": 80}, headers=AUTH)
+    wider = client.post("/predict", json=rides).get_json()["predictions"]
+    assert greens <= {p["ride_id"] for p in wider if p["variant"] == "green"}  # monotone
+
+    assert client.post("/admin/promote", json={"reason": "better"}, headers=AUTH).status_code == 200
+    assert moves[-1] == ("promote", 2, "better")
+    after = client.post("/predict", json=rides[:10]).get_json()["predictions"]
+    assert {(p["variant"], p["model_version"]) for p in after} == {("blue", "2")}
+
+    assert client.post("/admin/rollback", headers=AUTH).status_code == 200
+    assert moves[-1] == ("restore", 1, "rollback")
+    back = client.post("/predict", json=rides[:10]).get_json()["predictions"]
+    assert {(p["variant"], p["model_version"]) for p in back} == {("blue", "1")}
+    assert log.count() == 1200 + 10 + 10
+
+
+def test_a_model_failing_its_health_check_never_gets_traffic(service) -> None:
+    client, _, _ = service
+    response = client.post("/admin/deploy", json={"version": 9, "percent": 100}, headers=AUTH)
+    assert response.status_code == 422
+    assert "cannot be deployed" in response.get_json()["error"]
+    body = client.post("/predict", json=[ride(ride_id=i) for i in range(20)]).get_json()
+    assert {p["variant"] for p in body["predictions"]} == {"blue"}
+
+
+def test_shadow_mode_answers_blue_and_logs_green(service) -> None:
+    client, log, _ = service
+    client.post(
+        "/admin/deploy", json={"version": 3, "percent": 100, "mode": "shadow"}, headers=AUTH
+    )
+    body = client.post("/predict", json=[ride(ride_id=i) for i in range(30)]).get_json()
+    assert {p["variant"] for p in body["predictions"]} == {"blue"}
+    frame = log.frame()
+    assert (frame["shadow"] == 1).sum() == 30 and set(frame[frame.shadow == 1].variant) == {"green"}
+
+
+def test_feedback_and_ab_report(service) -> None:
+    client, _, _ = service
+    client.post("/admin/deploy", json={"version": 2, "percent": 50}, headers=AUTH)
+    client.post("/predict", json=[ride(ride_id=f"f{i}") for i in range(100)])
+    for i in range(100):
+        assert (
+            client.post("/feedback", json={"ride_id": f"f{i}", "duration": 12.0}).status_code == 200
+        )
+    assert client.post("/feedback", json={"ride_id": "nope", "duration": 3}).status_code == 404
+    assert client.post("/feedback", json={"ride_id": "f1", "duration": -3}).status_code == 400
+    report = client.get("/admin/ab-report?min_samples=500", headers=AUTH).get_json()
+    assert report["verdict"] is None and "too early" in report["reason"]
+    assert report["variants"]["blue"]["n"] + report["variants"]["green"]["n"] == 100
+
+
+def test_bad_requests_and_openapi(service) -> None:
+    client, _, _ = service
+    assert client.post("/predict", data=b"{", content_type="application/json").status_code == 400
+    assert client.post("/predict", json=ride(PULocationID=0)).status_code == 400
+    assert client.post("/admin/deploy", json={"version": "two"}, headers=AUTH).status_code == 400
+    assert client.post("/admin/split", json={"percent": 10}, headers=AUTH).status_code == 422
+    spec = client.get("/openapi.json").get_json()
+    assert {"/predict", "/feedback", "/admin/deploy", "/admin/ab-report"} <= set(spec["paths"])
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'taxi_level3_requests_total{endpoint="/predict",status="400",variant="none"}' in metrics
