@@ -1,7 +1,8 @@
 """Run a WSGI app factory under gunicorn from Python, the way every project service runs.
 
-Services are never run on Flask's development server. The factory runs once in the gunicorn
-master (``preload_app``), so the model is loaded before workers fork and shared copy-on-write.
+Services are never run on Flask's development server. By default the factory runs once in the
+gunicorn master (``preload_app``), so the model is loaded before workers fork and shared
+copy-on-write; apps that talk to MLflow's store build themselves in each worker instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class ServerOptions:
     pidfile: Path | None = None
     metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start
     access_log: bool = False
+    #: build the app once in the master and fork it (fast, shares memory); False builds it in
+    #: each worker, for apps whose libraries hold connections that must not cross fork()
+    preload: bool = True
 
 
 def prepare_metrics_dir(metrics_dir: Path) -> None:
@@ -66,7 +70,7 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "worker_class": "gthread" if options.threads > 1 else "sync",
         "timeout": options.timeout_s,
         "graceful_timeout": 10,
-        "preload_app": True,
+        "preload_app": options.preload,
         "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
         "child_exit": _child_exit,

@@ -22,6 +22,7 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "level2_training.cli:level2",
         "Level 2: Prefect training pipeline, MLflow registry.",
     ),
+    "level3": ("level3_deployment.cli:level3", "Level 3: blue/green serving with an A/B split."),
     "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
 }
 

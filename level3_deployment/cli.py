@@ -1,0 +1,160 @@
+"""``taxi-mlops level3``: serve blue/green from the registry; deploy, split, promote, roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shared.settings import admin_token, get_settings
+from taxi_mlops.output import emit, fail, json_option
+
+DEFAULT_URL = "http://127.0.0.1:8100"
+
+
+@click.group()
+def level3() -> None:
+    """Level 3 - automated deployment: blue/green with an A/B split."""
+
+
+@level3.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8100, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@json_option
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the registry's champion (blue) and any deployed green under gunicorn."""
+    from level2_training import runtime
+    from shared.gunicorn_runner import ServerOptions, run
+
+    settings = get_settings()
+    admin_token(settings)  # refuse to start without a real token outside dev
+    runtime.configure(settings)
+    options = ServerOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        pidfile=settings.run_dir / f"level3-{port}.pid",
+        metrics_dir=settings.run_dir / f"level3-{port}-metrics",
+        # Each worker builds its own app: MLflow's SQLAlchemy connections must not cross fork().
+        preload=False,
+    )
+
+    def factory() -> Any:
+        from level3_deployment.service import build_app
+
+        return build_app(settings)
+
+    emit(
+        {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile)},
+        [f"serving on http://{host}:{port} ({workers} gunicorn workers)"],
+    )
+    run(factory, options)
+
+
+def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:
+    from taxi_mlops.services import http_json
+
+    token = admin_token(get_settings())
+    try:
+        status, answer = http_json(
+            method, f"{url}{path}", body, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+    except OSError as exc:
+        fail(f"{url}: cannot reach the level-3 service ({exc})")
+    if status >= 400:
+        message = answer.get("error") if isinstance(answer, dict) else str(answer)
+        fail(f"{path}: HTTP {status}: {message}")
+    return answer
+
+
+def _url_option(func: Any) -> Any:
+    return click.option(
+        "--url", default=DEFAULT_URL, show_default=True, help="The level-3 service."
+    )(func)
+
+
+def _state_lines(state: dict) -> list[str]:
+    green = (
+        f"v{state['green']} at {state['green_percent']:g}% ({state['mode']})"
+        if state["green"]
+        else "none"
+    )
+    return [
+        f"generation {state['generation']}: blue v{state['blue']}, green {green}",
+        f"  ({state['reason']})",
+    ]
+
+
+@level3.command()
+@click.option("--version", "version", type=click.IntRange(min=1), required=True)
+@click.option("--share", type=click.FloatRange(0, 100), default=10.0, show_default=True)
+@click.option("--mode", type=click.Choice(["ab", "shadow"]), default="ab", show_default=True)
+@click.option("--reason", default=None)
+@_url_option
+@json_option
+def deploy(version: int, share: float, mode: str, reason: str | None, url: str) -> None:
+    """Load a registry version into green (warm-up, health check), then route SHARE % to it."""
+    state = _call(
+        "POST",
+        url,
+        "/admin/deploy",
+        {"version": version, "percent": share, "mode": mode, "reason": reason},
+    )
+    emit({"ok": True, "state": state}, _state_lines(state))
+
+
+@level3.command("set-split")
+@click.option("--share", type=click.FloatRange(0, 100), required=True)
+@click.option("--mode", type=click.Choice(["ab", "shadow", "off"]), default="ab", show_default=True)
+@_url_option
+@json_option
+def set_split(share: float, mode: str, url: str) -> None:
+    """Change green's share of traffic (sticky and monotone per ride id)."""
+    state = _call("POST", url, "/admin/split", {"percent": share, "mode": mode})
+    emit({"ok": True, "state": state}, _state_lines(state))
+
+
+@level3.command()
+@click.option("--reason", default=None)
+@_url_option
+@json_option
+def promote(reason: str | None, url: str) -> None:
+    """Green becomes blue for every worker at once; the champion alias moves."""
+    state = _call("POST", url, "/admin/promote", {"reason": reason} if reason else {})
+    emit({"ok": True, "state": state}, _state_lines(state))
+
+
+@level3.command()
+@click.option("--reason", default=None)
+@_url_option
+@json_option
+def rollback(reason: str | None, url: str) -> None:
+    """Green gets no traffic; right after a promotion, the previous blue comes back."""
+    state = _call("POST", url, "/admin/rollback", {"reason": reason} if reason else {})
+    emit({"ok": True, "state": state}, _state_lines(state))
+
+
+@level3.command()
+@_url_option
+@json_option
+def status(url: str) -> None:
+    """The deployment state and its recent history."""
+    answer = _call("GET", url, "/admin/state")
+    emit({"ok": True, **answer}, _state_lines(answer["state"]))
+
+
+@level3.command("ab-report")
+@click.option("--min-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@_url_option
+@json_option
+def ab_report(min_samples: int, url: str) -> None:
+    """Per-variant RMSE and MAE with 95 % intervals, a test on the difference, and a verdict."""
+    report = _call("GET", url, f"/admin/ab-report?min_samples={min_samples}")
+    lines = [
+        f"{variant}: n={q['n']} RMSE {q['rmse']:.3f} [{q['rmse_ci'][0]:.3f}, {q['rmse_ci'][1]:.3f}]"
+        f" MAE {q['mae']:.3f} [{q['mae_ci'][0]:.3f}, {q['mae_ci'][1]:.3f}]"
+        for variant, q in report["variants"].items()
+    ]
+    lines.append(f"verdict: {report['verdict'] or 'none yet'} ({report['reason']})")
+    emit({"ok": True, **report}, lines)

@@ -1,0 +1,74 @@
+"""Wiring: build the level-3 app from settings (run once in the gunicorn master)."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import mlflow.sklearn
+from flask import Flask
+from mlflow import MlflowClient
+
+from level2_training import registry
+from level3_deployment import state as st
+from level3_deployment.app import AliasHooks, create_app
+from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.slots import SlotManager
+from shared.errors import ConfigError
+from shared.settings import Settings, admin_token
+
+
+def paths(settings: Settings) -> tuple[Path, Path]:
+    base = settings.home / "level3"
+    return base / "deployment.db", base / "predictions.db"
+
+
+def ensure_started(
+    store: st.StateStore, client: MlflowClient, model_name: str
+) -> st.DeploymentState:
+    """A first start serves the registry's champion as blue."""
+    current = store.current()
+    if current.blue is not None:
+        return current
+    champion = registry.alias_version(client, model_name, registry.CHAMPION)
+    if champion is None:
+        raise ConfigError(
+            f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first"
+        )
+    try:
+        return store.write(
+            st.start(current, champion, f"serve the champion v{champion}", getpass.getuser()),
+            current.generation,
+        )
+    except st.ConflictError:  # another worker started it first
+        return store.current()
+
+
+def build_app(settings: Settings) -> Flask:
+    token = admin_token(settings)
+    state_path, log_path = paths(settings)
+    store = st.StateStore(state_path)
+    client = MlflowClient()
+    name = settings.registered_model_name
+    ensure_started(store, client, name)
+    slots = SlotManager(store, lambda v: mlflow.sklearn.load_model(f"models:/{name}/{v}"))
+    slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
+
+    def promote(version: int, reason: str) -> None:
+        registry.move_alias(
+            client, name, registry.CHAMPION, version, reason=reason, actor="level3 admin API"
+        )
+
+    def restore(version: int, reason: str) -> None:
+        registry.move_alias(
+            client,
+            name,
+            registry.CHAMPION,
+            version,
+            reason=f"rollback: {reason}",
+            actor="level3 admin API",
+        )
+
+    return create_app(
+        slots, PredictionLog(log_path), store, token=token, aliases=AliasHooks(promote, restore)
+    )

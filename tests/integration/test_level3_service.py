@@ -1,0 +1,186 @@
+"""Level 3 end to end: real gunicorn (2 workers), a real MLflow registry, traffic during
+deploy -> 10 % -> 50 % -> promote -> rollback."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from scipy.stats import chisquare
+
+from level2_training import registry, runtime, tracking
+from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.routing import Mode, SplitPolicy, Variant, assign
+from shared.data.generator import generate_month
+from shared.data.schema import to_canonical
+from shared.data.validate import ValidationBounds, clean_trips
+from shared.features import split_xy
+from shared.models import build_model, get_family
+from shared.settings import Settings
+from taxi_mlops.services import free_port, http_json, start_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CLI = str(Path(sys.executable).with_name("taxi-mlops"))
+NAME = "taxi-trip-duration"
+TOKEN = "integration-secret"
+SETTLE_S = 2.0  # every worker must apply a change within this
+
+
+def register_two_versions(home: Path) -> None:
+    settings = Settings()
+    runtime.configure(settings)
+    experiment = tracking.ensure_experiment("level3-test", runtime.artifact_location(settings))
+    clean, _ = clean_trips(
+        to_canonical(generate_month("2019-01", 5000, seed=1), "g"), ValidationBounds()
+    )
+    client = MlflowClient()
+    registry.ensure_registered_model(client, NAME)
+    for family in ("linear", "hgb"):
+        X, y = split_xy(clean, get_family(family).spec)
+        with mlflow.start_run(experiment_id=experiment):
+            uri = tracking.log_pipeline(build_model(family).fit(X, y), X)
+        mlflow.register_model(uri, NAME)
+    registry.move_alias(client, NAME, registry.CHAMPION, 1, reason="test setup", actor="pytest")
+
+
+class Traffic:
+    """Single-ride requests from a pool of ride ids, from several threads, until stopped."""
+
+    def __init__(self, url: str, keys: int = 800, threads: int = 6) -> None:
+        self.url, self.keys = url, [f"ride-{i}" for i in range(keys)]
+        self.results: list[tuple[float, float, str, int, str, str]] = []
+        self._counter, self._lock, self._stop = (
+            itertools.count(),
+            threading.Lock(),
+            threading.Event(),
+        )
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            key = self.keys[next(self._counter) % len(self.keys)]
+            sent = time.monotonic()
+            ride = {
+                "ride_id": key,
+                "PULocationID": 161,
+                "DOLocationID": 236,
+                "trip_distance": 2.5,
+                "pickup_datetime": "2019-02-11T08:30:00",
+            }
+            try:
+                status, body = http_json("POST", f"{self.url}/predict", ride, timeout=30)
+            except OSError as exc:
+                status, body = 0, {"variant": f"failed: {exc}", "model_version": ""}
+            with self._lock:
+                self.results.append(
+                    (
+                        sent,
+                        time.monotonic(),
+                        key,
+                        status,
+                        body.get("variant", ""),
+                        body.get("model_version", ""),
+                    )
+                )
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
+    register_two_versions(isolated_home)
+    port = free_port()
+    env = {
+        "TAXI_MLOPS_HOME": str(isolated_home),
+        "TAXI_MLOPS_ADMIN_TOKEN": TOKEN,
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+    }
+    url = f"http://127.0.0.1:{port}"
+    command = [CLI, "level3", "serve", "--port", str(port), "--workers", "2"]
+
+    def admin(*args: str) -> tuple[float, float]:
+        """Run a control command; returns when it started and when it returned."""
+        began = time.monotonic()
+        subprocess.run(
+            [CLI, "level3", *args, "--url", url],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+        return began, time.monotonic()
+
+    with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120):
+        with Traffic(url) as traffic:
+            time.sleep(3)
+            changes = [("deploy", admin("deploy", "--version", "2", "--share", "10"))]
+            time.sleep(5)
+            changes.append(("50%", admin("set-split", "--share", "50")))
+            time.sleep(5)
+            changes.append(("promote", admin("promote", "--reason", "test")))
+            time.sleep(4)
+            changes.append(("rollback", admin("rollback")))
+            time.sleep(4)
+        end = time.monotonic()
+        log_count = PredictionLog(isolated_home / "level3" / "predictions.db").count()
+
+    results = traffic.results
+    assert len(results) >= 5000, len(results)
+    failures = [r for r in results if r[3] != 200]
+    assert not failures, failures[:5]
+    assert log_count == len(results)  # every request logged exactly once
+
+    # Phase i runs from SETTLE_S after change i returned to when change i+1 began.
+    windows = list(
+        zip(
+            [0.0, *(done + SETTLE_S for _, (_, done) in changes)],
+            [*(began for _, (began, _) in changes), end],
+            strict=True,
+        )
+    )
+    expected = [
+        (SplitPolicy(Mode.OFF, 0), "1", "2"),
+        (SplitPolicy(Mode.AB, 10), "1", "2"),
+        (SplitPolicy(Mode.AB, 50), "1", "2"),
+        (SplitPolicy(Mode.OFF, 0), "2", None),  # promoted: v2 is blue
+        (SplitPolicy(Mode.OFF, 0), "1", "2"),  # rolled back: v1 is blue again
+    ]
+    green_keys: list[set[str]] = []
+    seen_keys: list[set[str]] = []
+    for (start, stop), (policy, blue, green) in zip(windows, expected, strict=True):
+        settled = [r for r in results if r[0] >= start and r[1] < stop]
+        assert len(settled) > 100
+        for _, _, key, _, variant, version in settled:
+            want = assign(policy, key).answer
+            assert variant == str(want), (key, policy, variant)
+            assert version == (green if want is Variant.GREEN else blue)
+        greens = {r[2] for r in settled if r[4] == "green"}
+        green_keys.append(greens)
+        seen_keys.append({r[2] for r in settled})
+        if policy.mode is Mode.AB:
+            keys = {r[2] for r in settled}
+            share = policy.green_percent / 100
+            observed = [len(keys) - len(greens), len(greens)]
+            assert chisquare(observed, [len(keys) * (1 - share), len(keys) * share]).pvalue > 0.001
+    # Monotone: every key green at 10 % (and seen again at 50 %) is still green at 50 %.
+    assert green_keys[1] & seen_keys[2]
+    assert green_keys[1] & seen_keys[2] <= green_keys[2]
+
+    client = MlflowClient()
+    assert registry.alias_version(client, NAME, registry.CHAMPION) == 1
+    moves = [(e.alias, e.to_version) for e in registry.history(client, NAME)]
+    assert moves[-2:] == [("champion", 2), ("champion", 1)]
