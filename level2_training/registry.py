@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 HISTORY_PREFIX = "taxi_mlops.alias_event."
 CANDIDATE = "candidate"
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # the version level 3 serves as green
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,13 @@ def move_alias(
 
 
 def keep_alias(
-    client: MlflowClient, name: str, alias: str, *, reason: str, actor: str
+    client: MlflowClient, name: str, alias: str, *, reason: str, actor: str, action: str = "kept"
 ) -> AliasEvent:
-    """Record a decision to leave ``alias`` where it is."""
+    """Record a change that leaves ``alias`` where it is (a decision not to move it, or a
+    traffic split for the version it names)."""
     current = alias_version(client, name, alias)
     return record_event(
-        client, name, AliasEvent(_now(), alias, current, current, "kept", reason, actor)
+        client, name, AliasEvent(_now(), alias, current, current, action, reason, actor)
     )
 
 

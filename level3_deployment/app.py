@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 KEY_HEADER = "X-Request-Key"
+#: An idempotency key: a client (or load balancer) that retries a request sends the same id,
+#: and its predictions are logged once.
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 @dataclass
@@ -39,6 +42,8 @@ class AliasHooks:
 
     promote: Callable[[int, str], None]
     restore: Callable[[int, str], None]
+    deployed: Callable[[int, str], None] = lambda version, reason: None
+    split: Callable[[str], None] = lambda reason: None
 
 
 def _number(body: dict, name: str, low: float, high: float, default: float | None = None) -> float:
@@ -128,6 +133,9 @@ def create_app(
             return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
         policy = state.policy if green is not None else st.SplitPolicy()
         header_key = request.headers.get(KEY_HEADER)
+        request_id = request.headers.get(REQUEST_ID_HEADER)
+        if request_id is not None and not 0 < len(request_id) <= 128:
+            raise RequestValidationError([FieldError(REQUEST_ID_HEADER, "1 to 128 characters")])
         n = len(rides)
         answers, shadows, keys = [], np.zeros(n, dtype=bool), []
         for i, ride_id in enumerate(rides.ride_ids):
@@ -160,6 +168,9 @@ def create_app(
                 features = {
                     k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()
                 }
+                ids = {}
+                if request_id is not None:  # a retry of this request maps to the same rows
+                    ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
                 records.append(
                     PredictionRecord(
                         keys[i],
@@ -169,6 +180,7 @@ def create_app(
                         float(value),
                         latency,
                         shadow=shadow,
+                        **ids,
                     )
                 )
                 metrics.predictions.labels(variant=str(variant)).inc()
@@ -264,7 +276,9 @@ def create_app(
                 {"error": f"v{version} cannot be deployed: {type(exc).__name__}: {exc}"}
             ), 422
         reason = data.get("reason") or f"deploy v{version} to green at {percent:g}% ({mode})"
-        return change(lambda s: st.deploy(s, version, percent, mode, reason, actor()))
+        response = change(lambda s: st.deploy(s, version, percent, mode, reason, actor()))
+        aliases.deployed(version, reason)
+        return response
 
     @app.post("/admin/split")
     def admin_split() -> Response:
@@ -279,7 +293,9 @@ def create_app(
         if mode is None:
             raise RequestValidationError([FieldError("mode", "expected 'ab', 'shadow' or 'off'")])
         reason = data.get("reason") or f"green share {percent:g}% ({mode})"
-        return change(lambda s: st.set_split(s, percent, mode, reason, actor()))
+        response = change(lambda s: st.set_split(s, percent, mode, reason, actor()))
+        aliases.split(reason)
+        return response
 
     @app.post("/admin/promote")
     def admin_promote() -> Response:

@@ -113,8 +113,10 @@ class PredictionLog:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                "INSERT INTO predictions (prediction_id, ts, request_key, variant, shadow,"
-                " model_version, features, prediction, latency_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+                # OR IGNORE: a retried request (same idempotency key) is logged once.
+                "INSERT OR IGNORE INTO predictions (prediction_id, ts, request_key, variant,"
+                " shadow, model_version, features, prediction, latency_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             conn.execute("COMMIT")

@@ -69,6 +69,20 @@ def build_app(settings: Settings) -> Flask:
             actor="level3 admin API",
         )
 
-    return create_app(
-        slots, PredictionLog(log_path), store, token=token, aliases=AliasHooks(promote, restore)
-    )
+    def deployed(version: int, reason: str) -> None:
+        registry.move_alias(
+            client, name, registry.CHALLENGER, version, reason=reason, actor="level3 admin API"
+        )
+
+    def split(reason: str) -> None:
+        registry.keep_alias(
+            client,
+            name,
+            registry.CHALLENGER,
+            reason=reason,
+            actor="level3 admin API",
+            action="split",
+        )
+
+    hooks = AliasHooks(promote, restore, deployed, split)
+    return create_app(slots, PredictionLog(log_path), store, token=token, aliases=hooks)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +66,8 @@ class SlotManager:
         self._cache: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._poller_pid: int | None = None
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def prepare(self, version: int) -> Any:
         """Load and health-check a version (cached). Raises if it is unusable."""
@@ -101,12 +102,21 @@ class SlotManager:
             return
         self._poller_pid = os.getpid()
         self._lock = threading.Lock()  # a lock copied by fork() may be held by a dead thread
-        threading.Thread(target=self._poll, name="deployment-poller", daemon=True).start()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="deployment-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop this process's poller and wait for it (before a fork, or at shutdown)."""
+        self._stop.set()
+        if self._poller is not None and self._poller_pid == os.getpid():
+            self._poller.join(timeout=5 * self.poll_s + 5)
+        self._poller_pid = None
 
     def _poll(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 self.refresh()
             except Exception:
                 logger.exception("refreshing the deployment state failed; retrying")
-            time.sleep(self.poll_s)
+            self._stop.wait(self.poll_s)

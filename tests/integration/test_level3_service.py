@@ -182,5 +182,10 @@ def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
 
     client = MlflowClient()
     assert registry.alias_version(client, NAME, registry.CHAMPION) == 1
-    moves = [(e.alias, e.to_version) for e in registry.history(client, NAME)]
-    assert moves[-2:] == [("champion", 2), ("champion", 1)]
+    moves = [(e.alias, e.action, e.to_version) for e in registry.history(client, NAME)]
+    assert moves[-4:] == [
+        ("challenger", "set", 2),
+        ("challenger", "split", 2),
+        ("champion", "set", 2),
+        ("champion", "set", 1),
+    ]

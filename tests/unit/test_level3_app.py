@@ -51,7 +51,9 @@ def service(tmp_path: Path, models: dict):
     )
     app = create_app(slots, log, store, token=TOKEN, aliases=hooks)
     slots.refresh()
-    return app.test_client(), log, moves
+    yield app.test_client(), log, moves
+    slots.stop()  # no thread may outlive the test: later tests fork()
+    log.close()
 
 
 def test_blue_answers_everything_before_a_deploy(service) -> None:
@@ -145,3 +147,13 @@ def test_bad_requests_and_openapi(service) -> None:
     assert {"/predict", "/feedback", "/admin/deploy", "/admin/ab-report"} <= set(spec["paths"])
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'taxi_level3_requests_total{endpoint="/predict",status="400",variant="none"}' in metrics
+
+
+def test_a_retried_request_is_logged_once(service) -> None:
+    client, log, _ = service
+    headers = {"X-Request-Id": "req-123"}
+    for _ in range(3):
+        assert client.post("/predict", json=ride(ride_id="r"), headers=headers).status_code == 200
+    assert log.count() == 1
+    client.post("/predict", json=ride(ride_id="r"), headers={"X-Request-Id": "req-124"})
+    assert log.count() == 2
