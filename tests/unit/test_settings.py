@@ -49,3 +49,17 @@ def test_base_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXI_MLOPS_TLC_BASE_URL", "ftp://example.org")
     with pytest.raises(ValueError, match="must start with http"):
         Settings()
+
+
+def test_admin_token_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import DEV_ADMIN_TOKEN, admin_token
+
+    assert admin_token(Settings()) == DEV_ADMIN_TOKEN  # dev: the documented default
+    monkeypatch.setenv("TAXI_MLOPS_ENV", "prod")
+    with pytest.raises(ValueError, match="TAXI_MLOPS_ADMIN_TOKEN must be set"):
+        admin_token(Settings())
+    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
+    with pytest.raises(ValueError, match="not the dev default"):
+        admin_token(Settings())
+    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", "a-real-secret")
+    assert admin_token(Settings()) == "a-real-secret"
