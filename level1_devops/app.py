@@ -6,13 +6,11 @@ Every error is answered as JSON with the field at fault; nothing answers with a 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from sklearn.pipeline import Pipeline
-from werkzeug.exceptions import HTTPException
 
 from shared.data.digest import file_sha256
 from shared.data.validate import ValidationBounds
@@ -25,12 +23,12 @@ from shared.serving import (
     parse_rides,
     predict_durations,
 )
+from shared.web import install_json_errors, install_request_metrics
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 MAX_RIDES = 1000
-_HTTP_ERROR_FIELD = {404: "path", 405: "method", 413: "body", 415: "body"}
 
 
 def create_app(
@@ -44,41 +42,11 @@ def create_app(
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level1")
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     info = {"model_version": model_version, **(model_info or {})}
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started)
-        return response
-
-    @app.errorhandler(RequestValidationError)
-    def _invalid(exc: RequestValidationError) -> tuple[Response, int]:
-        return jsonify(exc.to_dict()), exc.status
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[Response, int]:
-        code = exc.code or 500
-        message = exc.description or exc.name
-        if code == 413:
-            message = f"request body larger than {MAX_BODY_BYTES // 1024} KiB"
-        field = _HTTP_ERROR_FIELD.get(code, "request")
-        if code == 405:
-            message = f"{request.method} is not allowed on {request.path}"
-        elif code == 404:
-            message = f"no endpoint at {request.path}; see GET /"
-        return jsonify({"error": message, "errors": [{"field": field, "message": message}]}), code
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response, int]:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify({"error": "internal error; see the service log"}), 500
+    install_request_metrics(app, metrics)
+    install_json_errors(app, MAX_BODY_BYTES)
 
     @app.post("/predict")
     def predict() -> Response:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from level3_deployment import state as st
 from level3_deployment.abstats import ab_report
@@ -26,6 +25,7 @@ from shared.data.validate import ValidationBounds
 from shared.errors import TaxiMlopsError
 from shared.metrics import ServiceMetrics
 from shared.serving import FieldError, RequestValidationError, parse_rides
+from shared.web import install_json_errors, install_request_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -66,43 +66,20 @@ def create_app(
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    install_request_metrics(app, metrics, lambda: {"variant": g.variant})
+    install_json_errors(app, MAX_BODY_BYTES)
 
     @app.before_request
     def _begin() -> None:
-        g.started = time.perf_counter()
         g.variant = "none"
         slots.ensure_polling()
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe(
-            endpoint, response.status_code, time.perf_counter() - g.started, variant=g.variant
-        )
-        return response
-
-    @app.errorhandler(RequestValidationError)
-    def _invalid(exc: RequestValidationError) -> tuple[Response, int]:
-        return jsonify(exc.to_dict()), exc.status
 
     @app.errorhandler(TaxiMlopsError)
     def _refused(exc: TaxiMlopsError) -> tuple[Response, int]:
         status = 409 if isinstance(exc, st.ConflictError) else 422
         return jsonify({"error": str(exc)}), status
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> tuple[Response, int]:
-        message = exc.description or exc.name
-        if exc.code == 413:
-            message = f"request body larger than {MAX_BODY_BYTES // 1024} KiB"
-        return jsonify({"error": message}), exc.code or 500
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response, int]:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify({"error": "internal error; see the service log"}), 500
 
     def admin() -> None:
         header = request.headers.get("Authorization", "")

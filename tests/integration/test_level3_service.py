@@ -52,6 +52,19 @@ def register_two_versions(home: Path) -> None:
     registry.move_alias(client, NAME, registry.CHAMPION, 1, reason="test setup", actor="pytest")
 
 
+def service_command(home: Path) -> tuple[list[str], str, dict[str, str]]:
+    """Register two versions (v1 champion) and say how to start the service on them."""
+    register_two_versions(home)
+    port = free_port()
+    env = {
+        "TAXI_MLOPS_HOME": str(home),
+        "TAXI_MLOPS_ADMIN_TOKEN": TOKEN,
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+    }
+    command = [CLI, "level3", "serve", "--port", str(port), "--workers", "2"]
+    return command, f"http://127.0.0.1:{port}", env
+
+
 class Traffic:
     """Single-ride requests from a pool of ride ids, from several threads, until stopped."""
 
@@ -102,6 +115,17 @@ class Traffic:
                     )
                 )
 
+    def wait_for(self, count: int, since: float, timeout_s: float = 120.0) -> None:
+        """Block until ``count`` requests were sent at or after ``since`` (monotonic)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                done = sum(1 for r in self.results if r[0] >= since)
+            if done >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"only {done} of {count} requests in {timeout_s:.0f} s")
+
     def __enter__(self) -> Traffic:
         for t in self._threads:
             t.start()
@@ -114,15 +138,7 @@ class Traffic:
 
 
 def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
-    register_two_versions(isolated_home)
-    port = free_port()
-    env = {
-        "TAXI_MLOPS_HOME": str(isolated_home),
-        "TAXI_MLOPS_ADMIN_TOKEN": TOKEN,
-        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
-    }
-    url = f"http://127.0.0.1:{port}"
-    command = [CLI, "level3", "serve", "--port", str(port), "--workers", "2"]
+    command, url, env = service_command(isolated_home)
 
     def admin(*args: str) -> tuple[float, float]:
         """Run a control command; returns when it started and when it returned."""
@@ -137,15 +153,17 @@ def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
 
     with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120):
         with Traffic(url) as traffic:
-            time.sleep(3)
+            # Each phase lasts until it has its quota of settled requests (bounded in time),
+            # so the test sends >= 5,000 requests however fast the machine is.
+            traffic.wait_for(600, since=time.monotonic())
             changes = [("deploy", admin("deploy", "--version", "2", "--share", "10"))]
-            time.sleep(5)
+            traffic.wait_for(1500, since=changes[-1][1][1] + SETTLE_S)
             changes.append(("50%", admin("set-split", "--share", "50")))
-            time.sleep(5)
+            traffic.wait_for(1500, since=changes[-1][1][1] + SETTLE_S)
             changes.append(("promote", admin("promote", "--reason", "test")))
-            time.sleep(4)
+            traffic.wait_for(700, since=changes[-1][1][1] + SETTLE_S)
             changes.append(("rollback", admin("rollback")))
-            time.sleep(4)
+            traffic.wait_for(700, since=changes[-1][1][1] + SETTLE_S)
         end = time.monotonic()
         log_count = PredictionLog(isolated_home / "level3" / "predictions.db").count()
 
@@ -203,15 +221,7 @@ def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
 
 
 def test_a_worker_killed_mid_load_loses_nothing(isolated_home: Path) -> None:
-    register_two_versions(isolated_home)
-    port = free_port()
-    env = {
-        "TAXI_MLOPS_HOME": str(isolated_home),
-        "TAXI_MLOPS_ADMIN_TOKEN": TOKEN,
-        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
-    }
-    url = f"http://127.0.0.1:{port}"
-    command = [CLI, "level3", "serve", "--port", str(port), "--workers", "2"]
+    command, url, env = service_command(isolated_home)
     with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
         workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
         with Traffic(url, retries=3) as traffic:
