@@ -40,6 +40,15 @@ def serve(host: str, port: int, workers: int) -> None:
         preload=False,
     )
 
+    # Create both databases (schema, WAL mode) here, before gunicorn forks: workers starting
+    # at once would otherwise race to switch a new file to WAL ("database is locked").
+    from level3_deployment.prediction_log import PredictionLog
+    from level3_deployment.state import StateStore, store_paths
+
+    state_path, log_path = store_paths(settings.home)
+    StateStore(state_path)
+    PredictionLog(log_path).close()
+
     def factory() -> Any:
         from level3_deployment.service import build_app
 

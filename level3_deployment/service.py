@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from pathlib import Path
 
 import mlflow.sklearn
 from flask import Flask
@@ -16,11 +15,6 @@ from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.slots import SlotManager
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token
-
-
-def paths(settings: Settings) -> tuple[Path, Path]:
-    base = settings.home / "level3"
-    return base / "deployment.db", base / "predictions.db"
 
 
 def ensure_started(
@@ -46,7 +40,7 @@ def ensure_started(
 
 def build_app(settings: Settings) -> Flask:
     token = admin_token(settings)
-    state_path, log_path = paths(settings)
+    state_path, log_path = st.store_paths(settings.home)
     store = st.StateStore(state_path)
     client = MlflowClient()
     name = settings.registered_model_name

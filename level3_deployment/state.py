@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS deployment (
 """
 
 
+def store_paths(home: Path) -> tuple[Path, Path]:
+    """The deployment state and the prediction log of a TAXI_MLOPS_HOME."""
+    return home / "level3" / "deployment.db", home / "level3" / "predictions.db"
+
+
 class ConflictError(TaxiMlopsError):
     """Someone else changed the deployment first."""
 

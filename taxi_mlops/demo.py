@@ -161,6 +161,8 @@ def demo(
         )
     _say("   browse the runs: taxi-mlops level2 ui  (then open http://127.0.0.1:5000)")
 
+    results["level3"] = _level3(train_file, val_file, settings.logs_dir)
+
     results["seconds"] = round(time.perf_counter() - started, 1)
     summary = [
         "",
@@ -171,8 +173,10 @@ def demo(
         "a gunicorn service with metrics",
         f"{'2':<8}{level2['best']['val_rmse']:>16.3f}  every trial tracked in MLflow; "
         f"registry v{registered['version']} ({', '.join(registered['aliases'])}) with history",
+        f"{'3':<8}{'':>16}  blue/green from the registry, A/B evidence, "
+        f"{results['level3']['decision']} in one command",
         f"done in {results['seconds']} s. Walkthroughs: level0_notebook/, level1_devops/, "
-        "level2_training/ (README.md in each)",
+        "level2_training/, level3_deployment/ (README.md in each)",
     ]
     emit({"ok": True, **results}, summary)
 
@@ -203,3 +207,72 @@ def _serve_and_query(model_path: Path, logs_dir: Path) -> dict[str, Any]:
             _say(f"   {line}")
     _say(f"   service stopped (pid {service.pid})")
     return {"url": url, "prediction": answer, "bad_request_status": bad_status, "metrics": counted}
+
+
+def _replay_rides(val_file: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """Real-looking requests and their actual durations, from the validation month."""
+    from shared.data.load import read_trip_file
+    from shared.data.validate import ValidationBounds, clean_trips
+
+    month = read_trip_file(val_file)
+    clean, _ = clean_trips(month.frame, ValidationBounds(), month=month.month)
+    sample = clean.sample(n=min(n, len(clean)), random_state=seed)
+    return [
+        {
+            "ride_id": f"demo-{i}",
+            "PULocationID": int(row.PULocationID),
+            "DOLocationID": int(row.DOLocationID),
+            "trip_distance": float(row.trip_distance),
+            "pickup_datetime": row.pickup_datetime.isoformat(),
+            "actual": float(row.duration),
+        }
+        for i, row in enumerate(sample.itertuples())
+    ]
+
+
+def _level3(train_file: str, val_file: str, logs_dir: Path) -> dict[str, Any]:
+    _say("\n== Level 3: blue/green serving from the registry, with an A/B split ==")
+    challenger = _run(
+        [
+            "level2",
+            "train",
+            "--train",
+            train_file,
+            "--val",
+            val_file,
+            "--models",
+            "ridge",
+            "--trials",
+            "1",
+        ]
+    )
+    version = challenger["registered"]["version"]
+    _say(f"   a second model to try: v{version} ({challenger['best']['family']})")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = ["level3", "serve", "--port", str(port)]
+    _say(f"$ taxi-mlops {shlex.join(serve)} &")
+    with start_service([*_cli(), *serve], url, logs_dir / f"demo-level3-{port}.log"):
+        _run(["level3", "deploy", "--version", str(version), "--share", "50", "--url", url])
+        rides = _replay_rides(val_file, 600, seed=7)
+        variants: dict[str, int] = {}
+        for ride in rides:
+            actual = ride.pop("actual")
+            _, answer = http_json("POST", f"{url}/predict", ride)
+            variants[answer["variant"]] = variants.get(answer["variant"], 0) + 1
+            http_json("POST", f"{url}/feedback", {"ride_id": ride["ride_id"], "duration": actual})
+        _say(
+            f"   replayed {len(rides)} rides of the validation month, actual durations as "
+            f"feedback: {variants}"
+        )
+        report = _run(["level3", "ab-report", "--min-samples", "100", "--url", url])
+        for variant, quality in report["variants"].items():
+            _say(
+                f"   {variant:<5} n={quality['n']:<4} RMSE {quality['rmse']:.3f} "
+                f"[{quality['rmse_ci'][0]:.3f}, {quality['rmse_ci'][1]:.3f}]"
+            )
+        _say(f"   verdict: {report['verdict']} ({report['reason']})")
+        decision = "promote" if report["verdict"] == "green_better" else "rollback"
+        _run(["level3", decision, "--reason", f"A/B verdict: {report['verdict']}", "--url", url])
+    _say(f"   {decision} done; service stopped")
+    return {"version": version, "variants": variants, "report": report, "decision": decision}

@@ -37,6 +37,11 @@ def test_demo_on_generated_data(tmp_path: Path) -> None:
     assert result["level1_serve"]["bad_request_status"] == 400
     assert Path(result["level1_train"]["model_path"]).is_relative_to(tmp_path / "home")
     assert not any(p.name.endswith(".pid") for p in (tmp_path / "home" / "run").glob("*"))
+    level3 = result["level3"]
+    assert set(level3["variants"]) == {"blue", "green"}
+    assert level3["decision"] == (
+        "promote" if level3["report"]["verdict"] == "green_better" else "rollback"
+    )
 
 
 @pytest.mark.realdata
