@@ -64,11 +64,6 @@ def create_app(
     def health() -> Response:
         return jsonify({"status": "ok", **info})
 
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, content_type=content_type)
-
     @app.get("/")
     def index() -> Response:
         return jsonify(

@@ -205,11 +205,6 @@ def create_app(
             }
         ), (200 if ok else 503)
 
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        content, content_type = metrics.render()
-        return Response(content, content_type=content_type)
-
     @app.get("/openapi.json")
     def openapi() -> Response:
         return jsonify(OPENAPI)

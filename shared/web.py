@@ -24,7 +24,8 @@ _HTTP_ERROR_FIELD = {404: "path", 405: "method", 413: "body", 415: "body"}
 def install_request_metrics(
     app: Flask, metrics: ServiceMetrics, labels: Callable[[], dict[str, str]] = dict
 ) -> None:
-    """Count and time every request by endpoint and status (plus ``labels()``)."""
+    """Count and time every request by endpoint and status (plus ``labels()``), and serve
+    them at ``GET /metrics``."""
 
     @app.before_request
     def _start_timer() -> None:
@@ -35,6 +36,11 @@ def install_request_metrics(
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started, **labels())
         return response
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        content, content_type = metrics.render()
+        return Response(content, content_type=content_type)
 
 
 def install_json_errors(app: Flask, max_body_bytes: int) -> None:
