@@ -3,6 +3,7 @@ deploy -> 10 % -> 50 % -> promote -> rollback."""
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import os
 import signal
@@ -99,7 +100,9 @@ class Traffic:
                         "POST", f"{self.url}/predict", ride, timeout=30, headers=headers
                     )
                     break
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:
+                    # A worker killed mid-response truncates the body (IncompleteRead): as
+                    # failed as a reset connection, and retried the same way.
                     status, body = 0, {"variant": f"failed: {exc}", "model_version": ""}
                     if attempt < self.retries:
                         time.sleep(0.05)
