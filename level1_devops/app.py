@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
 from sklearn.pipeline import Pipeline
 
 from shared.data.digest import file_sha256
@@ -17,13 +17,10 @@ from shared.data.validate import ValidationBounds
 from shared.metrics import ServiceMetrics
 from shared.model_io import load_model
 from shared.serving import (
-    FieldError,
-    RequestValidationError,
     format_predictions,
-    parse_rides,
     predict_durations,
 )
-from shared.web import install_json_errors, install_request_metrics
+from shared.web import install_json_errors, install_request_metrics, request_rides
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +47,7 @@ def create_app(
 
     @app.post("/predict")
     def predict() -> Response:
-        payload = request.get_json(force=True, silent=True)
-        if payload is None:
-            raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
-        rides = parse_rides(payload, bounds, max_rides=max_rides)
+        rides = request_rides(bounds, max_rides)
         durations = predict_durations(pipeline, rides)
         metrics.predictions.inc(len(rides))
         for value in durations:

@@ -24,8 +24,8 @@ from shared.data.schema import PICKUP
 from shared.data.validate import ValidationBounds
 from shared.errors import TaxiMlopsError
 from shared.metrics import ServiceMetrics
-from shared.serving import FieldError, RequestValidationError, parse_rides
-from shared.web import install_json_errors, install_request_metrics
+from shared.serving import FieldError, RequestValidationError
+from shared.web import install_json_errors, install_request_metrics, request_rides
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,7 @@ def create_app(
 
     @app.post("/predict")
     def predict() -> Response:
-        payload = request.get_json(force=True, silent=True)
-        if payload is None:
-            raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
-        rides = parse_rides(payload, bounds, max_rides=max_rides)
+        rides = request_rides(bounds, max_rides)
         active = slots.active
         state = active.state
         blue, green = active.model(state.blue), active.model(state.green)

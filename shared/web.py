@@ -13,8 +13,9 @@ from collections.abc import Callable
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from shared.data.validate import ValidationBounds
 from shared.metrics import ServiceMetrics
-from shared.serving import RequestValidationError
+from shared.serving import FieldError, RequestValidationError, Rides, parse_rides
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +68,11 @@ def install_json_errors(app: Flask, max_body_bytes: int) -> None:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return jsonify({"error": "internal error; see the service log"}), 500
+
+
+def request_rides(bounds: ValidationBounds, max_rides: int) -> Rides:
+    """The rides in this request's JSON body (any content type), validated."""
+    payload = request.get_json(force=True, silent=True)
+    if payload is None:
+        raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
+    return parse_rides(payload, bounds, max_rides=max_rides)
