@@ -53,6 +53,10 @@ class TrainingConfig(BaseModel):
     cache_dir: Path | None = None
     timeout_s: float = 60.0
     actor: str = "taxi-mlops level2 train"
+    #: False: register the candidate but leave ``champion`` alone (level 4 lets a canary decide)
+    auto_champion: bool = True
+    #: rows of training data (with the model's predictions) logged as the monitoring reference
+    reference_rows: int = 20_000
 
 
 # --------------------------------------------------------------------------------- tasks
@@ -147,6 +151,15 @@ def evaluate_champion(model_name: str, val: pd.DataFrame) -> tuple[int | None, f
     return version, regression_metrics(y_val, champion.predict(val))["rmse"]
 
 
+@task(name="reference", cache_policy=NO_CACHE)
+def log_reference(
+    run_id: str, best: TrialResult, train: list[pd.DataFrame], rows: int, seed: int
+) -> None:
+    """What the chosen model was trained on, as the reference for drift monitoring."""
+    frame = pd.concat(train, ignore_index=True) if len(train) > 1 else train[0]
+    tracking.log_reference(MlflowClient(), run_id, frame, best.pipeline, rows=rows, seed=seed)
+
+
 @task(name="register", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def register(
     config: TrainingConfig,
@@ -187,6 +200,8 @@ def register(
     promote, why = registry.promotion_decision(best.val_rmse, champion_rmse, config.margin)
     if champion_version is not None:
         why = f"v{version} vs champion v{champion_version}: {why}"
+    if promote and not config.auto_champion and champion_version is not None:
+        promote, why = False, f"{why}; champion left to the deployment gate"
     if promote:
         registry.move_alias(
             client, name, registry.CHAMPION, version, reason=why, actor=config.actor
@@ -272,6 +287,7 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
         )
         best, best_run, best_uri = results[best_family]
         baseline = results[BASELINE_FAMILY][0]
+        log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
         champion = evaluate_champion(config.registered_model, val_frame)
         registered = register(config, best, best_uri, best_run, parent_id, champion)
         improvement = 1.0 - best.val_rmse / baseline.val_rmse

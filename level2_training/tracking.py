@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -138,3 +139,28 @@ def ensure_experiment(name: str, artifact_location: str | None) -> str:
 
 def as_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+
+
+def log_reference(
+    client: mlflow.MlflowClient,
+    run_id: str,
+    frame: pd.DataFrame,
+    pipeline: Pipeline,
+    *,
+    rows: int,
+    seed: int,
+) -> None:
+    """A fixed-size random sample of the training rows, with the model's predictions: level 4
+    compares live traffic against it (data drift, prediction drift)."""
+    from shared.data.schema import DISTANCE, DO, PICKUP, PU, TARGET
+
+    sample = frame.sample(n=min(rows, len(frame)), random_state=seed).sort_index()
+    reference = sample[[PU, DO, DISTANCE, PICKUP, TARGET]].reset_index(drop=True)
+    reference["prediction"] = pipeline.predict(sample)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(REFERENCE_ARTIFACT).name
+        reference.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), str(Path(REFERENCE_ARTIFACT).parent))

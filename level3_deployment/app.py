@@ -17,7 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 from level3_deployment import state as st
 from level3_deployment.abstats import ab_report
 from level3_deployment.openapi import OPENAPI
-from level3_deployment.prediction_log import PredictionLog, PredictionRecord
+from level3_deployment.prediction_log import PredictionLog, PredictionRecord, Rejection
 from level3_deployment.routing import Mode, Variant, assign
 from level3_deployment.slots import SlotManager
 from shared.data.schema import PICKUP
@@ -30,6 +30,9 @@ from shared.web import install_json_errors, install_request_metrics, request_rid
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
+MAX_FEEDBACK_BATCH = 5000
+#: a label above a day is a meter left running, not a trip
+MAX_DURATION_MIN = 24 * 60.0
 KEY_HEADER = "X-Request-Key"
 #: An idempotency key: a client (or load balancer) that retries a request sends the same id,
 #: and its predictions are logged once.
@@ -44,6 +47,28 @@ class AliasHooks:
     restore: Callable[[int, str], None]
     deployed: Callable[[int, str], None] = lambda version, reason: None
     split: Callable[[str], None] = lambda reason: None
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(np.datetime64(value.removesuffix("Z"), "s"))
+    except ValueError:
+        return None
+
+
+def _query_number(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise RequestValidationError([FieldError(name, f"expected a number in {low:g}..{high:g}")])
+    return value
 
 
 def _number(body: dict, name: str, low: float, high: float, default: float | None = None) -> float:
@@ -97,9 +122,32 @@ def create_app(
             raise RequestValidationError([FieldError("body", "expected a JSON object")])
         return payload or {}
 
+    def record_refused_rides(exc: RequestValidationError) -> None:
+        """Count refused rides in the log (by ride, with their pickup time when readable), so
+        monitoring sees bad input that never became a prediction."""
+        payload = request.get_json(force=True, silent=True)
+        items = payload if isinstance(payload, list) else [payload]
+        rejections = []
+        for error in exc.errors:
+            index = 0
+            if error.field.startswith("["):
+                index = int(error.field[1 : error.field.index("]")])
+            ride = items[index] if index < len(items) else None
+            key = event_time = None
+            if isinstance(ride, dict):
+                key = ride.get("ride_id")
+                key = str(key) if isinstance(key, (str, int)) else request.headers.get(KEY_HEADER)
+                event_time = _iso_or_none(ride.get(PICKUP))
+            rejections.append(Rejection("/predict", error.field, error.message, key, event_time))
+        log.record_rejections(rejections)
+
     @app.post("/predict")
     def predict() -> Response:
-        rides = request_rides(bounds, max_rides)
+        try:
+            rides = request_rides(bounds, max_rides)
+        except RequestValidationError as exc:
+            record_refused_rides(exc)
+            raise
         active = slots.active
         state = active.state
         blue, green = active.model(state.blue), active.model(state.green)
@@ -176,14 +224,82 @@ def create_app(
     @app.post("/feedback")
     def feedback() -> tuple[Response, int]:
         data = body()
+        if "feedback" in data:
+            return feedback_batch(data["feedback"])
         ride_id = data.get("ride_id")
         if isinstance(ride_id, bool) or not isinstance(ride_id, (str, int)):
             raise RequestValidationError([FieldError("ride_id", "expected a string or integer")])
-        actual = _number(data, "duration", 0.0, 24 * 60.0)
+        try:
+            actual = _number(data, "duration", 0.0, MAX_DURATION_MIN)
+        except RequestValidationError as exc:
+            refuse_labels([(str(ride_id), exc.errors[0])])
+            raise
         labelled = log.record_feedback(str(ride_id), actual)
         if labelled == 0:
             return jsonify({"error": f"no prediction was logged for ride_id {ride_id!r}"}), 404
         return jsonify({"ride_id": ride_id, "labelled_predictions": labelled}), 200
+
+    def refuse_labels(refused: list[tuple[str | None, FieldError]]) -> None:
+        log.record_rejections(
+            Rejection(
+                "/feedback",
+                error.field,
+                error.message,
+                key,
+                log.event_time_of(key) if key is not None else None,
+            )
+            for key, error in refused
+        )
+
+    def feedback_batch(items: Any) -> tuple[Response, int]:
+        """Many labels at once: valid ones are stored, each invalid one is named by index and
+        field (labels are independent facts: one bad label must not lose the others)."""
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_FEEDBACK_BATCH:
+            raise RequestValidationError(
+                [FieldError("feedback", f"expected a list of 1..{MAX_FEEDBACK_BATCH} labels")]
+            )
+        good: list[tuple[str, float]] = []
+        indexes: list[int] = []
+        refused: list[tuple[str | None, FieldError]] = []
+        for i, item in enumerate(items):
+            ride_id = item.get("ride_id") if isinstance(item, dict) else None
+            if isinstance(ride_id, bool) or not isinstance(ride_id, (str, int)):
+                refused.append(
+                    (None, FieldError(f"feedback[{i}].ride_id", "expected a string or integer"))
+                )
+                continue
+            value = item.get("duration")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0.0 <= value <= MAX_DURATION_MIN
+            ):
+                refused.append(
+                    (
+                        str(ride_id),
+                        FieldError(
+                            f"feedback[{i}].duration",
+                            f"expected minutes in 0..{MAX_DURATION_MIN:g}, got {value!r}",
+                        ),
+                    )
+                )
+                continue
+            good.append((str(ride_id), float(value)))
+            indexes.append(i)
+        counts = log.record_feedback_batch(good) if good else []
+        refused += [
+            (key, FieldError(f"feedback[{i}].ride_id", f"no prediction was logged for {key!r}"))
+            for (key, _), i, n in zip(good, indexes, counts, strict=True)
+            if n == 0
+        ]
+        refuse_labels(refused)
+        accepted = sum(1 for n in counts if n)
+        return jsonify(
+            {
+                "accepted": accepted,
+                "rejected": [{"field": e.field, "message": e.message} for _, e in refused],
+            }
+        ), (200 if accepted or not refused else 422)
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
@@ -287,9 +403,26 @@ def create_app(
     @app.get("/admin/ab-report")
     def admin_ab_report() -> Response:
         admin()
-        min_samples = int(request.args.get("min_samples", 200))
+        min_samples = _query_number("min_samples", 200, 1, 10**9)
+        confidence = _query_number("confidence", 0.95, 0.5, 0.999)
         state = store.current()
-        report = ab_report(log.labelled_errors(), min_samples=min_samples).to_dict()
-        return jsonify({"blue": state.blue, "green": state.green, **report})
+        since = store.pairing_since()
+        versions = {"blue": str(state.blue)}
+        if state.green is not None:
+            versions["green"] = str(state.green)
+        # Labels outside the modelled range (the training target's) are not evidence about
+        # either model: a three-hour trip would swamp every squared error.
+        label_range = (bounds.min_duration_min, bounds.max_duration_min)
+        errors = log.labelled_errors(since=since, versions=versions, actual_range=label_range)
+        report = ab_report(errors, min_samples=int(min_samples), confidence=confidence).to_dict()
+        return jsonify(
+            {
+                "blue": state.blue,
+                "green": state.green,
+                "since": since,
+                "label_range": label_range,
+                **report,
+            }
+        )
 
     return app

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shared.data.schema import PICKUP
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY,
@@ -44,7 +46,46 @@ CREATE TABLE IF NOT EXISTS feedback (
     actual REAL NOT NULL,
     ts REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    event_time TEXT,
+    route TEXT NOT NULL,
+    request_key TEXT,
+    field TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejections_event ON rejections (event_time);
 """
+#: Added after the first release: the ride's pickup time (ISO 8601), so monitoring windows
+#: follow event time (a replay's simulated clock, or a late batch) rather than arrival time.
+_MIGRATIONS = (("predictions", "event_time", "ALTER TABLE predictions ADD COLUMN event_time TEXT"),)
+_POST_MIGRATION = "CREATE INDEX IF NOT EXISTS predictions_event ON predictions (event_time);"
+
+#: The columns a monitoring window reads, straight out of SQLite (json_extract runs in C:
+#: parsing the JSON in Python costs ~10x more at a million rows).
+_WINDOW_QUERY = """
+SELECT p.prediction_id, p.event_time, p.request_key, p.variant, p.shadow, p.model_version,
+       CAST(json_extract(p.features, '$.PULocationID') AS INTEGER) AS PULocationID,
+       CAST(json_extract(p.features, '$.DOLocationID') AS INTEGER) AS DOLocationID,
+       json_extract(p.features, '$.trip_distance') AS trip_distance,
+       p.prediction, f.actual
+FROM predictions p LEFT JOIN feedback f ON f.request_key = p.request_key
+WHERE p.event_time >= ? AND p.event_time < ?
+ORDER BY p.id
+"""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A ride or label refused at the door, kept so monitoring can count bad input."""
+
+    route: str
+    field: str
+    message: str
+    request_key: str | None = None
+    event_time: str | None = None
+    ts: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -68,6 +109,11 @@ class PredictionLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.executescript(_SCHEMA)
+            for table, column, statement in _MIGRATIONS:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(statement)
+            conn.executescript(_POST_MIGRATION)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -98,6 +144,7 @@ class PredictionLog:
         rows = [
             (
                 r.prediction_id,
+                r.features.get(PICKUP),
                 r.ts,
                 r.request_key,
                 r.variant,
@@ -114,9 +161,9 @@ class PredictionLog:
         try:
             conn.executemany(
                 # OR IGNORE: a retried request (same idempotency key) is logged once.
-                "INSERT OR IGNORE INTO predictions (prediction_id, ts, request_key, variant,"
-                " shadow, model_version, features, prediction, latency_ms)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO predictions (prediction_id, event_time, ts, request_key,"
+                " variant, shadow, model_version, features, prediction, latency_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             conn.execute("COMMIT")
@@ -138,22 +185,100 @@ class PredictionLog:
         ).fetchone()
         return int(count)
 
+    def record_feedback_batch(self, labels: list[tuple[str, float]]) -> list[int]:
+        """Store many labels in one transaction; per label, how many predictions it labels."""
+        conn = self._conn
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO feedback (request_key, actual, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(request_key) DO UPDATE SET actual = excluded.actual, ts = excluded.ts",
+                [(key, float(actual), now) for key, actual in labels],
+            )
+            counts = [
+                int(
+                    conn.execute(
+                        "SELECT COUNT(*) FROM predictions WHERE request_key = ?", (key,)
+                    ).fetchone()[0]
+                )
+                for key, _ in labels
+            ]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return counts
+
+    def event_time_of(self, request_key: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT event_time FROM predictions WHERE request_key = ? LIMIT 1", (request_key,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def record_rejections(self, rejections: Iterable[Rejection]) -> None:
+        rows = [
+            (r.ts, r.event_time, r.route, r.request_key, r.field, r.message) for r in rejections
+        ]
+        if rows:
+            self._conn.executemany(
+                "INSERT INTO rejections (ts, event_time, route, request_key, field, message)"
+                " VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+
+    def window(self, start: str, end: str) -> pd.DataFrame:
+        """Predictions whose ride started in [start, end) (ISO 8601), with labels if any."""
+        frame = pd.read_sql_query(_WINDOW_QUERY, self._conn, params=(start, end))
+        frame["trip_distance"] = frame["trip_distance"].astype("float64")
+        frame["actual"] = frame["actual"].astype("float64")
+        return frame
+
+    def rejected(self, start: str, end: str) -> dict[str, int]:
+        """Distinct rides refused per route in [start, end) of event time (a ride refused in a
+        batch and again on its own counts once)."""
+        rows = self._conn.execute(
+            "SELECT route, COUNT(DISTINCT COALESCE(request_key, 'row:' || id)) FROM rejections "
+            "WHERE event_time >= ? AND event_time < ? GROUP BY route",
+            (start, end),
+        ).fetchall()
+        return {route: int(n) for route, n in rows}
+
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     def labelled_errors(
-        self, since: float | None = None, until: float | None = None
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        versions: dict[str, str] | None = None,
+        actual_range: tuple[float, float] | None = None,
     ) -> dict[str, np.ndarray]:
         """Prediction minus actual, per variant, for labelled predictions in a time window.
 
         Shadow predictions count for their variant: in shadow mode they are green's evidence.
+        ``versions`` (variant -> model version) keeps only those pairs: the evidence about the
+        models deployed now, not about earlier occupants of the slots. ``actual_range`` keeps
+        labels inside the modelled range (what the models were trained and validated on).
         """
-        rows = self._conn.execute(
+        query = (
             "SELECT p.variant, p.prediction - f.actual FROM predictions p "
             "JOIN feedback f ON f.request_key = p.request_key "
-            "WHERE p.ts >= ? AND p.ts < ?",
-            (since if since is not None else -np.inf, until if until is not None else np.inf),
-        ).fetchall()
+            "WHERE p.ts >= ? AND p.ts < ?"
+        )
+        params: list[Any] = [
+            since if since is not None else -np.inf,
+            until if until is not None else np.inf,
+        ]
+        if actual_range is not None:
+            query += " AND f.actual >= ? AND f.actual <= ?"
+            params += list(actual_range)
+        if versions:
+            pairs = " OR ".join("(p.variant = ? AND p.model_version = ?)" for _ in versions)
+            query += f" AND ({pairs})"
+            for variant, version in versions.items():
+                params += [variant, version]
+        rows = self._conn.execute(query, params).fetchall()
         out: dict[str, list[float]] = {"blue": [], "green": []}
         for variant, error in rows:
             out.setdefault(variant, []).append(error)

@@ -190,6 +190,26 @@ class StateStore:
             conn.execute("COMMIT")
         return stored
 
+    def pairing_since(self) -> float | None:
+        """When the current blue/green pair was first put in place (None without a green):
+        A/B evidence about this pair starts there."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT state, ts FROM deployment ORDER BY generation DESC"
+            ).fetchall()
+        if not rows:
+            return None
+        latest = json.loads(rows[0][0])
+        if latest["green"] is None:
+            return None
+        since = rows[0][1]
+        for state, ts in rows[1:]:
+            data = json.loads(state)
+            if (data["blue"], data["green"]) != (latest["blue"], latest["green"]):
+                break
+            since = ts
+        return float(since)
+
     def history(self) -> list[DeploymentState]:
         with closing(self._connect()) as conn:
             rows = conn.execute("SELECT state FROM deployment ORDER BY generation").fetchall()

@@ -59,6 +59,14 @@ def _child_exit(server: Any, worker: Any) -> None:
     mark_worker_dead(worker.pid)
 
 
+def _post_fork(server: Any, worker: Any) -> None:
+    # One request runs on one core: OpenMP's thread pool (HistGradientBoosting's predict)
+    # would have every worker spin on every core for one row, ~5x slower per request.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def run(factory: Callable[[], Any], options: ServerOptions) -> None:
     """Serve ``factory()`` until SIGTERM/SIGINT. Blocks."""
     if options.metrics_dir is not None:
@@ -74,6 +82,7 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
         "child_exit": _child_exit,
+        "post_fork": _post_fork,
         "proc_name": "taxi-mlops",
         # gunicorn >= 25 opens a control socket in $HOME by default; two services (or a
         # test and a user's server) would fight over it. Nothing here uses gunicornc.

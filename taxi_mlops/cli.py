@@ -23,6 +23,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "Level 2: Prefect training pipeline, MLflow registry.",
     ),
     "level3": ("level3_deployment.cli:level3", "Level 3: blue/green serving with an A/B split."),
+    "level4": (
+        "level4_automation.cli:level4",
+        "Level 4: drift monitoring, retraining, gated canaries.",
+    ),
     "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
 }
 
@@ -57,5 +61,5 @@ def main(verbose: int) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Third-party chatter is not what a user of this CLI needs to see.
-    for noisy in ("urllib3", "matplotlib"):
+    for noisy in ("urllib3", "matplotlib", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

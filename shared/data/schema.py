@@ -76,3 +76,12 @@ def to_canonical(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         ]
         raise SchemaError(f"{source}: missing required column(s): {', '.join(shown)}")
     return out
+
+
+def to_tlc(frame: pd.DataFrame, taxi: str = "yellow") -> pd.DataFrame:
+    """The inverse of :func:`to_canonical`: TLC column names, for writing trip files that any
+    loader here (and the TLC's own tools) reads."""
+    prefix = TAXI_PREFIX[taxi]
+    return frame.rename(
+        columns={PICKUP: f"{prefix}pickup_datetime", DROPOFF: f"{prefix}dropoff_datetime"}
+    )

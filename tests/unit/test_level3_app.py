@@ -157,3 +157,67 @@ def test_a_retried_request_is_logged_once(service) -> None:
     assert log.count() == 1
     client.post("/predict", json=ride(ride_id="r"), headers={"X-Request-Id": "req-124"})
     assert log.count() == 2
+
+
+def test_feedback_in_batches_keeps_good_labels_and_names_bad_ones(service) -> None:
+    client, log, _ = service
+    client.post("/predict", json=[ride(ride_id=f"b{i}") for i in range(5)])
+    answer = client.post(
+        "/feedback",
+        json={
+            "feedback": [
+                {"ride_id": "b0", "duration": 10.0},
+                {"ride_id": "b1", "duration": -4},
+                {"ride_id": "b2", "duration": 12.5},
+                {"ride_id": "unknown", "duration": 9.0},
+                {"duration": 3.0},
+            ]
+        },
+    )
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["accepted"] == 2
+    assert [r["field"] for r in body["rejected"]] == [
+        "feedback[1].duration",
+        "feedback[4].ride_id",
+        "feedback[3].ride_id",
+    ]
+    assert log.frame()["actual"].notna().sum() == 2
+    assert client.post("/feedback", json={"feedback": []}).status_code == 400
+    only_bad = client.post("/feedback", json={"feedback": [{"ride_id": "b3", "duration": 1e9}]})
+    assert only_bad.status_code == 422
+
+
+def test_refused_rides_and_labels_are_counted_by_event_time(service) -> None:
+    client, log, _ = service
+    at = "2019-03-05T10:00:00"
+    batch = [ride(ride_id=f"g{i}", pickup_datetime=at) for i in range(4)]
+    batch[1]["trip_distance"] = 5000
+    batch[3]["PULocationID"] = 999
+    assert client.post("/predict", json=batch).status_code == 400
+    # the client resends one by one: each bad ride is refused again, but counted once
+    for item in batch:
+        client.post("/predict", json=item)
+    client.post("/feedback", json={"ride_id": "g0", "duration": -1})
+    assert log.rejected("2019-03-01", "2019-04-01") == {"/predict": 2, "/feedback": 1}
+    assert log.rejected("2019-04-01", "2019-05-01") == {}
+    window = log.window("2019-03-01", "2019-04-01")
+    assert sorted(window["request_key"]) == ["g0", "g2"]
+    assert window["trip_distance"].dtype == "float64"
+
+
+def test_ab_report_covers_only_the_current_pair_and_modelled_labels(service) -> None:
+    client, _, _ = service
+    client.post("/admin/deploy", json={"version": 2, "percent": 50}, headers=AUTH)
+    client.post("/predict", json=[ride(ride_id=f"o{i}") for i in range(40)])
+    client.post("/feedback", json={"feedback": [{"ride_id": f"o{i}", "duration": 10 + i % 3} for i in range(40)]})
+    client.post("/admin/rollback", json={}, headers=AUTH)
+    client.post("/admin/deploy", json={"version": 3, "percent": 50}, headers=AUTH)
+    client.post("/predict", json=[ride(ride_id=f"n{i}") for i in range(20)])
+    labels = [{"ride_id": f"n{i}", "duration": 10 + i % 4 if i < 15 else 300} for i in range(20)]
+    client.post("/feedback", json={"feedback": labels})
+    report = client.get("/admin/ab-report?min_samples=1", headers=AUTH).get_json()
+    assert report["green"] == 3
+    counted = sum(q["n"] for q in report["variants"].values())
+    assert counted == 15  # the earlier pair's 40 and the five 300-minute labels are left out
+    assert client.get("/admin/ab-report?confidence=2", headers=AUTH).status_code == 400

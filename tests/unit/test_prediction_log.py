@@ -116,3 +116,27 @@ def test_forked_workers_can_use_a_log_the_parent_already_used(tmp_path: Path) ->
     log.append([record("parent-again")])
     assert log.count() == 1 + 600 + 1
     log.close()
+
+
+def test_an_old_log_gains_the_event_time_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY, prediction_id TEXT NOT NULL UNIQUE,"
+            " ts REAL NOT NULL, request_key TEXT, variant TEXT NOT NULL, shadow INTEGER NOT NULL"
+            " DEFAULT 0, model_version TEXT NOT NULL, features TEXT NOT NULL, prediction REAL"
+            " NOT NULL, latency_ms REAL NOT NULL);"
+            "INSERT INTO predictions VALUES (1, 'a', 1.0, 'k', 'blue', 0, '1', '{}', 3.0, 1.0);"
+        )
+    log = PredictionLog(path)
+    assert log.count() == 1
+    log.append([record("k2")])
+    assert log.count() == 2
+    log.close()
+
+
+def test_batch_feedback_reports_unknown_keys(log: PredictionLog) -> None:
+    log.append([record("a"), record("b")])
+    assert log.record_feedback_batch([("a", 5.0), ("zzz", 7.0), ("b", 6.0)]) == [1, 0, 1]
+    errors = log.labelled_errors(actual_range=(1.0, 5.5))
+    assert errors["blue"].tolist() == [5.0]

@@ -1,0 +1,277 @@
+"""``taxi-mlops level4``: monitor, schedule, read the audit log, replay months end to end."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.data.sources import GENERATED, month_range
+from shared.errors import ConfigError
+from shared.settings import get_settings
+from taxi_mlops.output import emit, fail, json_option
+
+DEFAULT_URL = "http://127.0.0.1:8100"
+
+
+@click.group()
+def level4() -> None:
+    """Level 4 - automation: drift and error monitoring, retraining, gated canaries."""
+
+
+def _policy_option(func: Any) -> Any:
+    return click.option(
+        "--policy",
+        "policy_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Policy YAML [default: level4_automation/policy.yaml].",
+    )(func)
+
+
+def _iso(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=None).isoformat()
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date-time", param_hint=name
+        ) from None
+
+
+def _decision_lines(result: dict[str, Any]) -> list[str]:
+    window, decision = result["window"], result["decision"]
+    rmse = "-" if window["rmse"] is None else f"{window['rmse']:.3f}"
+    return [
+        f"window {window['start']} .. {window['end']}: {window['rows']} predictions, "
+        f"{window['valid_labelled']} valid labels, RMSE {rmse}, drift share "
+        f"{window['drift_share']:.2f}, invalid {window['invalid_share']:.1%}",
+        f"decision: {decision['action']} ({decision['rule']}): {decision['reason']}",
+        *(f"report: {path}" for path in window["reports"].values()),
+    ]
+
+
+@level4.command()
+@click.option("--start", help="Window start (ISO 8601, UTC event time).")
+@click.option("--end", help="Window end (exclusive).")
+@click.option(
+    "--window-hours",
+    type=click.FloatRange(min=0.01),
+    default=24.0,
+    show_default=True,
+    help="Without --start/--end: the last N hours.",
+)
+@_policy_option
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The level-3 service.")
+@json_option
+def monitor(
+    start: str | None, end: str | None, window_hours: float, policy_path: str | None, url: str
+) -> None:
+    """Run the monitoring flow once: measure a window, decide, act, record the decision."""
+    if (start is None) != (end is None):
+        raise click.UsageError("--start and --end go together")
+    start, end = _iso(start, "--start"), _iso(end, "--end")
+    if start is not None and end is not None and end <= start:
+        raise click.UsageError("--end must be after --start")
+    from level2_training import runtime
+
+    runtime.configure(get_settings())
+    from level4_automation.flow import monitoring_flow
+
+    runtime.hide_expected_tracebacks()
+    result = monitoring_flow(
+        start=start,
+        end=end,
+        window_hours=window_hours,
+        policy_path=policy_path,
+        level3_url=url,
+    )
+    emit({"ok": True, **result}, _decision_lines(result))
+
+
+@level4.command()
+@click.option("--cron", default="0 * * * *", show_default=True, help="When to run (UTC).")
+@click.option(
+    "--window-hours",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Each run looks at the last N hours (match it to the schedule).",
+)
+@click.option("--name", default="level4-monitoring", show_default=True)
+@_policy_option
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The level-3 service.")
+def schedule(cron: str, window_hours: float, name: str, policy_path: str | None, url: str) -> None:
+    """Serve the monitoring flow as a Prefect deployment on a cron schedule (runs until
+    stopped; with PREFECT_API_URL set, runs show in the Prefect UI)."""
+    from level2_training import runtime
+
+    settings = get_settings()
+    runtime.configure(settings)
+    if policy_path:
+        from level4_automation.policy import load_policy
+
+        try:
+            load_policy(Path(policy_path))  # a broken policy fails now, not at the first run
+        except ConfigError as exc:
+            fail(str(exc))
+    from level4_automation.flow import monitoring_flow
+
+    runtime.hide_expected_tracebacks()
+    click.echo(
+        f"serving deployment {name!r} (cron {cron!r}, last {window_hours:g} h); Ctrl-C stops"
+    )
+    monitoring_flow.serve(
+        name=name,
+        cron=cron,
+        parameters={
+            "window_hours": window_hours,
+            "policy_path": str(Path(policy_path).resolve()) if policy_path else None,
+            "level3_url": url,
+        },
+    )
+
+
+@level4.command()
+@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the last N.")
+@json_option
+def decisions(last: int | None) -> None:
+    """The audit log: every decision with its evidence, thresholds and the rule that fired."""
+    from level4_automation.store import MonitoringStore, store_path
+
+    path = store_path(get_settings().home)
+    if not path.exists():
+        emit({"ok": True, "decisions": []}, ["no decisions yet (run `taxi-mlops level4 monitor`)"])
+        return
+    rows = MonitoringStore(path).decisions()
+    if last:
+        rows = rows[-last:]
+    lines = [
+        f"{d['window_start']:<20} {d['action']:<16} {d['rule']:<22} {d['reason']}" for d in rows
+    ]
+    emit({"ok": True, "decisions": rows}, lines or ["no decisions yet"])
+
+
+@level4.command()
+@json_option
+def windows() -> None:
+    """The monitoring time series: one line per window."""
+    from level4_automation.store import MonitoringStore, store_path
+
+    path = store_path(get_settings().home)
+    found = MonitoringStore(path).windows() if path.exists() else []
+
+    def f(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        f"{w.start:<20} rows {w.rows:<7} labels {w.valid_labelled:<7} RMSE {f(w.rmse):<7} "
+        f"drift {w.drift_share:.2f} prediction drift {f(w.prediction_drift_score)} "
+        f"invalid {w.invalid_share:.1%}"
+        for w in found
+    ]
+    emit({"ok": True, "windows": [w.to_dict() for w in found]}, lines or ["no windows yet"])
+
+
+@level4.command()
+@click.option(
+    "--data-dir",
+    default=None,
+    help="Folder of TLC monthly files; without it, generated months.",
+)
+@click.option("--months", required=True, help="e.g. 2019-01..2020-02 (the first trains).")
+@click.option(
+    "--inject-drift",
+    "injections",
+    multiple=True,
+    help="MONTH:KIND[=VALUE]; KIND is slower (=1.4), garbage (=0.3) or bad-candidate.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=10_000,
+    show_default=True,
+    help="Trips per generated month.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_policy_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Replay folder (must be new or empty) [default: TAXI_MLOPS_HOME/replays/<time>].",
+)
+@json_option
+def replay(
+    data_dir: str | None,
+    months: str,
+    injections: tuple[str, ...],
+    rows: int,
+    seed: int,
+    policy_path: str | None,
+    out_dir: str | None,
+) -> None:
+    """Replay months through a live level-3 service and the level-4 loop; write the decision
+    log, a per-month RMSE table (static level-1 model vs the automated system) and a plot."""
+    from level4_automation.replay import Injection, ReplayConfig, run_replay
+
+    settings = get_settings()
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise click.BadParameter(f"{data_dir}: no such folder", param_hint="--data-dir")
+    if policy_path is not None:
+        from level4_automation.policy import load_policy
+
+        load_policy(Path(policy_path))
+    folder = (
+        Path(out_dir)
+        if out_dir
+        else (settings.home / "replays" / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    )
+    if folder.exists() and any(folder.iterdir()):
+        raise click.BadParameter(f"{folder} is not empty: pick a new folder", param_hint="--out")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ReplayConfig(
+        months=month_range(months),
+        out_dir=folder.resolve(),
+        data_dir=str(Path(data_dir).resolve()) if data_dir else GENERATED,
+        rows=rows,
+        injections=[Injection.parse(i) for i in injections],
+        seed=seed,
+        policy_path=Path(policy_path).resolve() if policy_path else None,
+    )
+    # The replay is its own world: its own home, registry and stores, whatever the user's are.
+    os.environ["TAXI_MLOPS_HOME"] = str(config.out_dir)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from level2_training import runtime
+
+    replay_settings = get_settings()
+    runtime.configure(replay_settings)
+    runtime.hide_expected_tracebacks()
+    from taxi_mlops.output import is_json
+
+    progress = None if is_json() else click.echo
+    result = run_replay(config, progress)
+    lines = [
+        "",
+        Path(result["files"]["table"]).read_text(),
+        f"promotions {result['promotions']}, rollbacks {result['rollbacks']}, "
+        f"retrainings {result['retrains']}; {result['seconds']:.0f} s",
+        f"plot: {result['files']['plot']}",
+        f"decision log: {result['files']['decisions']} (or TAXI_MLOPS_HOME={config.out_dir} "
+        "taxi-mlops level4 decisions)",
+        f"Evidently reports: {result['files']['reports']}",
+    ]
+    if result["mean_rmse_after_injection"]:
+        after = result["mean_rmse_after_injection"]
+        lines.insert(
+            2,
+            f"mean RMSE over the {after['months']} months after the drift: static level-1 "
+            f"{after['static_level1']}, static champion {after['static_champion']}, automated "
+            f"{after['automated']}",
+        )
+    emit({"ok": True, **result}, lines)

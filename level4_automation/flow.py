@@ -1,0 +1,145 @@
+"""The monitoring flow (Prefect): observe -> decide and act, for one window of event time.
+
+Wiring only: it builds the :class:`~level4_automation.loop.LoopContext` from settings (the
+admin token is read here, never passed as a flow parameter, which Prefect would store) and runs
+the two steps of :mod:`level4_automation.loop` as tasks. Retraining runs the level-2 training
+flow as a subflow, so a retrain shows up in Prefect and in MLflow like any other.
+Import only after :func:`level2_training.runtime.configure`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from level2_training import runtime
+from level2_training.flow import TrainingConfig, training_flow
+from level2_training.tracking import REFERENCE_ARTIFACT
+from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.state import store_paths
+from level4_automation import loop
+from level4_automation.alerts import Alerter
+from level4_automation.level3_client import Level3Client
+from level4_automation.policy import Policy, load_policy
+from level4_automation.store import MonitoringStore, store_path
+from shared.data.sources import MonthSource
+from shared.errors import ConfigError
+from shared.settings import Settings, admin_token, get_settings
+
+
+def reference_source(settings: Settings) -> loop.ReferenceSource:
+    """The champion's training sample (logged by the level-2 flow), cached per version."""
+    client = MlflowClient()
+    cache = settings.home / "level4" / "reference"
+
+    def load(version: int) -> tuple[pd.DataFrame, float | None]:
+        model = client.get_model_version(settings.registered_model_name, str(version))
+        val_rmse = float(model.tags["val_rmse"]) if "val_rmse" in model.tags else None
+        path = cache / f"v{version}.parquet"
+        if not path.exists():
+            run_id = model.tags.get("run_id") or model.run_id
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                try:
+                    local = mlflow.artifacts.download_artifacts(
+                        run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
+                    )
+                except Exception as exc:
+                    raise ConfigError(
+                        f"model v{version} has no monitoring reference ({REFERENCE_ARTIFACT} in "
+                        f"run {run_id}): retrain it with `taxi-mlops level2 train`"
+                    ) from exc
+                shutil.move(local, path)
+        return pd.read_parquet(path), val_rmse
+
+    return load
+
+
+def retrainer(settings: Settings, policy: Policy) -> loop.Retrainer:
+    def retrain(request: loop.RetrainRequest) -> dict[str, Any]:
+        config = TrainingConfig(
+            train=[MonthSource(str(p)) for p in request.train_files],
+            val=MonthSource(str(request.val_file)),
+            families=list(policy.retrain.families),
+            trials=policy.retrain.trials,
+            seed=policy.retrain.seed,
+            margin=0.0,
+            experiment=settings.experiment_name,
+            registered_model=settings.registered_model_name,
+            artifact_location=runtime.artifact_location(settings),
+            actor="taxi-mlops level4 (retrain on drift)",
+            auto_champion=False,
+        )
+        return training_flow(config)
+
+    return retrain
+
+
+def build_context(settings: Settings, policy: Policy, level3_url: str) -> loop.LoopContext:
+    _, log_path = store_paths(settings.home)
+    if not log_path.exists():
+        raise ConfigError(
+            f"{log_path}: no prediction log yet; start `taxi-mlops level3 serve` and send traffic"
+        )
+    return loop.LoopContext(
+        policy=policy,
+        log=PredictionLog(log_path),
+        store=MonitoringStore(store_path(settings.home)),
+        level3=Level3Client(level3_url, admin_token(settings)),
+        alerter=Alerter(policy.alerts.webhook_url, policy.alerts.timeout_s),
+        references=reference_source(settings),
+        retrain=retrainer(settings, policy),
+        work_dir=settings.home / "level4",
+    )
+
+
+@task(name="observe", cache_policy=NO_CACHE)
+def observe_task(ctx: loop.LoopContext, start: str, end: str) -> Any:
+    return loop.observe(ctx, start, end)
+
+
+@task(name="decide-and-act", cache_policy=NO_CACHE)
+def act_task(ctx: loop.LoopContext, observed: Any) -> Any:
+    return loop.act(ctx, *observed)
+
+
+def last_window(hours: float, now: datetime | None = None) -> tuple[str, str]:
+    end = (now or datetime.now(UTC)).replace(tzinfo=None, microsecond=0)
+    start = end - timedelta(hours=hours)
+    return start.isoformat(), end.isoformat()
+
+
+@flow(name="taxi-level4-monitoring", log_prints=False)
+def monitoring_flow(
+    start: str | None = None,
+    end: str | None = None,
+    window_hours: float = 24.0,
+    policy_path: str | None = None,
+    level3_url: str = "http://127.0.0.1:8100",
+) -> dict[str, Any]:
+    """One window (default: the last ``window_hours`` up to now, UTC event time)."""
+    settings = get_settings()
+    policy = load_policy(Path(policy_path) if policy_path else None)
+    if start is None or end is None:
+        start, end = last_window(window_hours)
+    ctx = build_context(settings, policy, level3_url)
+    try:
+        with ctx.store.locked():
+            observed = observe_task(ctx, start, end)
+            decision = act_task(ctx, observed)
+        return {
+            "window": observed[0].to_dict(),
+            "decision": decision.to_dict(),
+            "state": ctx.store.state().to_dict(),
+        }
+    finally:
+        ctx.log.close()

@@ -1,0 +1,538 @@
+"""The replay simulator: months of trips through the live level-3 service, on a simulated clock.
+
+For each month after the first: (optionally) inject drift, stream the rides to ``/predict``
+with their pickup times (the simulated clock: the prediction log and the monitoring windows
+follow event time), post the actual durations to ``/feedback``, then run the level-4
+monitoring flow on that month's window. The first month trains the initial champion (level-2
+flow) and the static level-1 model that nobody retrains.
+
+The replay's home is its own folder (registry, prediction log, decisions, reports), so it
+never touches the user's models. It is deterministic: the same months, injections and seed give
+the same decision log (wall-clock fields aside).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU, to_tlc
+from shared.data.sources import GENERATED, MonthSource, load_source
+from shared.data.validate import ValidationBounds, clean_trips
+from shared.errors import ConfigError
+from taxi_mlops.services import free_port, http_json, start_service
+
+logger = logging.getLogger(__name__)
+
+KINDS = {"slower": 1.4, "garbage": 0.3, "bad-candidate": 1.0}
+_INJECTION = re.compile(r"^(\d{4}-\d{2}):([a-z-]+)(?:=([0-9.]+))?$")
+PREDICT_BATCH = 500
+FEEDBACK_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Injection:
+    """``slower[=F]``: from MONTH on, every trip takes F times as long (concept drift: the inputs
+    do not change, only the answer). ``garbage[=S]``: in MONTH only, a share S of rides get an
+    absurd distance or a negative duration. ``bad-candidate``: at MONTH, someone deploys a
+    deliberately bad model (trained on shuffled durations) as a canary."""
+
+    month: str
+    kind: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Injection:
+        found = _INJECTION.match(text.strip())
+        if not found or found.group(2) not in KINDS:
+            raise ConfigError(
+                f"--inject-drift {text!r}: expected MONTH:KIND[=VALUE] with KIND one of "
+                f"{', '.join(KINDS)} (e.g. 2019-06:slower=1.4)"
+            )
+        month, kind, value = found.groups()
+        number = float(value) if value else KINDS[kind]
+        if kind == "slower" and not 0.1 <= number <= 10:
+            raise ConfigError(f"--inject-drift {text!r}: slower factor must be in 0.1..10")
+        if kind == "garbage" and not 0 < number <= 1:
+            raise ConfigError(f"--inject-drift {text!r}: garbage share must be in (0, 1]")
+        return cls(month, kind, number)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    months: list[str]
+    out_dir: Path
+    data_dir: str = GENERATED  # a folder of TLC files, or "generated"
+    rows: int = 10_000  # generated months only
+    injections: list[Injection] = field(default_factory=list)
+    seed: int = 0
+    policy_path: Path | None = None
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if len(self.months) < 2:
+            raise ConfigError("--months: a replay needs at least two months (train, then serve)")
+        for injection in self.injections:
+            if injection.month not in self.months[1:]:
+                raise ConfigError(
+                    f"--inject-drift {injection.month}: not one of the replayed months after "
+                    f"the first ({self.months[1]}..{self.months[-1]})"
+                )
+
+
+# ------------------------------------------------------------------------ data (pure)
+
+
+def load_trips(config: ReplayConfig, month: str, index: int) -> pd.DataFrame:
+    source = MonthSource(config.data_dir, month, rows=config.rows, seed=config.seed * 1000 + index)
+    frame = load_source(source).trips.frame
+    return frame[[PICKUP, DROPOFF, PU, DO, DISTANCE]].reset_index(drop=True)
+
+
+def inject(frame: pd.DataFrame, month: str, injections: list[Injection], seed: int) -> pd.DataFrame:
+    """Apply every injection active in ``month`` (``slower`` lasts; ``garbage`` is one month)."""
+    out = frame.copy()
+    for injection in injections:
+        if injection.kind == "slower" and month >= injection.month:
+            out[DROPOFF] = out[PICKUP] + (out[DROPOFF] - out[PICKUP]) * injection.value
+        elif injection.kind == "garbage" and month == injection.month:
+            rng = np.random.default_rng(seed)
+            rows = rng.choice(len(out), size=int(len(out) * injection.value), replace=False)
+            absurd, backwards = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+            out.loc[absurd, DISTANCE] = 5000.0
+            out.loc[backwards, DROPOFF] = out.loc[backwards, PICKUP] - pd.Timedelta(minutes=10)
+    return out
+
+
+def valid_mask(frame: pd.DataFrame, month: str, bounds: ValidationBounds) -> np.ndarray:
+    """Rides inside the modelled problem (what RMSE is measured on, as in training)."""
+    tagged = frame.assign(_row=np.arange(len(frame)))
+    clean, _ = clean_trips(tagged, bounds, month=month, source=month)
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[clean["_row"].to_numpy()] = True
+    return mask
+
+
+def durations(frame: pd.DataFrame) -> np.ndarray:
+    return ((frame[DROPOFF] - frame[PICKUP]).dt.total_seconds() / 60.0).to_numpy()
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float | None:
+    ok = ~np.isnan(predicted)
+    if not ok.any():
+        return None
+    return float(math.sqrt(np.mean((predicted[ok] - actual[ok]) ** 2)))
+
+
+def _clean_number(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def ride_payloads(frame: pd.DataFrame, month: str) -> list[dict[str, Any] | None]:
+    """One request body per ride (None where the ride has no pickup time to place it)."""
+    pickups = frame[PICKUP].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    out: list[dict[str, Any] | None] = []
+    for i, (pu, do, dist, pickup) in enumerate(
+        zip(frame[PU].tolist(), frame[DO].tolist(), frame[DISTANCE].tolist(), pickups, strict=True)
+    ):
+        if not isinstance(pickup, str):
+            out.append(None)
+            continue
+        out.append(
+            {
+                "ride_id": f"{month}:{i}",
+                PU: _clean_number(int(pu) if pu == pu and pu is not None else None),
+                DO: _clean_number(int(do) if do == do and do is not None else None),
+                DISTANCE: _clean_number(float(dist) if dist is not None else None),
+                "pickup_datetime": pickup,
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------- the service side
+
+
+def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Predict every ride in batches. A refused batch names its bad rides (``[i].field``): those
+    are dropped and the rest resent, as a client of a validating API does. Returns
+    (predictions, version per ride, refused count)."""
+    predicted = np.full(len(rides), np.nan)
+    versions = np.zeros(len(rides), dtype=np.int64)
+    refused = 0
+    indexed = [(i, r) for i, r in enumerate(rides) if r is not None]
+    for offset in range(0, len(indexed), PREDICT_BATCH):
+        batch = indexed[offset : offset + PREDICT_BATCH]
+        while batch:
+            status, answer = http_json("POST", f"{url}/predict", [r for _, r in batch], timeout=60)
+            if status == 200:
+                for (i, _), item in zip(batch, answer["predictions"], strict=True):
+                    predicted[i] = item["duration"]
+                    versions[i] = int(item["model_version"])
+                break
+            bad = {
+                int(e["field"][1 : e["field"].index("]")])
+                for e in (answer.get("errors", []) if isinstance(answer, dict) else [])
+                if e["field"].startswith("[")
+            }
+            if status != 400 or not bad:
+                raise ConfigError(f"{url}/predict: HTTP {status}: {answer}")
+            refused += len(bad)
+            batch = [item for k, item in enumerate(batch) if k not in bad]
+    return predicted, versions, refused
+
+
+def send_feedback(
+    url: str, rides: list[dict[str, Any] | None], predicted: np.ndarray, actual: np.ndarray
+) -> dict[str, int]:
+    items = [
+        {"ride_id": ride["ride_id"], "duration": float(actual[i])}
+        for i, ride in enumerate(rides)
+        if ride is not None and not np.isnan(predicted[i]) and not np.isnan(actual[i])
+    ]
+    accepted = refused = 0
+    for offset in range(0, len(items), FEEDBACK_BATCH):
+        status, answer = http_json(
+            "POST",
+            f"{url}/feedback",
+            {"feedback": items[offset : offset + FEEDBACK_BATCH]},
+            timeout=60,
+        )
+        if status not in (200, 422):
+            raise ConfigError(f"{url}/feedback: HTTP {status}: {answer}")
+        accepted += answer["accepted"]
+        refused += len(answer["rejected"])
+    return {"accepted": accepted, "refused": refused}
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def write_plot(table: list[dict[str, Any]], injections: list[Injection], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    months = [row["month"] for row in table]
+    x = np.arange(len(months))
+    fig, ax = plt.subplots(figsize=(max(7, len(months) * 0.6), 4.2))
+    series = [
+        ("rmse_static_level1", "static level-1 model (never retrained)", "tab:gray", "--"),
+        ("rmse_static_champion", "static level-2 champion (never retrained)", "tab:orange", ":"),
+        ("rmse_automated", "level 4: automated system (served answers)", "tab:blue", "-"),
+    ]
+    for key, label, color, style in series:
+        values = [np.nan if row[key] is None else row[key] for row in table]
+        ax.plot(x, values, style, color=color, marker="o", label=label)
+    for i, row in enumerate(table):
+        if row["action"] in ("promote", "rollback", "canary_deployed", "retrain_blocked"):
+            ax.annotate(
+                row["action"].replace("_", " "),
+                (x[i], row["rmse_automated"] or 0),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                fontsize=7,
+            )
+    for injection in injections:
+        if injection.month in months:
+            ax.axvline(months.index(injection.month), color="tab:red", alpha=0.4)
+            ax.text(
+                months.index(injection.month),
+                ax.get_ylim()[1],
+                f" {injection.kind}",
+                color="tab:red",
+                va="top",
+                fontsize=8,
+            )
+    ax.set_xticks(x, months, rotation=45, ha="right")
+    ax.set_ylabel("RMSE (minutes)")
+    ax.set_title("Monthly RMSE on valid rides: static models vs the closed loop")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(table: list[dict[str, Any]]) -> str:
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| month | rides | refused | RMSE static L1 | RMSE static champion | RMSE automated "
+        "| blue after | decision |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        lines.append(
+            f"| {row['month']} | {row['rides']} | {row['refused_rides']} "
+            f"| {fmt(row['rmse_static_level1'])} | {fmt(row['rmse_static_champion'])} "
+            f"| {fmt(row['rmse_automated'])} | v{row['blue_after']} "
+            f"| {row['action']} ({row['rule']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def deterministic(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decision log without wall-clock and delivery fields: what a rerun must reproduce."""
+    out = []
+    for d in decisions:
+        details = {k: v for k, v in d["details"].items() if k != "alert"}
+        out.append(
+            {k: v for k, v in d.items() if k not in ("recorded_at", "id")} | {"details": details}
+        )
+    return out
+
+
+# -------------------------------------------------------------------------------- run
+
+
+def _frame_files(frame: pd.DataFrame, folder: Path, holdout_share: float) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ordered = frame.sort_values(PICKUP, kind="stable").reset_index(drop=True)
+    cut = math.floor(len(ordered) * (1 - holdout_share))
+    train, val = folder / "train.parquet", folder / "holdout.parquet"
+    to_tlc(ordered.iloc[:cut]).to_parquet(train, index=False)
+    to_tlc(ordered.iloc[cut:]).to_parquet(val, index=False)
+    return train, val
+
+
+def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
+    """Run the whole replay; ``progress(line)`` gets a line per month. Needs the runtime
+    configured for ``config.out_dir`` as TAXI_MLOPS_HOME (the CLI does it)."""
+    import mlflow.sklearn
+
+    from level2_training import runtime
+    from level2_training.flow import TrainingConfig, training_flow
+    from level4_automation.flow import monitoring_flow
+    from level4_automation.policy import load_policy
+    from level4_automation.store import MonitoringStore, store_path
+    from shared.features import BASELINE, build_pipeline, split_xy
+    from shared.settings import get_settings
+
+    say = progress or (lambda line: None)
+    started = time.perf_counter()
+    settings = get_settings()
+    if settings.home.resolve() != config.out_dir.resolve():
+        raise ConfigError("run_replay: TAXI_MLOPS_HOME must be the replay folder")
+    policy = load_policy(config.policy_path)
+    bounds = ValidationBounds()
+    work = config.out_dir / "replay"
+    work.mkdir(parents=True, exist_ok=True)
+
+    first = config.months[0]
+    frames = {m: load_trips(config, m, i) for i, m in enumerate(config.months)}
+    say(f"loaded {len(frames)} months from {config.data_dir}")
+
+    # The initial champion (level 2) and the static level-1 model, both from the first month.
+    train_file, val_file = _frame_files(
+        frames[first], work / "initial", policy.retrain.holdout_share
+    )
+    initial = training_flow(
+        TrainingConfig(
+            train=[MonthSource(str(train_file), first)],
+            val=MonthSource(str(val_file), first),
+            families=list(policy.retrain.families),
+            trials=policy.retrain.trials,
+            seed=policy.retrain.seed,
+            experiment=settings.experiment_name,
+            registered_model=settings.registered_model_name,
+            artifact_location=runtime.artifact_location(settings),
+            actor="taxi-mlops level4 replay (initial champion)",
+        )
+    )
+    champion_version = initial["registered"]["version"]
+    say(
+        f"initial champion v{champion_version} ({initial['best']['family']}) trained on {first}: "
+        f"holdout RMSE {initial['best']['val_rmse']:.3f}"
+    )
+    clean_first, _ = clean_trips(frames[first], bounds, month=first, source=first)
+    static_l1 = build_pipeline(BASELINE).fit(*split_xy(clean_first, BASELINE))
+    static_champion = mlflow.sklearn.load_model(
+        f"models:/{settings.registered_model_name}/{champion_version}"
+    )
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "taxi_mlops",
+        "level3",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(config.workers),
+    ]
+    table: list[dict[str, Any]] = []
+    with start_service(
+        command, url, settings.logs_dir / f"replay-level3-{port}.log", timeout_s=120
+    ):
+        for index, month in enumerate(config.months[1:], start=1):
+            for injection in config.injections:
+                if injection.month == month and injection.kind == "bad-candidate":
+                    _deploy_bad_candidate(
+                        frames[config.months[index - 1]], config, policy, work, url, say
+                    )
+            frame = inject(frames[month], month, config.injections, config.seed + index)
+            rides = ride_payloads(frame, month)
+            predicted, versions, refused = stream(url, rides)
+            actual = durations(frame)
+            labels = send_feedback(url, rides, predicted, actual)
+            next_month = str(pd.Period(month, "M") + 1)
+            result = monitoring_flow(
+                start=f"{month}-01T00:00:00",
+                end=f"{next_month}-01T00:00:00",
+                policy_path=str(config.policy_path) if config.policy_path else None,
+                level3_url=url,
+            )
+            decision = result["decision"]
+            valid = valid_mask(frame, month, bounds)
+            clean = frame[valid]
+            truth = actual[valid]
+            _, state = http_json("GET", f"{url}/health")
+            row = {
+                "month": month,
+                "rides": len(frame),
+                "refused_rides": refused,
+                "refused_labels": labels["refused"],
+                "valid_rides": int(valid.sum()),
+                "rmse_static_level1": rmse(static_l1.predict(clean), truth),
+                "rmse_static_champion": rmse(static_champion.predict(clean), truth),
+                "rmse_automated": rmse(predicted[valid], truth),
+                "served_by": {
+                    str(v): int(n)
+                    for v, n in zip(*np.unique(versions[valid], return_counts=True), strict=True)
+                },
+                "action": decision["action"],
+                "rule": decision["rule"],
+                "reason": decision["reason"],
+                "blue_after": state["blue"],
+                "green_after": state["green"],
+            }
+            table.append(row)
+            say(
+                f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
+                f"{_f(row['rmse_static_level1'])}, static champion "
+                f"{_f(row['rmse_static_champion'])}, automated {_f(row['rmse_automated'])} -> "
+                f"{decision['action']} ({decision['rule']})"
+            )
+
+    decisions = MonitoringStore(store_path(settings.home)).decisions()
+    (config.out_dir / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
+    (config.out_dir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+    (config.out_dir / "table.md").write_text(markdown_table(table))
+    plot = config.out_dir / "rmse.png"
+    write_plot(table, config.injections, plot)
+    after = _after_first_injection(table, config.injections)
+    return {
+        "out_dir": str(config.out_dir),
+        "months": config.months,
+        "injections": [asdict(i) for i in config.injections],
+        "initial_champion": {"version": champion_version, **initial["best"]},
+        "table": table,
+        "promotions": sum(1 for r in table if r["action"] == "promote"),
+        "rollbacks": sum(1 for r in table if r["action"] == "rollback"),
+        "retrains": sum(
+            1 for r in table if r["action"] in ("canary_deployed", "gate_failed", "retrain_blocked")
+        ),
+        "mean_rmse_after_injection": after,
+        "decisions": deterministic(decisions),
+        "files": {
+            "plot": str(plot),
+            "table": str(config.out_dir / "table.md"),
+            "decisions": str(config.out_dir / "decisions.json"),
+            "reports": str(config.out_dir / "level4" / "reports"),
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _after_first_injection(
+    table: list[dict[str, Any]], injections: list[Injection]
+) -> dict[str, float | None]:
+    slower = [i.month for i in injections if i.kind == "slower"]
+    if not slower:
+        return {}
+    rows = [r for r in table if r["month"] > min(slower)]  # the months after the drift began
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {
+        "months": len(rows),
+        "static_level1": mean("rmse_static_level1"),
+        "static_champion": mean("rmse_static_champion"),
+        "automated": mean("rmse_automated"),
+    }
+
+
+def _deploy_bad_candidate(
+    previous: pd.DataFrame, config: ReplayConfig, policy: Any, work: Path, url: str, say: Any
+) -> None:
+    """Register a model trained on shuffled durations and put it in green as a canary, as a
+    careless human might: the A/B rule must roll it back."""
+    from level2_training import runtime
+    from level2_training.flow import TrainingConfig, training_flow
+    from shared.settings import admin_token, get_settings
+
+    settings = get_settings()
+    rng = np.random.default_rng(config.seed)
+    shuffled = previous.copy()
+    minutes = (shuffled[DROPOFF] - shuffled[PICKUP]).to_numpy()
+    shuffled[DROPOFF] = shuffled[PICKUP] + rng.permutation(minutes)
+    train_file, val_file = _frame_files(shuffled, work / "bad-candidate", 0.2)
+    result = training_flow(
+        TrainingConfig(
+            train=[MonthSource(str(train_file))],
+            val=MonthSource(str(val_file)),
+            families=["hgb"],
+            trials=1,
+            seed=config.seed,
+            experiment=settings.experiment_name,
+            registered_model=settings.registered_model_name,
+            artifact_location=runtime.artifact_location(settings),
+            actor="taxi-mlops level4 replay (deliberately bad candidate)",
+            auto_champion=False,
+        )
+    )
+    version = result["registered"]["version"]
+    status, answer = http_json(
+        "POST",
+        f"{url}/admin/deploy",
+        {
+            "version": version,
+            "percent": policy.canary.share,
+            "mode": "ab",
+            "reason": "replay: a deliberately bad candidate (trained on shuffled durations)",
+        },
+        headers={"Authorization": f"Bearer {admin_token(settings)}"},
+        timeout=120,
+    )
+    if status != 200:
+        raise ConfigError(f"deploying the bad candidate failed: HTTP {status}: {answer}")
+    say(f"deployed a deliberately bad candidate v{version} to green at {policy.canary.share:g}%")
+
+
+def replay_env(out_dir: Path) -> dict[str, str]:
+    """The environment a replay runs in: its own home and embedded stores."""
+    return {"TAXI_MLOPS_HOME": str(out_dir), "MLFLOW_TRACKING_URI": ""}

@@ -1,0 +1,155 @@
+"""The closed loop end to end: `taxi-mlops level4 replay` streams months through a real level-3
+service (gunicorn), posts labels, and runs the monitoring flow (Prefect, Evidently, MLflow) per
+month. Each replay has its own home, so these are independent of each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taxi_mlops.services import free_port, start_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CLI = str(Path(sys.executable).with_name("taxi-mlops"))
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """A home's own embedded stores (the test session points MLFLOW_TRACKING_URI elsewhere)."""
+    return {
+        "TAXI_MLOPS_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+    }
+
+
+def run(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **home_env(home)},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def replay(tmp_path: Path, name: str, *args: str) -> dict:
+    out = tmp_path / name
+    completed = run(
+        tmp_path / "home", "level4", "replay", "--rows", "6000", "--out", str(out), "--json", *args
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    return json.loads(completed.stdout)
+
+
+def actions(result: dict) -> dict[str, str]:
+    return {row["month"]: row["action"] for row in result["table"]}
+
+
+def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
+    tmp_path: Path,
+) -> None:
+    args = ("--months", "2019-01..2019-04", "--inject-drift", "2019-02:slower=1.5")
+    first = replay(tmp_path, "a", *args)
+    steps = actions(first)
+    assert (steps["2019-02"], steps["2019-03"]) == ("canary_deployed", "promote"), first["table"]
+    assert steps["2019-04"] in ("none", "alert")  # a drift warning at most: no new retraining
+    last = first["table"][-1]
+    assert last["blue_after"] == 2
+    # after the promotion the loop's answers are clearly better than never retraining
+    assert last["rmse_automated"] < 0.9 * last["rmse_static_champion"]
+    assert last["rmse_automated"] < 0.9 * last["rmse_static_level1"]
+    retrain = first["decisions"][0]
+    assert retrain["rule"] == "gate_passed"
+    assert retrain["details"]["evidence"]["rmse_ratio"] > 1.15
+    assert retrain["details"]["outcome"]["candidate_rmse"] < (
+        retrain["details"]["outcome"]["champion_rmse"]
+    )
+    assert Path(first["files"]["plot"]).stat().st_size > 10_000
+    assert "| 2019-03 |" in Path(first["files"]["table"]).read_text()
+    reports = Path(first["files"]["reports"])
+    assert len(list(reports.glob("*/drift.html"))) == 3
+
+    second = replay(tmp_path, "b", *args)
+    assert second["decisions"] == first["decisions"]
+
+    # the audit log is readable with the CLI, from the replay's home
+    logged = run(Path(first["out_dir"]), "level4", "decisions", "--json")
+    assert logged.returncode == 0, logged.stderr
+    rows = json.loads(logged.stdout)["decisions"]
+    assert [d["action"] for d in rows] == [d["action"] for d in first["decisions"]]
+    windows = json.loads(run(Path(first["out_dir"]), "level4", "windows", "--json").stdout)
+    assert len(windows["windows"]) == 3
+
+
+def test_no_drift_no_promotion(tmp_path: Path) -> None:
+    result = replay(tmp_path, "calm", "--months", "2019-01..2019-04")
+    assert result["promotions"] == 0, result["table"]
+    assert set(actions(result).values()) <= {"none", "alert"}
+
+
+def test_a_garbage_month_raises_a_data_quality_alert_and_promotes_nothing(
+    tmp_path: Path,
+) -> None:
+    result = replay(
+        tmp_path, "garbage", "--months", "2019-01..2019-03", "--inject-drift", "2019-02:garbage"
+    )
+    february = result["table"][0]
+    assert february["refused_rides"] > 800 and february["refused_labels"] > 800
+    decision = result["decisions"][0]
+    assert (decision["action"], decision["rule"]) == ("alert", "data_quality")
+    assert decision["details"]["evidence"]["invalid_share"] > 0.05
+    assert result["promotions"] == 0
+    assert all(row["blue_after"] == 1 for row in result["table"])
+
+
+def test_a_deliberately_bad_canary_is_rolled_back_by_the_ab_rule(tmp_path: Path) -> None:
+    result = replay(
+        tmp_path, "bad", "--months", "2019-01..2019-02", "--inject-drift", "2019-02:bad-candidate"
+    )
+    decision = result["decisions"][0]
+    assert (decision["action"], decision["rule"]) == ("rollback", "ab_blue_better")
+    assert decision["details"]["outcome"]["adopted_canary"] == 2
+    variants = decision["details"]["evidence"]["variants"]
+    assert variants["green"]["rmse"] > variants["blue"]["rmse"]
+    assert result["table"][0]["blue_after"] == 1 and result["table"][0]["green_after"] == 2
+
+
+def test_monitor_command_against_a_live_service(tmp_path: Path) -> None:
+    """`level4 monitor` (the scheduled flow's body) on a window of a finished replay."""
+    result = replay(tmp_path, "live", "--months", "2019-01..2019-02")
+    home = Path(result["out_dir"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with start_service(
+        [CLI, "level3", "serve", "--port", str(port)],
+        url,
+        tmp_path / "serve.log",
+        env=home_env(home),
+        timeout_s=120,
+    ):
+        window = ("--start", "2019-02-01T00:00:00", "--end", "2019-03-01T00:00:00")
+        completed = run(home, "level4", "monitor", *window, "--url", url, "--json")
+        assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+        answer = json.loads(completed.stdout)
+        assert answer["window"]["rows"] == 6000
+        assert answer["decision"]["action"] in ("none", "alert")
+        bad = run(home, "level4", "monitor", "--start", "2019-02-01", "--url", url)
+        assert bad.returncode == 2 and "--start and --end go together" in bad.stderr
+
+
+def test_bad_replay_arguments_are_named(tmp_path: Path) -> None:
+    completed = run(
+        tmp_path, "level4", "replay", "--months", "2019-01..2019-02", "--inject-drift", "x"
+    )
+    assert completed.returncode == 2 and "--inject-drift 'x'" in completed.stderr
+    policy = tmp_path / "p.yaml"
+    policy.write_text("canary:\n  shaer: 5\n")
+    completed = run(
+        tmp_path, "level4", "replay", "--months", "2019-01..2019-02", "--policy", str(policy)
+    )
+    assert completed.returncode == 2 and "canary.shaer: unknown setting" in completed.stderr
