@@ -103,7 +103,7 @@ def _month_files(
 def demo(
     data_dir: str | None, train_month: str, val_month: str, rows: int, seed: int, trials: int
 ) -> None:
-    """Run levels 0, 1 and 2 end to end and show what each did."""
+    """Run levels 0 to 4 end to end and show what each did."""
     settings = get_settings()
     started = time.perf_counter()
     results: dict[str, Any] = {"home": str(settings.home)}
@@ -162,6 +162,7 @@ def demo(
     _say("   browse the runs: taxi-mlops level2 ui  (then open http://127.0.0.1:5000)")
 
     results["level3"] = _level3(train_file, val_file, settings.logs_dir)
+    results["level4"] = _level4(data_dir, seed, settings.home)
 
     results["seconds"] = round(time.perf_counter() - started, 1)
     summary = [
@@ -175,10 +176,41 @@ def demo(
         f"registry v{registered['version']} ({', '.join(registered['aliases'])}) with history",
         f"{'3':<8}{'':>16}  blue/green from the registry, A/B evidence, "
         f"{results['level3']['decision']} in one command",
+        f"{'4':<8}{results['level4']['automated_rmse']:>16.3f}  drift noticed, retrained, "
+        f"canary judged, {results['level4']['promotions']} promotion(s), no human "
+        f"(static model: {results['level4']['static_rmse']:.3f}, last replayed month)",
         f"done in {results['seconds']} s. Walkthroughs: level0_notebook/, level1_devops/, "
-        "level2_training/, level3_deployment/ (README.md in each)",
+        "level2_training/, level3_deployment/, level4_automation/ (README.md in each)",
     ]
     emit({"ok": True, **results}, summary)
+
+
+def _level4(data_dir: str | None, seed: int, home: Path) -> dict[str, Any]:
+    _say("\n== Level 4: drift monitoring, retraining and a gated canary, with no human ==")
+    out = home / "replays" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    args = ["level4", "replay", "--months", "2019-01..2019-04"]
+    args += ["--inject-drift", "2019-02:slower=1.5", "--out", str(out), "--seed", str(seed)]
+    args += ["--data-dir", data_dir] if data_dir else ["--rows", "6000"]
+    result = _run(args)
+    _say("   month    static L1  static champion  automated  decision")
+    for row in result["table"]:
+        _say(
+            f"   {row['month']}  {row['rmse_static_level1']:>9.3f}  "
+            f"{row['rmse_static_champion']:>15.3f}  {row['rmse_automated']:>9.3f}  "
+            f"{row['action']} ({row['rule']})"
+        )
+    _say(f"   plot: {result['files']['plot']}")
+    _say(f"   Evidently reports: {result['files']['reports']}")
+    _say(f"   decision log: TAXI_MLOPS_HOME={out} taxi-mlops level4 decisions")
+    last = result["table"][-1]
+    return {
+        "out_dir": result["out_dir"],
+        "promotions": result["promotions"],
+        "table": result["table"],
+        "files": result["files"],
+        "automated_rmse": last["rmse_automated"],
+        "static_rmse": last["rmse_static_champion"],
+    }
 
 
 def _serve_and_query(model_path: Path, logs_dir: Path) -> dict[str, Any]:

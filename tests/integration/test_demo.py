@@ -42,6 +42,10 @@ def test_demo_on_generated_data(tmp_path: Path) -> None:
     assert level3["decision"] == (
         "promote" if level3["report"]["verdict"] == "green_better" else "rollback"
     )
+    level4 = result["level4"]
+    assert level4["promotions"] == 1
+    assert level4["automated_rmse"] < level4["static_rmse"]
+    assert Path(level4["files"]["plot"]).exists()
 
 
 @pytest.mark.realdata

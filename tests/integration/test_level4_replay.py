@@ -66,8 +66,9 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     retrain = first["decisions"][0]
     assert retrain["rule"] == "gate_passed"
     assert retrain["details"]["evidence"]["rmse_ratio"] > 1.15
-    assert retrain["details"]["outcome"]["candidate_rmse"] < (
-        retrain["details"]["outcome"]["champion_rmse"]
+    assert (
+        retrain["details"]["outcome"]["candidate_rmse"]
+        < (retrain["details"]["outcome"]["champion_rmse"])
     )
     assert Path(first["files"]["plot"]).stat().st_size > 10_000
     assert "| 2019-03 |" in Path(first["files"]["table"]).read_text()

@@ -210,7 +210,10 @@ def test_ab_report_covers_only_the_current_pair_and_modelled_labels(service) -> 
     client, _, _ = service
     client.post("/admin/deploy", json={"version": 2, "percent": 50}, headers=AUTH)
     client.post("/predict", json=[ride(ride_id=f"o{i}") for i in range(40)])
-    client.post("/feedback", json={"feedback": [{"ride_id": f"o{i}", "duration": 10 + i % 3} for i in range(40)]})
+    client.post(
+        "/feedback",
+        json={"feedback": [{"ride_id": f"o{i}", "duration": 10 + i % 3} for i in range(40)]},
+    )
     client.post("/admin/rollback", json={}, headers=AUTH)
     client.post("/admin/deploy", json={"version": 3, "percent": 50}, headers=AUTH)
     client.post("/predict", json=[ride(ride_id=f"n{i}") for i in range(20)])

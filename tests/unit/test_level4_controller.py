@@ -32,7 +32,7 @@ def test_healthy_window_does_nothing() -> None:
 
 
 def test_error_increase_triggers_retraining() -> None:
-    verdict, state = watch(window(rmse=6.0, data_drift=True, drifted_columns=["trip_distance"]))
+    verdict, _ = watch(window(rmse=6.0, data_drift=True, drifted_columns=["trip_distance"]))
     assert (verdict.action, verdict.rule) == ("retrain", "error_increase")
     assert "trip_distance" in verdict.reason
     assert verdict.evidence["rmse_ratio"] == pytest.approx(1.2)

@@ -22,15 +22,23 @@ def reference(n: int = 3000, seed: int = 0) -> pd.DataFrame:
             PU: rng.integers(100, 110, n),
             DO: rng.integers(200, 210, n),
             DISTANCE: rng.exponential(2.5, n),
-            PICKUP: pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 86400 * 28, n), "s"),
+            PICKUP: pd.Timestamp("2019-01-01")
+            + pd.to_timedelta(rng.integers(0, 86400 * 28, n), "s"),
             TARGET: minutes,
             "prediction": minutes + rng.normal(0, 2, n),
         }
     )
 
 
-def log_window(n: int = 3000, seed: int = 1, *, distance_factor: float = 1.0, labelled: float = 1.0,
-               error: float = 2.0, version: str = "1") -> pd.DataFrame:
+def log_window(
+    n: int = 3000,
+    seed: int = 1,
+    *,
+    distance_factor: float = 1.0,
+    labelled: float = 1.0,
+    error: float = 2.0,
+    version: str = "1",
+) -> pd.DataFrame:
     """Rows shaped like :meth:`PredictionLog.window`."""
     rng = np.random.default_rng(seed)
     actual = rng.uniform(5, 30, n)
@@ -51,7 +59,7 @@ def log_window(n: int = 3000, seed: int = 1, *, distance_factor: float = 1.0, la
             "actual": actual,
         }
     )
-    frame.loc[frame.index[int(n * labelled):], "actual"] = np.nan
+    frame.loc[frame.index[int(n * labelled) :], "actual"] = np.nan
     return frame
 
 

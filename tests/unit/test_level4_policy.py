@@ -34,7 +34,7 @@ def test_a_partial_file_overrides_only_what_it_names() -> None:
     ],
 )
 def test_errors_name_the_field(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="my.yaml") as error:
+    with pytest.raises(ConfigError, match=r"my\.yaml") as error:
         parse_policy(text, "my.yaml")
     assert message in str(error.value)
 
