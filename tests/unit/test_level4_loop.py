@@ -1,0 +1,171 @@
+"""One loop cycle with the real log and store, and fakes for level 3 and retraining: the side
+effects each decision must (and must not) have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from level3_deployment.prediction_log import PredictionLog, PredictionRecord
+from level4_automation import loop
+from level4_automation.alerts import Alerter
+from level4_automation.controller import Deployment
+from level4_automation.policy import Policy
+from level4_automation.store import MonitoringStore
+from shared.data.schema import DISTANCE, DO, PICKUP, PU, TARGET
+from shared.data.validate import ValidationReport
+from shared.errors import DataQualityError
+
+START, END = "2019-02-01T00:00:00", "2019-03-01T00:00:00"
+
+
+class FakeLevel3:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.green: int | None = None
+
+    def deployment(self) -> Deployment:
+        return Deployment(1, self.green, 20.0 if self.green else 0.0)
+
+    def deploy(self, version: int, percent: float, mode: str, reason: str) -> dict:
+        self.calls.append(("deploy", version, percent))
+        self.green = version
+        return {}
+
+    def promote(self, reason: str) -> dict:
+        self.calls.append(("promote",))
+        return {}
+
+    def rollback(self, reason: str) -> dict:
+        self.calls.append(("rollback",))
+        return {}
+
+    def ab_report(self, min_samples: int, confidence: float = 0.95) -> dict:
+        return {"verdict": None, "reason": "too early", "variants": {}, "comparison": None}
+
+
+def reference(_: int) -> tuple[pd.DataFrame, float]:
+    rng = np.random.default_rng(0)
+    n = 2000
+    minutes = rng.uniform(5, 30, n)
+    frame = pd.DataFrame(
+        {
+            PU: rng.integers(100, 110, n),
+            DO: rng.integers(200, 210, n),
+            DISTANCE: rng.exponential(2.5, n),
+            PICKUP: pd.Timestamp("2019-01-03") + pd.to_timedelta(rng.integers(0, 10**6, n), "s"),
+            TARGET: minutes,
+            "prediction": minutes,
+        }
+    )
+    return frame, 2.0
+
+
+def fill(log: PredictionLog, n: int = 1500, error: float = 6.0) -> None:
+    rng = np.random.default_rng(1)
+    actual = rng.uniform(5, 30, n)
+    pickups = pd.Timestamp("2019-02-02") + pd.to_timedelta(rng.integers(0, 10**6, n), "s")
+    log.append(
+        PredictionRecord(
+            f"r{i}",
+            "blue",
+            "1",
+            {
+                PU: int(rng.integers(100, 110)),
+                DO: int(rng.integers(200, 210)),
+                DISTANCE: float(rng.exponential(2.5)),
+                PICKUP: pickups[i].strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            float(actual[i] + rng.normal(0, error)),
+            1.0,
+        )
+        for i in range(n)
+    )
+    log.record_feedback_batch([(f"r{i}", float(actual[i])) for i in range(n)])
+
+
+@pytest.fixture
+def context(tmp_path: Path):
+    log = PredictionLog(tmp_path / "p.db")
+    fill(log)
+    level3 = FakeLevel3()
+    trained: list[loop.RetrainRequest] = []
+    outcome: dict[str, Any] = {}
+
+    def retrain(request: loop.RetrainRequest) -> dict[str, Any]:
+        trained.append(request)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    ctx = loop.LoopContext(
+        policy=Policy(),
+        log=log,
+        store=MonitoringStore(tmp_path / "level4" / "m.db"),
+        level3=level3,  # type: ignore[arg-type]
+        alerter=Alerter(),
+        references=reference,
+        retrain=retrain,
+        work_dir=tmp_path / "level4",
+    )
+    yield ctx, level3, trained, outcome
+    log.close()
+
+
+def result(candidate_rmse: float, champion_rmse: float) -> dict[str, Any]:
+    return {
+        "registered": {
+            "version": 2,
+            "previous_champion": {"version": 1, "val_rmse": champion_rmse},
+        },
+        "best": {"val_rmse": candidate_rmse, "family": "hgb"},
+    }
+
+
+def test_degradation_retrains_on_exported_labels_and_deploys_a_canary(context) -> None:
+    ctx, level3, trained, outcome = context
+    outcome["result"] = result(4.0, 6.0)
+    answer = loop.run_cycle(ctx, START, END)
+    assert answer["decision"]["action"] == "canary_deployed"
+    assert level3.calls == [("deploy", 2, 20.0)]
+    (request,) = trained
+    assert request.rows == {"train": 1200, "holdout": 300}
+    holdout = pd.read_parquet(request.val_file)
+    assert list(holdout.columns)[:2] == ["tpep_pickup_datetime", "tpep_dropoff_datetime"]
+    train = pd.read_parquet(request.train_files[0])
+    assert train["tpep_pickup_datetime"].max() <= holdout["tpep_pickup_datetime"].min()
+    assert ctx.store.state().phase == "canary"
+
+
+def test_bad_training_data_blocks_the_retrain_and_alerts(context, caplog) -> None:
+    ctx, level3, _, outcome = context
+    report = ValidationReport(source="x", rows_in=10, rows_out=1)
+    outcome["error"] = DataQualityError("x: 90% of rows are invalid", report)
+    answer = loop.run_cycle(ctx, START, END)
+    decision = answer["decision"]
+    assert (decision["action"], decision["rule"]) == ("retrain_blocked", "data_quality")
+    assert decision["details"]["alert"] == "logged"
+    assert level3.calls == []  # nothing deployed
+    assert ctx.store.state().phase == "watch"
+    assert "retrain_blocked" in caplog.text
+
+
+def test_a_candidate_failing_the_gate_is_never_deployed(context) -> None:
+    ctx, level3, _, outcome = context
+    outcome["result"] = result(6.5, 6.0)
+    decision = loop.run_cycle(ctx, START, END)["decision"]
+    assert (decision["action"], decision["rule"]) == ("gate_failed", "non_inferiority")
+    assert level3.calls == []
+    assert ctx.store.state().cooldown_left == 1
+
+
+def test_a_second_cycle_cannot_run_while_one_holds_the_lock(context) -> None:
+    ctx, *_ = context
+    from level4_automation.store import BusyError
+
+    with ctx.store.locked(), pytest.raises(BusyError, match="another monitoring cycle"):
+        loop.run_cycle(ctx, START, END)
