@@ -194,6 +194,29 @@ def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np
     return predicted, versions, refused
 
 
+def settle(url: str, timeout_s: float = 60.0) -> None:
+    """Wait until every worker serves the latest deployment state, so the next month's rides
+    are routed by it (workers apply a change within a poll interval; the replay must not race
+    it, or the same replay would split differently from run to run)."""
+    from shared.settings import admin_token, get_settings
+
+    token = admin_token(get_settings())
+    _, answer = http_json(
+        "GET", f"{url}/admin/state", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    state = answer["state"]
+    expected = (state["generation"], state["green"] if state["mode"] != "off" else None)
+    streak, deadline = 0, time.monotonic() + timeout_s
+    while streak < 12:  # both workers seen current with certainty ~1 - 2**-12
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{url}: workers did not apply generation {expected[0]} in time")
+        _, health = http_json("GET", f"{url}/health", timeout=30)
+        current = (health["generation"], health["green"] if health["mode"] != "off" else None)
+        streak = streak + 1 if current == expected else 0
+        if current != expected:
+            time.sleep(0.2)
+
+
 def send_feedback(
     url: str, rides: list[dict[str, Any] | None], predicted: np.ndarray, actual: np.ndarray
 ) -> dict[str, int]:
@@ -388,6 +411,7 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
                     _deploy_bad_candidate(
                         frames[config.months[index - 1]], config, policy, work, url, say
                     )
+                    settle(url)
             frame = inject(frames[month], month, config.injections, config.seed + index)
             rides = ride_payloads(frame, month)
             predicted, versions, refused = stream(url, rides)
@@ -401,6 +425,7 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
                 level3_url=url,
             )
             decision = result["decision"]
+            settle(url)
             valid = valid_mask(frame, month, bounds)
             clean = frame[valid]
             truth = actual[valid]
