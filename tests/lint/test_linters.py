@@ -50,7 +50,12 @@ def test_dockerfiles() -> None:
 
 
 def test_shell_scripts() -> None:
-    check(str(BIN / "shellcheck"), str(ROOT / ".ci" / "run"))
+    scripts = [ROOT / ".ci" / "run", *sorted((ROOT / "infra" / "scripts").glob("*.sh"))]
+    check(str(BIN / "shellcheck"), *map(str, scripts))
+
+
+def test_terraform_is_formatted() -> None:
+    check(str(ROOT / "infra" / "scripts" / "terraform.sh"), "fmt", "-check", "-recursive", "infra")
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
