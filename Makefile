@@ -6,9 +6,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?=
 PYTEST_ARGS ?=
+# workflow targets (GitHub Actions call these; so can you)
+TRAIN_ARGS ?= --generated --train-months 2019-01 --val-month 2019-02 --rows 20000 --trials 3
+LEVEL3_URL ?= http://127.0.0.1:8100
+VERSION ?=
+SHARE ?= 10
+WINDOW_HOURS ?= 1
+TERRAFORM := infra/scripts/terraform.sh
+TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format bench clean
+.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check infra-up infra-down
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,3 +63,37 @@ bench: install ## Benchmarks: generator, featurization, level-1 vs the course, l
 
 clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 	rm -rf $(VENV) .taxi-mlops .pytest_cache .ruff_cache
+
+train: install ## Level 2: run the training flow (TRAIN_ARGS=...); registers a candidate
+	$(BIN)/taxi-mlops level2 train $(TRAIN_ARGS)
+
+deploy: install ## Level 3: VERSION=N [SHARE=10] to green on LEVEL3_URL, health-checked
+	@test -n "$(VERSION)" || { echo "error: VERSION=N is required"; exit 2; }
+	$(BIN)/taxi-mlops level3 deploy --version $(VERSION) --share $(SHARE) --url $(LEVEL3_URL)
+
+smoke: install ## Level 3: sample rides through LEVEL3_URL; fails unless all answer
+	$(BIN)/taxi-mlops level3 smoke --url $(LEVEL3_URL)
+
+split: install ## Level 3: green's share of traffic to SHARE %
+	$(BIN)/taxi-mlops level3 set-split --share $(SHARE) --url $(LEVEL3_URL)
+
+promote: install ## Level 3: green becomes blue on LEVEL3_URL
+	$(BIN)/taxi-mlops level3 promote --url $(LEVEL3_URL)
+
+rollback: install ## Level 3: green gets no traffic (or the previous blue returns)
+	$(BIN)/taxi-mlops level3 rollback --url $(LEVEL3_URL)
+
+monitor: install ## Level 4: one monitoring cycle over the last WINDOW_HOURS on LEVEL3_URL
+	$(BIN)/taxi-mlops level4 monitor --window-hours $(WINDOW_HOURS) --url $(LEVEL3_URL)
+
+tf-check: install ## Terraform: fmt, init (offline plugin dir) and validate every environment
+	$(TERRAFORM) fmt -check -recursive infra
+	$(TERRAFORM) -chdir=infra/envs/local init -input=false -no-color
+	$(TERRAFORM) -chdir=infra/envs/local validate -no-color
+
+infra-up: install ## Terraform: bring the local stack up (state in .taxi-mlops-local/)
+	$(TERRAFORM) -chdir=infra/envs/local init -input=false
+	$(TERRAFORM) -chdir=infra/envs/local apply -auto-approve -state=$(abspath .taxi-mlops-local/terraform.tfstate) $(TF_LOCAL_VARS)
+
+infra-down: install ## Terraform: stop everything infra-up started
+	$(TERRAFORM) -chdir=infra/envs/local destroy -auto-approve -state=$(abspath .taxi-mlops-local/terraform.tfstate) $(TF_LOCAL_VARS)

@@ -167,3 +167,40 @@ def ab_report(min_samples: int, url: str) -> None:
     ]
     lines.append(f"verdict: {report['verdict'] or 'none yet'} ({report['reason']})")
     emit({"ok": True, **report}, lines)
+
+
+@level3.command()
+@click.option("--rides", type=click.IntRange(1, 1000), default=50, show_default=True)
+@_url_option
+@json_option
+def smoke(rides: int, url: str) -> None:
+    """Send RIDES sample rides (ids spread over both variants); fail unless every one gets a
+    200 with a plausible duration and the service reports healthy."""
+    from taxi_mlops.services import http_json
+
+    failures: list[str] = []
+    variants: dict[str, int] = {}
+    for i in range(rides):
+        ride = {
+            "ride_id": f"smoke-{i}",
+            "PULocationID": 161,
+            "DOLocationID": 236,
+            "trip_distance": 1.0 + i % 10,
+        }
+        try:
+            status, answer = http_json("POST", f"{url}/predict", ride, timeout=30)
+        except OSError as exc:
+            fail(f"{url}: cannot reach the level-3 service ({exc})")
+        if status != 200 or not 0 < answer.get("duration", -1) < 24 * 60:
+            failures.append(f"ride {i}: HTTP {status}: {answer}")
+        else:
+            variants[answer["variant"]] = variants.get(answer["variant"], 0) + 1
+    status, health = http_json("GET", f"{url}/health", timeout=30)
+    if status != 200:
+        failures.append(f"/health: HTTP {status}: {health}")
+    if failures:
+        fail(f"smoke test failed: {len(failures)} problem(s); first: {failures[0]}")
+    emit(
+        {"ok": True, "rides": rides, "variants": variants, "health": health},
+        [f"{rides} rides answered {variants}; health {health['status']}"],
+    )
