@@ -48,6 +48,7 @@ def serve(host: str, port: int, workers: int) -> None:
     state_path, log_path = store_paths(settings.home)
     StateStore(state_path)
     PredictionLog(log_path).close()
+    _check_champion(settings.registered_model_name)
 
     def factory() -> Any:
         from level3_deployment.service import build_app
@@ -59,6 +60,30 @@ def serve(host: str, port: int, workers: int) -> None:
         [f"serving on http://{host}:{port} ({workers} gunicorn workers)"],
     )
     run(factory, options)
+
+
+def _check_champion(model_name: str) -> None:
+    """Refuse to start without a champion, with a clear message. Runs in a child process: it
+    also creates an empty MLflow store's schema once, before gunicorn forks workers that would
+    otherwise race to create it, and keeps MLflow's connections out of the master."""
+    import json
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "taxi_mlops", "level2", "status", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        status = json.loads(completed.stdout)
+    except json.JSONDecodeError:
+        fail(f"cannot read the model registry: {completed.stderr.strip()[-500:]}")
+    if not status.get("ok"):
+        fail(f"cannot read the model registry: {status.get('error')}")
+    if "champion" not in status.get("aliases", {}):
+        fail(f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first")
 
 
 def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:

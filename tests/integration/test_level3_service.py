@@ -241,3 +241,22 @@ def test_a_worker_killed_mid_load_loses_nothing(isolated_home: Path) -> None:
     assert [r for r in results if r[3] != 200] == []
     assert logged == len(results)  # each answered request logged exactly once, retries included
     assert distinct
+
+
+def test_serve_refuses_to_start_without_a_champion(tmp_path: Path) -> None:
+    """Also the case where two workers would race to create an empty MLflow store's schema."""
+    completed = subprocess.run(
+        [CLI, "level3", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "TAXI_MLOPS_HOME": str(tmp_path / "empty"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "no champion for taxi-trip-duration" in completed.stderr
+    assert "Traceback" not in completed.stderr
