@@ -9,7 +9,6 @@ the generation, so two operators cannot silently overwrite each other's change.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, replace
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from level3_deployment.routing import Mode, SplitPolicy
 from shared.errors import ConfigError, TaxiMlopsError
+from shared.sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployment (
@@ -142,17 +142,9 @@ def rollback(state: DeploymentState, reason: str, actor: str) -> DeploymentState
 # ------------------------------------------------------------------------------ store
 
 
-class StateStore:
+class StateStore(SqliteStore):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            conn.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        super().__init__(path, _SCHEMA, timeout_s=10)
 
     def current(self) -> DeploymentState:
         with closing(self._connect()) as conn:

@@ -77,6 +77,10 @@ def monitor(
     start, end = _iso(start, "--start"), _iso(end, "--end")
     if start is not None and end is not None and end <= start:
         raise click.UsageError("--end must be after --start")
+    if policy_path is not None:
+        from level4_automation.policy import load_policy
+
+        load_policy(Path(policy_path))  # a broken policy fails before Prefect starts
     from level2_training import runtime
 
     runtime.configure(get_settings())

@@ -65,6 +65,17 @@ def evidence(metrics: WindowMetrics, reference_rmse: float | None) -> dict[str, 
     }
 
 
+def drift_text(metrics: WindowMetrics) -> str:
+    """What drifted, in words: the columns, and the predictions if they did."""
+    parts = []
+    if metrics.drifted_columns:
+        share = f"{metrics.drift_share:.0%} of the watched columns"
+        parts.append(f"{share} ({', '.join(metrics.drifted_columns)})")
+    if metrics.prediction_drift:
+        parts.append(f"the predictions (score {metrics.prediction_drift_score:.3f})")
+    return " and ".join(parts) or "nothing"
+
+
 def data_incident(policy: Policy, metrics: WindowMetrics) -> bool:
     return metrics.invalid_share > policy.data_quality.max_invalid_share
 
@@ -128,7 +139,7 @@ def decide_watch(
         why = (
             f"RMSE {metrics.rmse:.3f} > {limit:.3f} (champion's validation RMSE "
             f"{reference_rmse:.3f} + {policy.quality.max_rmse_increase:.0%})"
-            + (f", with drift in {', '.join(metrics.drifted_columns)}" if drifted else "")
+            + (f", with drift in {drift_text(metrics)}" if drifted else "")
             + f"; {streak} window(s) in a row"
         )
         if streak < policy.trigger.consecutive_windows:
@@ -143,8 +154,7 @@ def decide_watch(
         return verdict(RETRAIN, "error_increase", why, replace(cooled, streak=0))
     if not measured and drifted:
         reason = (
-            f"drift (share {metrics.drift_share:.2f}, prediction score "
-            f"{metrics.prediction_drift_score}) with {metrics.valid_labelled} valid labels "
+            f"drift in {drift_text(metrics)} with {metrics.valid_labelled} valid labels "
             f"(< {policy.quality.min_labels}): error unknown"
         )
         if policy.drift.retrain_without_labels:
@@ -157,8 +167,8 @@ def decide_watch(
         return verdict(
             ALERT,
             "drift_without_error",
-            f"drift in {', '.join(metrics.drifted_columns) or 'the predictions'} but RMSE "
-            f"{metrics.rmse:.3f} is within {limit:.3f}: warning only, no retraining",
+            f"drift in {drift_text(metrics)} but RMSE {metrics.rmse:.3f} is within "
+            f"{limit:.3f}: warning only, no retraining",
             replace(cooled, streak=0),
         )
     reason = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -20,6 +19,7 @@ from typing import Any
 
 from level4_automation.monitor import WindowMetrics
 from shared.errors import TaxiMlopsError
+from shared.sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -78,17 +78,9 @@ def store_path(home: Path) -> Path:
     return home / "level4" / "monitoring.db"
 
 
-class MonitoringStore:
+class MonitoringStore(SqliteStore):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            conn.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        super().__init__(path, _SCHEMA, timeout_s=30)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

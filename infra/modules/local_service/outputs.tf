@@ -1,0 +1,4 @@
+output "id" {
+  description = "Changes whenever the process is replaced."
+  value       = null_resource.this.id
+}
