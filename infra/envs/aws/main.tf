@@ -4,12 +4,12 @@
 # GitHub OIDC role. Network (VPC, subnets, NAT/endpoints) is brought in by variables.
 
 locals {
-  name       = "taxi-mlops-${var.environment}"
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
-  image      = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
-  mlflow_url = "http://mlflow.${aws_service_discovery_private_dns_namespace.internal.name}:5000"
-  level3_url = "https://${aws_lb.public.dns_name}"
+  name        = "taxi-mlops-${var.environment}"
+  account_id  = data.aws_caller_identity.current.account_id
+  partition   = data.aws_partition.current.partition
+  image       = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+  mlflow_url  = "http://mlflow.${aws_service_discovery_private_dns_namespace.internal.name}:5000"
+  level3_url  = "https://${aws_lb.public.dns_name}"
   blue_weight = 100 - var.green_weight
 }
 

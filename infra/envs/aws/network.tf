@@ -98,7 +98,7 @@ resource "aws_security_group" "db" {
 }
 
 resource "aws_lb" "public" {
-  name                       = "${local.name}"
+  name                       = local.name
   load_balancer_type         = "application"
   internal                   = false
   security_groups            = [aws_security_group.alb.id]
