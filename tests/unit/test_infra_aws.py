@@ -30,7 +30,7 @@ def blocks(kind: str, type_name: str) -> dict[str, Any]:
 
 
 def test_the_ab_split_comes_from_variables() -> None:
-    (listener,) = [l for l in blocks("resource", "aws_lb_listener").values() if l["port"] == 443]
+    (listener,) = [x for x in blocks("resource", "aws_lb_listener").values() if x["port"] == 443]
     (action,) = listener["default_action"]
     weights = [g["weight"] for g in action["forward"][0]["target_group"]]
     assert weights == ["${local.blue_weight}", "${var.green_weight}"]
