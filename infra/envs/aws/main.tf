@@ -27,6 +27,9 @@ resource "aws_kms_alias" "main" {
 }
 
 data "aws_iam_policy_document" "kms" {
+  # checkov:skip=CKV_AWS_111:A key policy's "*" resource is the key itself, not every resource.
+  # checkov:skip=CKV_AWS_356:A key policy's "*" resource is the key itself, not every resource.
+  # checkov:skip=CKV_AWS_109:The account root must administer its key (AWS's default key policy).
   statement {
     sid       = "AccountAdministers"
     actions   = ["kms:*"]
@@ -50,7 +53,114 @@ data "aws_iam_policy_document" "kms" {
 # --------------------------------------------------------------------- artifacts (S3)
 
 resource "aws_s3_bucket" "artifacts" {
+  # checkov:skip=CKV2_AWS_62:Nothing consumes artifact events; MLflow reads the bucket itself.
+  # checkov:skip=CKV_AWS_144:Cross-region replication is an organisation's DR choice; versioning and KMS protect this copy.
   bucket_prefix = "${local.name}-artifacts-"
+}
+
+resource "aws_s3_bucket_logging" "artifacts" {
+  bucket        = aws_s3_bucket.artifacts.id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/artifacts/"
+}
+
+# Access logs of the load balancer and the artifact bucket. ALB log delivery requires SSE-S3.
+resource "aws_s3_bucket" "logs" {
+  # checkov:skip=CKV_AWS_18:The log bucket does not log itself (it would log its own writes forever).
+  # checkov:skip=CKV_AWS_145:ALB access log delivery supports SSE-S3 only, not KMS.
+  # checkov:skip=CKV2_AWS_62:Nothing consumes log delivery events.
+  # checkov:skip=CKV_AWS_144:Logs stay in the region they describe.
+  bucket_prefix = "${local.name}-logs-"
+}
+
+resource "aws_s3_bucket_public_access_block" "logs" {
+  bucket                  = aws_s3_bucket.logs.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    id     = "expire-logs"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.log_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
+data "aws_elb_service_account" "main" {}
+
+data "aws_iam_policy_document" "logs" {
+  statement {
+    sid       = "AlbLogDelivery"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/alb/AWSLogs/${local.account_id}/*"]
+    principals {
+      type        = "AWS"
+      identifiers = [data.aws_elb_service_account.main.arn]
+    }
+  }
+  statement {
+    sid       = "S3ServerAccessLogs"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/s3/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logging.s3.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  policy = data.aws_iam_policy_document.logs.json
 }
 
 resource "aws_s3_bucket_public_access_block" "artifacts" {

@@ -13,13 +13,6 @@ resource "aws_security_group" "alb" {
     protocol    = "tcp"
     cidr_blocks = var.allowed_cidrs
   }
-  ingress {
-    description = "HTTP from clients (redirected to HTTPS)"
-    from_port   = 80
-    to_port     = 80
-    protocol    = "tcp"
-    cidr_blocks = var.allowed_cidrs
-  }
   egress {
     description     = "to the model services"
     from_port       = 8100
@@ -105,6 +98,83 @@ resource "aws_lb" "public" {
   subnets                    = var.public_subnet_ids
   drop_invalid_header_fields = true
   enable_deletion_protection = true
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = "alb"
+    enabled = true
+  }
+}
+
+# Public entry point: AWS managed rule sets for common exploits and known bad inputs.
+resource "aws_wafv2_web_acl" "public" {
+  name  = local.name
+  scope = "REGIONAL"
+
+  default_action {
+    allow {}
+  }
+
+  rule {
+    name     = "AWSManagedRulesCommonRuleSet"
+    priority = 1
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesCommonRuleSet"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "AWSManagedRulesCommonRuleSet"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "AWSManagedRulesKnownBadInputsRuleSet"
+    priority = 2
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesKnownBadInputsRuleSet"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "AWSManagedRulesKnownBadInputsRuleSet"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  visibility_config {
+    cloudwatch_metrics_enabled = true
+    metric_name                = local.name
+    sampled_requests_enabled   = true
+  }
+}
+
+# WAF log group names must start with aws-waf-logs-.
+resource "aws_cloudwatch_log_group" "waf" {
+  name              = "aws-waf-logs-${local.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+resource "aws_wafv2_web_acl_logging_configuration" "public" {
+  resource_arn            = aws_wafv2_web_acl.public.arn
+  log_destination_configs = [aws_cloudwatch_log_group.waf.arn]
+}
+
+resource "aws_wafv2_web_acl_association" "public" {
+  resource_arn = aws_lb.public.arn
+  web_acl_arn  = aws_wafv2_web_acl.public.arn
 }
 
 resource "aws_lb_target_group" "model" {
@@ -148,21 +218,6 @@ resource "aws_lb_listener" "https" {
         enabled  = true
         duration = 3600
       }
-    }
-  }
-}
-
-resource "aws_lb_listener" "http" {
-  load_balancer_arn = aws_lb.public.arn
-  port              = 80
-  protocol          = "HTTP"
-
-  default_action {
-    type = "redirect"
-    redirect {
-      port        = "443"
-      protocol    = "HTTPS"
-      status_code = "HTTP_301"
     }
   }
 }

@@ -14,6 +14,7 @@ resource "aws_cloudwatch_log_group" "app" {
 
 # The level-3 admin token: generated here, read by the model services and the monitoring job.
 resource "aws_secretsmanager_secret" "admin_token" {
+  # checkov:skip=CKV2_AWS_57:Rotated by putting a new secret version and restarting the services (infra/README.md); a rotation Lambda is out of scope.
   name_prefix = "${local.name}-admin-token-"
   kms_key_id  = aws_kms_key.main.arn
 }
