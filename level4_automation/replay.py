@@ -527,8 +527,3 @@ def _deploy_bad_candidate(
     if status != 200:
         raise ConfigError(f"deploying the bad candidate failed: HTTP {status}: {answer}")
     say(f"deployed a deliberately bad candidate v{version} to green at {policy.canary.share:g}%")
-
-
-def replay_env(out_dir: Path) -> dict[str, str]:
-    """The environment a replay runs in: its own home and embedded stores."""
-    return {"TAXI_MLOPS_HOME": str(out_dir), "MLFLOW_TRACKING_URI": ""}
