@@ -64,7 +64,16 @@ def reference_source(settings: Settings) -> loop.ReferenceSource:
     return load
 
 
-def retrainer(settings: Settings, policy: Policy) -> loop.Retrainer:
+def retrainer(
+    settings: Settings,
+    policy: Policy,
+    *,
+    auto_champion: bool = False,
+    actor: str = "taxi-mlops level4 (retrain on drift)",
+) -> loop.Retrainer:
+    """The level-2 flow on exported trip files, as the policy's ``retrain`` section says.
+    ``auto_champion`` stays False for level 4: only a canary can make a champion."""
+
     def retrain(request: loop.RetrainRequest) -> dict[str, Any]:
         config = TrainingConfig(
             train=[MonthSource(str(p)) for p in request.train_files],
@@ -76,8 +85,8 @@ def retrainer(settings: Settings, policy: Policy) -> loop.Retrainer:
             experiment=settings.experiment_name,
             registered_model=settings.registered_model_name,
             artifact_location=runtime.artifact_location(settings),
-            actor="taxi-mlops level4 (retrain on drift)",
-            auto_champion=False,
+            actor=actor,
+            auto_champion=auto_champion,
         )
         return training_flow(config)
 

@@ -89,18 +89,16 @@ def observe(
     return metrics, deployment, reference_rmse
 
 
-def export_training_data(
-    ctx: LoopContext, windows: list[WindowMetrics], folder: Path
+def write_training_files(
+    frames: list[pd.DataFrame], folder: Path, holdout_share: float
 ) -> RetrainRequest:
-    """Write the labelled rides of ``windows`` (oldest first) as trip files."""
+    """Trip frames (oldest first) as TLC files: everything but the newest ``holdout_share`` of
+    the last frame to train on, that newest part held out to compare models on."""
     folder.mkdir(parents=True, exist_ok=True)
-    frames = []
-    for window in windows:
-        served = ctx.log.window(window.start, window.end)
-        frames.append(trips_frame(served[served["shadow"] == 0]).sort_values(PICKUP, kind="stable"))
-    newest = frames[-1]
-    cut = math.floor(len(newest) * (1 - ctx.policy.retrain.holdout_share))
-    parts = [*frames[:-1], newest.iloc[:cut]]
+    ordered = [frame.sort_values(PICKUP, kind="stable") for frame in frames]
+    newest = ordered[-1]
+    cut = math.floor(len(newest) * (1 - holdout_share))
+    parts = [*ordered[:-1], newest.iloc[:cut]]
     columns = [PICKUP, DROPOFF, PU, DO, DISTANCE]
     train_files = []
     for i, part in enumerate(parts):
@@ -111,6 +109,17 @@ def export_training_data(
     to_tlc(newest.iloc[cut:][columns]).to_parquet(val_file, index=False)
     rows = {"train": int(sum(len(p) for p in parts)), "holdout": int(len(newest) - cut)}
     return RetrainRequest(train_files, val_file, rows)
+
+
+def export_training_data(
+    ctx: LoopContext, windows: list[WindowMetrics], folder: Path
+) -> RetrainRequest:
+    """Write the labelled rides of ``windows`` (oldest first) as trip files."""
+    frames = []
+    for window in windows:
+        served = ctx.log.window(window.start, window.end)
+        frames.append(trips_frame(served[served["shadow"] == 0]))
+    return write_training_files(frames, folder, ctx.policy.retrain.holdout_share)
 
 
 def _retrain_and_deploy(

@@ -9,18 +9,17 @@ training sample. Drift is Evidently's (per-column scores, a seeded sample of at 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from level4_automation.policy import DriftPolicy
 from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU, TARGET
 from shared.data.validate import ValidationBounds, clean_trips
+from shared.evaluate import regression_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +188,8 @@ def quality_report(valid: pd.DataFrame, report_path: Path, seed: int = 0) -> Non
 
 
 def _errors(valid: pd.DataFrame) -> tuple[float, float]:
-    error = valid[PREDICTION].to_numpy() - valid[TARGET].to_numpy()
-    return float(math.sqrt(np.mean(error**2))), float(np.mean(np.abs(error)))
+    found = regression_metrics(valid[TARGET].to_numpy(), valid[PREDICTION].to_numpy())
+    return found["rmse"], found["mae"]
 
 
 def monitor_window(

@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU, to_tlc
+from level4_automation.loop import write_training_files
+from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU
 from shared.data.sources import GENERATED, MonthSource, load_source
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
+from shared.evaluate import rmse as shared_rmse
 from taxi_mlops.services import free_port, http_json, start_service
 
 logger = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float | None:
     ok = ~np.isnan(predicted)
     if not ok.any():
         return None
-    return float(math.sqrt(np.mean((predicted[ok] - actual[ok]) ** 2)))
+    return shared_rmse(actual[ok], predicted[ok])
 
 
 def _clean_number(value: Any) -> Any:
@@ -323,24 +325,12 @@ def deterministic(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------- run
 
 
-def _frame_files(frame: pd.DataFrame, folder: Path, holdout_share: float) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    ordered = frame.sort_values(PICKUP, kind="stable").reset_index(drop=True)
-    cut = math.floor(len(ordered) * (1 - holdout_share))
-    train, val = folder / "train.parquet", folder / "holdout.parquet"
-    to_tlc(ordered.iloc[:cut]).to_parquet(train, index=False)
-    to_tlc(ordered.iloc[cut:]).to_parquet(val, index=False)
-    return train, val
-
-
 def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
     """Run the whole replay; ``progress(line)`` gets a line per month. Needs the runtime
     configured for ``config.out_dir`` as TAXI_MLOPS_HOME (the CLI does it)."""
     import mlflow.sklearn
 
-    from level2_training import runtime
-    from level2_training.flow import TrainingConfig, training_flow
-    from level4_automation.flow import monitoring_flow
+    from level4_automation.flow import monitoring_flow, retrainer
     from level4_automation.policy import load_policy
     from level4_automation.store import MonitoringStore, store_path
     from shared.features import BASELINE, build_pipeline, split_xy
@@ -361,22 +351,10 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
     say(f"loaded {len(frames)} months from {config.data_dir}")
 
     # The initial champion (level 2) and the static level-1 model, both from the first month.
-    train_file, val_file = _frame_files(
-        frames[first], work / "initial", policy.retrain.holdout_share
-    )
-    initial = training_flow(
-        TrainingConfig(
-            train=[MonthSource(str(train_file), first)],
-            val=MonthSource(str(val_file), first),
-            families=list(policy.retrain.families),
-            trials=policy.retrain.trials,
-            seed=policy.retrain.seed,
-            experiment=settings.experiment_name,
-            registered_model=settings.registered_model_name,
-            artifact_location=runtime.artifact_location(settings),
-            actor="taxi-mlops level4 replay (initial champion)",
-        )
-    )
+    request = write_training_files([frames[first]], work / "initial", policy.retrain.holdout_share)
+    initial = retrainer(
+        settings, policy, auto_champion=True, actor="taxi-mlops level4 replay (initial champion)"
+    )(request)
     champion_version = initial["registered"]["version"]
     say(
         f"initial champion v{champion_version} ({initial['best']['family']}) trained on {first}: "
@@ -516,8 +494,7 @@ def _deploy_bad_candidate(
 ) -> None:
     """Register a model trained on shuffled durations and put it in green as a canary, as a
     careless human might: the A/B rule must roll it back."""
-    from level2_training import runtime
-    from level2_training.flow import TrainingConfig, training_flow
+    from level4_automation.flow import retrainer
     from shared.settings import admin_token, get_settings
 
     settings = get_settings()
@@ -525,21 +502,15 @@ def _deploy_bad_candidate(
     shuffled = previous.copy()
     minutes = (shuffled[DROPOFF] - shuffled[PICKUP]).to_numpy()
     shuffled[DROPOFF] = shuffled[PICKUP] + rng.permutation(minutes)
-    train_file, val_file = _frame_files(shuffled, work / "bad-candidate", 0.2)
-    result = training_flow(
-        TrainingConfig(
-            train=[MonthSource(str(train_file))],
-            val=MonthSource(str(val_file)),
-            families=["hgb"],
-            trials=1,
-            seed=config.seed,
-            experiment=settings.experiment_name,
-            registered_model=settings.registered_model_name,
-            artifact_location=runtime.artifact_location(settings),
-            actor="taxi-mlops level4 replay (deliberately bad candidate)",
-            auto_champion=False,
-        )
+    request = write_training_files([shuffled], work / "bad-candidate", 0.2)
+    one_quick_model = policy.retrain.model_copy(
+        update={"families": ["hgb"], "trials": 1, "seed": config.seed}
     )
+    result = retrainer(
+        settings,
+        policy.model_copy(update={"retrain": one_quick_model}),
+        actor="taxi-mlops level4 replay (deliberately bad candidate)",
+    )(request)
     version = result["registered"]["version"]
     status, answer = http_json(
         "POST",
@@ -556,8 +527,3 @@ def _deploy_bad_candidate(
     if status != 200:
         raise ConfigError(f"deploying the bad candidate failed: HTTP {status}: {answer}")
     say(f"deployed a deliberately bad candidate v{version} to green at {policy.canary.share:g}%")
-
-
-def replay_env(out_dir: Path) -> dict[str, str]:
-    """The environment a replay runs in: its own home and embedded stores."""
-    return {"TAXI_MLOPS_HOME": str(out_dir), "MLFLOW_TRACKING_URI": ""}

@@ -59,9 +59,11 @@ def _child_exit(server: Any, worker: Any) -> None:
     mark_worker_dead(worker.pid)
 
 
-def _post_fork(server: Any, worker: Any) -> None:
+def _post_worker_init(worker: Any) -> None:
     # One request runs on one core: OpenMP's thread pool (HistGradientBoosting's predict)
-    # would have every worker spin on every core for one row, ~5x slower per request.
+    # would have every worker spin on every core for one row, ~2.5x slower per request.
+    # Here, not in post_fork: a SIGTERM that arrives before the worker installs its own signal
+    # handlers is swallowed, and a slow post_fork left workers running after the master.
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
@@ -82,7 +84,7 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
         "child_exit": _child_exit,
-        "post_fork": _post_fork,
+        "post_worker_init": _post_worker_init,
         "proc_name": "taxi-mlops",
         # gunicorn >= 25 opens a control socket in $HOME by default; two services (or a
         # test and a user's server) would fight over it. Nothing here uses gunicornc.
