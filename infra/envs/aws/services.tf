@@ -1,0 +1,175 @@
+resource "aws_ecs_cluster" "main" {
+  name = local.name
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "app" {
+  name              = "/ecs/${local.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+# The level-3 admin token: generated here, read by the model services and the monitoring job.
+resource "aws_secretsmanager_secret" "admin_token" {
+  # checkov:skip=CKV2_AWS_57:Rotated by putting a new secret version and restarting the services (infra/README.md); a rotation Lambda is out of scope.
+  name_prefix = "${local.name}-admin-token-"
+  kms_key_id  = aws_kms_key.main.arn
+}
+
+locals {
+  common_env = {
+    TAXI_MLOPS_ENV      = "prod"
+    TAXI_MLOPS_HOME     = "/tmp/taxi-mlops"
+    MLFLOW_TRACKING_URI = local.mlflow_url
+  }
+  service = {
+    region             = var.region
+    image              = local.image
+    execution_role_arn = aws_iam_role.execution.arn
+    log_group          = aws_cloudwatch_log_group.app.name
+    cluster_arn        = aws_ecs_cluster.main.arn
+    subnet_ids         = var.private_subnet_ids
+    security_group_ids = [aws_security_group.services.id]
+  }
+}
+
+module "mlflow" {
+  source               = "../../modules/model_service"
+  name                 = "${local.name}-mlflow"
+  region               = local.service.region
+  image                = local.service.image
+  execution_role_arn   = local.service.execution_role_arn
+  task_role_arn        = aws_iam_role.mlflow.arn
+  log_group            = local.service.log_group
+  cluster_arn          = local.service.cluster_arn
+  subnet_ids           = local.service.subnet_ids
+  security_group_ids   = local.service.security_group_ids
+  service_registry_arn = aws_service_discovery_service.mlflow.arn
+  port                 = 5000
+  desired_count        = 1
+  cpu                  = 1024
+  memory               = 2048
+  command = [
+    "mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2",
+    "--artifacts-destination", "s3://${aws_s3_bucket.artifacts.bucket}/mlflow",
+  ]
+  environment = {
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"
+    MLFLOW_DISABLE_TELEMETRY           = "true"
+    DB_HOST                            = aws_db_instance.mlflow.address
+  }
+  # The entrypoint builds the backend URI from these (the password never sits in a variable).
+  secrets = {
+    DB_CREDENTIALS = aws_db_instance.mlflow.master_user_secret[0].secret_arn
+  }
+}
+
+module "model" {
+  for_each             = { blue = var.blue_version, green = var.green_version }
+  source               = "../../modules/model_service"
+  name                 = "${local.name}-${each.key}"
+  region               = local.service.region
+  image                = local.service.image
+  execution_role_arn   = local.service.execution_role_arn
+  task_role_arn        = aws_iam_role.model.arn
+  log_group            = local.service.log_group
+  cluster_arn          = local.service.cluster_arn
+  subnet_ids           = local.service.subnet_ids
+  security_group_ids   = local.service.security_group_ids
+  target_group_arn     = aws_lb_target_group.model[each.key].arn
+  port                 = 8100
+  desired_count        = each.value == 0 ? 0 : var.service_count
+  command              = ["taxi-mlops", "level1", "serve-registry", "--version", tostring(each.value), "--port", "8100"]
+  environment          = local.common_env
+  secrets              = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
+  rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors[each.key].alarm_name, aws_cloudwatch_metric_alarm.latency[each.key].alarm_name]
+}
+
+module "monitoring" {
+  source             = "../../modules/model_service"
+  name               = "${local.name}-monitoring"
+  region             = local.service.region
+  image              = local.service.image
+  execution_role_arn = local.service.execution_role_arn
+  task_role_arn      = aws_iam_role.monitoring.arn
+  log_group          = local.service.log_group
+  run_service        = false
+  command            = ["taxi-mlops", "level4", "monitor", "--window-hours", "1", "--url", local.level3_url]
+  environment        = local.common_env
+  secrets            = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
+}
+
+# Level 4 every hour: EventBridge starts the monitoring task.
+resource "aws_cloudwatch_event_rule" "monitoring" {
+  name                = "${local.name}-monitoring"
+  description         = "taxi-mlops level 4: one monitoring cycle"
+  schedule_expression = var.monitoring_schedule
+}
+
+resource "aws_cloudwatch_event_target" "monitoring" {
+  rule     = aws_cloudwatch_event_rule.monitoring.name
+  arn      = aws_ecs_cluster.main.arn
+  role_arn = aws_iam_role.events.arn
+  ecs_target {
+    task_definition_arn = module.monitoring.task_definition_arn
+    launch_type         = "FARGATE"
+    task_count          = 1
+    network_configuration {
+      subnets          = var.private_subnet_ids
+      security_groups  = [aws_security_group.services.id]
+      assign_public_ip = false
+    }
+  }
+}
+
+# ------------------------------------------------------------------------------- alarms
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.name}-alarms"
+  kms_master_key_id = aws_kms_key.main.id
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  for_each            = aws_lb_target_group.model
+  alarm_name          = "${local.name}-${each.key}-5xx"
+  alarm_description   = "${each.key}: 5xx from the model service; rolls a deployment of it back"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HTTPCode_Target_5XX_Count"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  threshold           = var.alarm_5xx_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions = {
+    LoadBalancer = aws_lb.public.arn_suffix
+    TargetGroup  = each.value.arn_suffix
+  }
+  alarm_actions = [aws_sns_topic.alarms.arn]
+  ok_actions    = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "latency" {
+  for_each            = aws_lb_target_group.model
+  alarm_name          = "${local.name}-${each.key}-p99"
+  alarm_description   = "${each.key}: p99 response time; rolls a deployment of it back"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "TargetResponseTime"
+  extended_statistic  = "p99"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  threshold           = var.alarm_p99_latency_s
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions = {
+    LoadBalancer = aws_lb.public.arn_suffix
+    TargetGroup  = each.value.arn_suffix
+  }
+  alarm_actions = [aws_sns_topic.alarms.arn]
+  ok_actions    = [aws_sns_topic.alarms.arn]
+}

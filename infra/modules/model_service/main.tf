@@ -1,0 +1,97 @@
+# One ECS Fargate service running the taxi-mlops image: used for the MLflow server, the blue
+# and green model services, and (as a task definition only) the level-4 monitoring job.
+
+terraform {
+  required_version = ">= 1.0.3"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 6.0"
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = var.name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.cpu
+  memory                   = var.memory
+  execution_role_arn       = var.execution_role_arn
+  task_role_arn            = var.task_role_arn
+
+  container_definitions = jsonencode([
+    {
+      name                   = var.name
+      image                  = var.image
+      command                = var.command
+      essential              = true
+      readonlyRootFilesystem = true
+      user                   = "10001"
+      portMappings           = var.port == 0 ? [] : [{ containerPort = var.port, protocol = "tcp" }]
+      environment            = [for k, v in var.environment : { name = k, value = v }]
+      secrets                = [for k, v in var.secrets : { name = k, valueFrom = v }]
+      mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          awslogs-group         = var.log_group
+          awslogs-region        = var.region
+          awslogs-stream-prefix = var.name
+        }
+      }
+    }
+  ])
+
+  volume {
+    name = "tmp"
+  }
+}
+
+resource "aws_ecs_service" "this" {
+  count                  = var.run_service ? 1 : 0
+  name                   = var.name
+  cluster                = var.cluster_arn
+  task_definition        = aws_ecs_task_definition.this.arn
+  desired_count          = var.desired_count
+  launch_type            = "FARGATE"
+  enable_execute_command = false
+  propagate_tags         = "SERVICE"
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = var.security_group_ids
+    assign_public_ip = false
+  }
+
+  dynamic "load_balancer" {
+    for_each = var.target_group_arn == "" ? [] : [var.target_group_arn]
+    content {
+      target_group_arn = load_balancer.value
+      container_name   = var.name
+      container_port   = var.port
+    }
+  }
+
+  dynamic "service_registries" {
+    for_each = var.service_registry_arn == "" ? [] : [var.service_registry_arn]
+    content {
+      registry_arn = service_registries.value
+    }
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  # A new task definition whose alarms fire during the deployment is rolled back by ECS.
+  dynamic "alarms" {
+    for_each = length(var.rollback_alarm_names) == 0 ? [] : [var.rollback_alarm_names]
+    content {
+      alarm_names = alarms.value
+      enable      = true
+      rollback    = true
+    }
+  }
+}
