@@ -87,7 +87,11 @@ def create_app(
     aliases: AliasHooks,
     bounds: ValidationBounds | None = None,
     max_rides: int = 1000,
+    pinned_as: Variant | None = None,
 ) -> Flask:
+    """``pinned_as``: this service serves one version under that variant's name and refuses
+    deployment changes, because something in front of it (an ALB's weighted target groups)
+    splits the traffic between a blue and a green service."""
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
     app = Flask(__name__)
@@ -167,6 +171,8 @@ def create_app(
             shadows[i] = a.shadow
             keys.append(key)
         to_green = np.array([a is Variant.GREEN for a in answers])
+        if pinned_as is not None:  # no green slot here: the one model answers, under its name
+            answers = [pinned_as] * n
         durations = np.empty(n)
         started = time.perf_counter()
         records: list[PredictionRecord] = []
@@ -174,7 +180,7 @@ def create_app(
         def score(model: Any, mask: np.ndarray) -> np.ndarray:
             return np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
 
-        groups = [(Variant.BLUE, blue, state.blue, ~to_green, False)]
+        groups = [(pinned_as or Variant.BLUE, blue, state.blue, ~to_green, False)]
         if to_green.any():
             groups.append((Variant.GREEN, green, state.green, to_green, False))
         if shadows.any():
@@ -214,7 +220,9 @@ def create_app(
             item: dict[str, Any] = {
                 "duration": round(float(durations[i]), 4),
                 "variant": str(variant),
-                "model_version": str(state.green if variant is Variant.GREEN else state.blue),
+                "model_version": str(
+                    state.green if variant is Variant.GREEN and pinned_as is None else state.blue
+                ),
             }
             if rides.ride_ids[i] is not None:
                 item["ride_id"] = rides.ride_ids[i]
@@ -315,6 +323,7 @@ def create_app(
                 "mode": str(state.policy.mode),
                 "green_percent": state.green_percent,
                 "errors": {str(v): e for v, e in active.errors.items()},
+                "pinned_as": None if pinned_as is None else str(pinned_as),
             }
         ), (200 if ok else 503)
 
@@ -324,7 +333,16 @@ def create_app(
 
     # ----------------------------------------------------------------------- admin API
 
+    def refuse_if_pinned() -> None:
+        if pinned_as is not None:
+            raise st.ConflictError(
+                f"this service is pinned to v{store.current().blue} as {pinned_as}: the load "
+                "balancer splits the traffic, so change the deployment there (Terraform: "
+                "blue_version, green_version, green_weight)"
+            )
+
     def change(step: Callable[[st.DeploymentState], st.DeploymentState]) -> Response:
+        refuse_if_pinned()
         current = store.current()
         new = store.write(step(current), current.generation)
         slots.refresh()
@@ -346,6 +364,7 @@ def create_app(
     @app.post("/admin/deploy")
     def admin_deploy() -> Response:
         admin()
+        refuse_if_pinned()
         data = body()
         version = data.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:

@@ -21,8 +21,22 @@ def level3() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8100, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--pin-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Serve only this registry version and refuse deployment changes: one of the blue and "
+    "green services behind a load balancer that splits the traffic (infra/envs/aws).",
+)
+@click.option(
+    "--pin-variant",
+    type=click.Choice(["blue", "green"]),
+    default="blue",
+    show_default=True,
+    help="With --pin-version: the variant name this service answers and logs under.",
+)
 @json_option
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, pin_version: int | None, pin_variant: str) -> None:
     """Serve the registry's champion (blue) and any deployed green under gunicorn."""
     from level2_training import runtime
     from shared.gunicorn_runner import ServerOptions, run
@@ -43,17 +57,22 @@ def serve(host: str, port: int, workers: int) -> None:
     # Create both databases (schema, WAL mode) here, before gunicorn forks: workers starting
     # at once would otherwise race to switch a new file to WAL ("database is locked").
     from level3_deployment.prediction_log import PredictionLog
+    from level3_deployment.routing import Variant
+    from level3_deployment.service import Pin, ensure_pinned
     from level3_deployment.state import StateStore, store_paths
 
     state_path, log_path = store_paths(settings.home)
-    StateStore(state_path)
+    store = StateStore(state_path)
     PredictionLog(log_path).close()
-    _check_champion(settings.registered_model_name)
+    _check_registry(settings.registered_model_name, pin_version)
+    pin = None if pin_version is None else Pin(pin_version, Variant(pin_variant))
+    if pin is not None:
+        ensure_pinned(store, pin.version)
 
     def factory() -> Any:
         from level3_deployment.service import build_app
 
-        return build_app(settings)
+        return build_app(settings, pin)
 
     emit(
         {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile)},
@@ -62,8 +81,9 @@ def serve(host: str, port: int, workers: int) -> None:
     run(factory, options)
 
 
-def _check_champion(model_name: str) -> None:
-    """Refuse to start without a champion, with a clear message. Runs in a child process: it
+def _check_registry(model_name: str, version: int | None) -> None:
+    """Refuse to start without a champion (or the pinned version), with a clear message. Runs
+    in a child process: it
     also creates an empty MLflow store's schema once, before gunicorn forks workers that would
     otherwise race to create it, and keeps MLflow's connections out of the master."""
     import json
@@ -82,7 +102,10 @@ def _check_champion(model_name: str) -> None:
         fail(f"cannot read the model registry: {completed.stderr.strip()[-500:]}")
     if not status.get("ok"):
         fail(f"cannot read the model registry: {status.get('error')}")
-    if "champion" not in status.get("aliases", {}):
+    if version is not None:
+        if version not in {v["version"] for v in status.get("versions", [])}:
+            fail(f"--pin-version: {model_name} has no version {version} in the registry")
+    elif "champion" not in status.get("aliases", {}):
         fail(f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from dataclasses import dataclass
 
 import mlflow.sklearn
 from flask import Flask
@@ -12,9 +13,16 @@ from level2_training import registry
 from level3_deployment import state as st
 from level3_deployment.app import AliasHooks, create_app
 from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.routing import Variant
 from level3_deployment.slots import SlotManager
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token
+
+
+@dataclass(frozen=True)
+class Pin:
+    version: int
+    variant: Variant
 
 
 def ensure_started(
@@ -38,13 +46,32 @@ def ensure_started(
         return store.current()
 
 
-def build_app(settings: Settings) -> Flask:
+def ensure_pinned(store: st.StateStore, version: int) -> st.DeploymentState:
+    """A pinned service serves exactly ``version`` as blue, whatever its store held before."""
+    current = store.current()
+    if current.blue == version and current.green is None:
+        return current
+    try:
+        return store.write(
+            st.start(current, version, f"pinned to v{version}", getpass.getuser()),
+            current.generation,
+        )
+    except st.ConflictError:  # another worker pinned it first
+        return store.current()
+
+
+def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
+    """``pin``: serve one registry version under a fixed variant name (a blue or green service
+    behind a load balancer that does the split) instead of the champion plus a deployed green."""
     token = admin_token(settings)
     state_path, log_path = st.store_paths(settings.home)
     store = st.StateStore(state_path)
     client = MlflowClient()
     name = settings.registered_model_name
-    ensure_started(store, client, name)
+    if pin is None:
+        ensure_started(store, client, name)
+    else:
+        ensure_pinned(store, pin.version)
     slots = SlotManager(store, lambda v: mlflow.sklearn.load_model(f"models:/{name}/{v}"))
     slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
 
@@ -79,4 +106,11 @@ def build_app(settings: Settings) -> Flask:
         )
 
     hooks = AliasHooks(promote, restore, deployed, split)
-    return create_app(slots, PredictionLog(log_path), store, token=token, aliases=hooks)
+    return create_app(
+        slots,
+        PredictionLog(log_path),
+        store,
+        token=token,
+        aliases=hooks,
+        pinned_as=None if pin is None else pin.variant,
+    )

@@ -260,3 +260,69 @@ def test_serve_refuses_to_start_without_a_champion(tmp_path: Path) -> None:
     assert completed.returncode == 2, completed.stderr
     assert "no champion for taxi-trip-duration" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_pinned_blue_and_green_services_for_a_load_balancer(isolated_home: Path) -> None:
+    """infra/envs/aws runs one pinned service per variant and lets the ALB split the traffic."""
+    command, url, env = service_command(isolated_home)
+    missing = subprocess.run(
+        [*command, "--pin-version", "7"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 2 and "has no version 7" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr
+    green_port = free_port()
+    green_home = isolated_home / "green"
+    green = [
+        CLI,
+        "level3",
+        "serve",
+        "--port",
+        str(green_port),
+        "--workers",
+        "1",
+        "--pin-version",
+        "2",
+        "--pin-variant",
+        "green",
+    ]
+    green_url = f"http://127.0.0.1:{green_port}"
+    ride = {
+        "PULocationID": 161,
+        "DOLocationID": 236,
+        "trip_distance": 2.5,
+        "pickup_datetime": "2019-02-11T08:30:00",
+    }
+    with (
+        start_service(
+            [*command, "--pin-version", "1"],
+            url,
+            isolated_home / "blue.log",
+            env=env,
+            timeout_s=120,
+        ),
+        start_service(
+            green,
+            green_url,
+            isolated_home / "green.log",
+            env={**env, "TAXI_MLOPS_HOME": str(green_home)},
+            timeout_s=120,
+        ),
+    ):
+        answers = {}
+        for name, base in (("blue", url), ("green", green_url)):
+            status, body = http_json("POST", f"{base}/predict", ride)
+            assert status == 200, body
+            answers[name] = (body["variant"], body["model_version"])
+        status, body = http_json(
+            "POST",
+            f"{green_url}/admin/split",
+            {"percent": 50},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert status == 409 and "pinned to v2 as green" in body["error"]
+    assert answers == {"blue": ("blue", "1"), "green": ("green", "2")}

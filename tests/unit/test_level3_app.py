@@ -224,3 +224,42 @@ def test_ab_report_covers_only_the_current_pair_and_modelled_labels(service) -> 
     counted = sum(q["n"] for q in report["variants"].values())
     assert counted == 15  # the earlier pair's 40 and the five 300-minute labels are left out
     assert client.get("/admin/ab-report?confidence=2", headers=AUTH).status_code == 400
+
+
+def test_a_pinned_service_answers_as_its_variant_and_refuses_deployment_changes(
+    tmp_path: Path, models: dict
+) -> None:
+    from level3_deployment.routing import Variant
+    from level3_deployment.service import ensure_pinned
+
+    store = st.StateStore(tmp_path / "deployment.db")
+    store.write(st.start(store.current(), 1, "an earlier champion", "test"), 0)
+    ensure_pinned(store, 3)
+    assert (store.current().blue, store.current().green) == (3, None)
+    slots = SlotManager(store, lambda v: models[v], poll_s=0.05)
+    log = PredictionLog(tmp_path / "predictions.db")
+    hooks = AliasHooks(lambda v, r: None, lambda v, r: None)
+    app = create_app(slots, log, store, token=TOKEN, aliases=hooks, pinned_as=Variant.GREEN)
+    slots.refresh()
+    try:
+        client = app.test_client()
+        body = client.post("/predict", json=[ride(ride_id=i) for i in range(20)]).get_json()
+        assert {(p["variant"], p["model_version"]) for p in body["predictions"]} == {("green", "3")}
+        assert client.get("/health").get_json()["pinned_as"] == "green"
+        for path, payload in [
+            ("/admin/deploy", {"version": 2}),
+            ("/admin/split", {"percent": 50}),
+            ("/admin/promote", {}),
+            ("/admin/rollback", {}),
+        ]:
+            response = client.post(path, json=payload, headers=AUTH)
+            assert response.status_code == 409, path
+            assert "pinned to v3 as green" in response.get_json()["error"]
+        assert store.current().blue == 3
+        assert log.count() == 20
+        logged = log.window("2000-01-01", "2100-01-01")
+        assert set(logged["variant"]) == {"green"}
+        assert set(logged["model_version"].astype(str)) == {"3"}
+    finally:
+        slots.stop()
+        log.close()
