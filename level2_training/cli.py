@@ -256,6 +256,24 @@ def ui(host: str, port: int) -> None:
         "1",
     ]
     click.echo(f"MLflow UI on http://{host}:{port} (store {settings.tracking_uri})", err=True)
-    # The UI does not need MLflow's job runner; without it the server is ~560 MB, not ~3.5 GB.
+    _exec_mlflow(command)
+
+
+def _exec_mlflow(command: list[str]) -> None:
+    # The server does not need MLflow's job runner; without it it is ~560 MB, not ~3.5 GB.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    os.execve(command[0], command, env)  # noqa: S606 - replace this process: Ctrl-C reaches mlflow
+    os.execve(command[0], command, env)  # noqa: S606 - replace this process: signals reach mlflow
+
+
+@level2.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+def server(host: str, port: int, workers: int) -> None:
+    """Run an MLflow tracking server for a team: backend store and artifact destination from
+    settings (TAXI_MLOPS_DB_* for PostgreSQL, TAXI_MLOPS_MLFLOW_ARTIFACTS_DESTINATION for S3)."""
+    from level2_training.tracking_server import server_command
+
+    command = server_command(get_settings(), host, port, workers)
+    click.echo(f"MLflow tracking server on http://{host}:{port}", err=True)
+    _exec_mlflow(command)

@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TAXI_MLOPS_PREFECT_API_URL", "PREFECT_API_URL")
     )
+    # `taxi-mlops level2 server` (an MLflow tracking server): its backend store is PostgreSQL
+    # when db_host is set (credentials as separate variables, so a secret store can inject
+    # them), else this URI, else SQLite under home; artifacts go to this destination (an s3://
+    # URI in the cloud), else a folder under home.
+    mlflow_backend_store_uri: str | None = None
+    mlflow_artifacts_destination: str | None = None
+    db_host: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "mlflow"
+    db_user: str | None = None
+    db_password: SecretStr = SecretStr("")
+
     experiment_name: str = "taxi-trip-duration"
     registered_model_name: str = "taxi-trip-duration"
     #: a candidate replaces the champion only if its RMSE is at least this much lower (relative)

@@ -3,6 +3,7 @@ and `plan` run in GitHub Actions): what must hold is checked on the parsed confi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,12 @@ def test_the_ab_split_comes_from_variables() -> None:
     (listener,) = [x for x in blocks("resource", "aws_lb_listener").values() if x["port"] == 443]
     (action,) = listener["default_action"]
     weights = [g["weight"] for g in action["forward"][0]["target_group"]]
-    assert weights == ["${local.blue_weight}", "${var.green_weight}"]
+    assert weights == ["${local.blue_weight}", "${local.green_weight}"]
     local_values = {k: v for d in parsed() for item in d.get("locals", []) for k, v in item.items()}
-    assert local_values["blue_weight"] == "${100 - var.green_weight}"
+    assert local_values["blue_weight"] == "${100 - local.green_weight}"
+    # the variable, unless it would send traffic to a green service that runs no task
+    assert local_values["green_weight"].endswith(": var.green_weight}")
+    assert "var.green_version == 0" in local_values["green_weight"]
 
 
 def test_buckets_block_public_access() -> None:
@@ -81,3 +85,100 @@ def test_no_wildcard_action_and_no_star_resource_without_a_reason(policy: str) -
             assert not any(a == "*" or a.endswith(":*") for a in actions), (name, actions)
         if "*" in statement.get("resources", []):
             assert (name, statement.get("sid")) in STAR_ALLOWED, (name, statement)
+
+
+# ------------------------------------------------ references (what `terraform validate` checks)
+
+MODULES = ROOT / "infra" / "modules"
+REFERENCE = re.compile(
+    r"(?<![\w.\-/])(var|local|module|data\.[a-z0-9_]+|aws_[a-z0-9_]+)\.([A-Za-z_][\w-]*)"
+    r"(?:(?:\[[^\]]*\])?\.([A-Za-z_]\w*))?"
+)
+#: iteration and meta names that look like references
+LOCAL_NAMES = {"each", "count", "path", "self", "terraform"}
+
+
+def parsed_dir(folder: Path) -> list[dict[str, Any]]:
+    return [
+        hcl2.load(path.open(), serialization_options=OPTIONS)
+        for path in sorted(folder.glob("*.tf"))
+    ]
+
+
+def declared(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"var": set(), "local": set(), "module": set(), "output": set()}
+    for doc in docs:
+        for item in doc.get("variable", []):
+            out["var"].update(item)
+        for item in doc.get("output", []):
+            out["output"].update(item)
+        for item in doc.get("locals", []):
+            out["local"].update(item)
+        for item in doc.get("module", []):
+            out["module"].update(item)
+        for kind, prefix in (("resource", ""), ("data", "data.")):
+            for item in doc.get(kind, []):
+                for type_name, named in item.items():
+                    out.setdefault(prefix + type_name, set()).update(named)
+    return out
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def references(docs: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
+    found = set()
+    for text in strings(docs):
+        for expression in re.findall(r"\$\{(.*?)\}(?!\})", text, flags=re.S) or []:
+            for kind, name, attribute in REFERENCE.findall(expression):
+                found.add((kind, name, attribute or None))
+    return found
+
+
+@pytest.mark.parametrize(
+    "folder", [AWS, MODULES / "ecs_service"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_every_reference_is_declared(folder: Path) -> None:
+    docs = parsed_dir(folder)
+    names = declared(docs)
+    missing = sorted(
+        f"{kind}.{name}"
+        for kind, name, _ in references(docs)
+        if name not in names.get(kind, set()) and kind not in LOCAL_NAMES
+    )
+    assert missing == []
+
+
+def test_module_calls_match_the_module_interface() -> None:
+    docs = parsed_dir(AWS)
+    calls = {k: v for doc in docs for item in doc.get("module", []) for k, v in item.items()}
+    for name, call in calls.items():
+        module_docs = parsed_dir((AWS / call["source"]).resolve())
+        interface = declared(module_docs)
+        variables = {k: v for d in module_docs for i in d.get("variable", []) for k, v in i.items()}
+        meta = {"source", "for_each", "count", "providers", "depends_on", "version"}
+        meta.add("__inline_comments__")  # python-hcl2's, not Terraform's
+        given = set(call) - meta
+        assert given - interface["var"] == set(), f"module.{name}: unknown inputs"
+        required = {k for k, v in variables.items() if "default" not in v}
+        assert required - given == set(), f"module.{name}: required inputs missing"
+    # (`for m in module.x : m.attr` names no attribute: not checked here)
+    used = {(n, a) for kind, n, a in references(docs) if kind == "module" and a is not None}
+    for name, attribute in used:
+        outputs = declared(parsed_dir((AWS / calls[name]["source"]).resolve()))["output"]
+        assert attribute in outputs, f"module.{name}.{attribute} is not an output"
+
+
+def test_the_model_services_are_pinned_to_their_variables() -> None:
+    (model,) = [item["model"] for d in parsed() for item in d.get("module", []) if "model" in item]
+    command = " ".join(strings(model["command"]))
+    assert "level3 serve" in command
+    assert "--pin-version ${tostring(max(each.value, 1))} --pin-variant ${each.key}" in command
+    assert model["for_each"] == {"blue": "${var.blue_version}", "green": "${var.green_version}"}

@@ -4,13 +4,16 @@
 # GitHub OIDC role. Network (VPC, subnets, NAT/endpoints) is brought in by variables.
 
 locals {
-  name        = "taxi-mlops-${var.environment}"
-  account_id  = data.aws_caller_identity.current.account_id
-  partition   = data.aws_partition.current.partition
-  image       = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
-  mlflow_url  = "http://mlflow.${aws_service_discovery_private_dns_namespace.internal.name}:5000"
-  level3_url  = "https://${aws_lb.public.dns_name}"
-  blue_weight = 100 - var.green_weight
+  name       = "taxi-mlops-${var.environment}"
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  image      = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+  mlflow_url = "http://mlflow.${aws_service_discovery_private_dns_namespace.internal.name}:5000"
+  level3_url = "https://${aws_lb.public.dns_name}"
+  # Traffic to a green service that runs no task would be answered 503 by the ALB. Terraform
+  # 1.0 has no preconditions: converting the message to a number fails the plan with it.
+  green_weight = var.green_weight > 0 && var.green_version == 0 ? tonumber("green_weight > 0 needs a green_version: the green service runs no task without one") : var.green_weight
+  blue_weight  = 100 - local.green_weight
 }
 
 # ------------------------------------------------------------------------------ encryption

@@ -211,7 +211,7 @@ resource "aws_lb_listener" "https" {
       }
       target_group {
         arn    = aws_lb_target_group.model["green"].arn
-        weight = var.green_weight
+        weight = local.green_weight
       }
       # Sticky per client for an hour: a rider keeps one variant, as in level 3's ride-id rule.
       stickiness {

@@ -5,7 +5,7 @@ output "url" {
 
 output "weights" {
   description = "Listener weights: the A/B split."
-  value       = { blue = local.blue_weight, green = var.green_weight }
+  value       = { blue = local.blue_weight, green = local.green_weight }
 }
 
 output "artifact_bucket" {

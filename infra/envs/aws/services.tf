@@ -36,8 +36,11 @@ locals {
   }
 }
 
+# `taxi-mlops level2 server`: PostgreSQL from TAXI_MLOPS_DB_* (user and password straight from
+# the RDS-managed secret's JSON keys: no password in Terraform state or task definitions),
+# artifacts proxied to S3.
 module "mlflow" {
-  source               = "../../modules/model_service"
+  source               = "../../modules/ecs_service"
   name                 = "${local.name}-mlflow"
   region               = local.service.region
   image                = local.service.image
@@ -52,24 +55,26 @@ module "mlflow" {
   desired_count        = 1
   cpu                  = 1024
   memory               = 2048
-  command = [
-    "mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2",
-    "--artifacts-destination", "s3://${aws_s3_bucket.artifacts.bucket}/mlflow",
-  ]
+  command              = ["taxi-mlops", "level2", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2"]
   environment = {
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"
-    MLFLOW_DISABLE_TELEMETRY           = "true"
-    DB_HOST                            = aws_db_instance.mlflow.address
+    TAXI_MLOPS_HOME                         = "/tmp/taxi-mlops"
+    TAXI_MLOPS_DB_HOST                      = aws_db_instance.mlflow.address
+    TAXI_MLOPS_DB_NAME                      = aws_db_instance.mlflow.db_name
+    TAXI_MLOPS_MLFLOW_ARTIFACTS_DESTINATION = "s3://${aws_s3_bucket.artifacts.bucket}/mlflow"
+    MLFLOW_DISABLE_TELEMETRY                = "true"
   }
-  # The entrypoint builds the backend URI from these (the password never sits in a variable).
   secrets = {
-    DB_CREDENTIALS = aws_db_instance.mlflow.master_user_secret[0].secret_arn
+    TAXI_MLOPS_DB_USER     = "${aws_db_instance.mlflow.master_user_secret[0].secret_arn}:username::"
+    TAXI_MLOPS_DB_PASSWORD = "${aws_db_instance.mlflow.master_user_secret[0].secret_arn}:password::"
   }
 }
 
+# Blue and green: one ECS service each, pinned to one registry version (`level3 serve
+# --pin-version`); the ALB listener splits the traffic between them by weight. A pinned service
+# refuses the level-3 admin API's deployment changes: here they are Terraform variables.
 module "model" {
   for_each             = { blue = var.blue_version, green = var.green_version }
-  source               = "../../modules/model_service"
+  source               = "../../modules/ecs_service"
   name                 = "${local.name}-${each.key}"
   region               = local.service.region
   image                = local.service.image
@@ -82,14 +87,22 @@ module "model" {
   target_group_arn     = aws_lb_target_group.model[each.key].arn
   port                 = 8100
   desired_count        = each.value == 0 ? 0 : var.service_count
-  command              = ["taxi-mlops", "level1", "serve-registry", "--version", tostring(each.value), "--port", "8100"]
   environment          = local.common_env
   secrets              = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
   rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors[each.key].alarm_name, aws_cloudwatch_metric_alarm.latency[each.key].alarm_name]
+  command = [
+    "taxi-mlops", "level3", "serve", "--host", "0.0.0.0", "--port", "8100", "--workers", "2",
+    # green_version 0 runs no task; the task definition still needs a valid command
+    "--pin-version", tostring(max(each.value, 1)), "--pin-variant", each.key,
+  ]
 }
 
+# Level 4 as a scheduled task. Off by default: in this shape each model task keeps its
+# prediction log on its own disk and the pinned services refuse the level-3 admin API, so a
+# monitoring cycle would see no traffic and could not shift it. Both need the shared
+# prediction log and a Terraform-driven canary (infra/README.md, "Not built yet").
 module "monitoring" {
-  source             = "../../modules/model_service"
+  source             = "../../modules/ecs_service"
   name               = "${local.name}-monitoring"
   region             = local.service.region
   image              = local.service.image
@@ -102,11 +115,11 @@ module "monitoring" {
   secrets            = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
 }
 
-# Level 4 every hour: EventBridge starts the monitoring task.
 resource "aws_cloudwatch_event_rule" "monitoring" {
   name                = "${local.name}-monitoring"
   description         = "taxi-mlops level 4: one monitoring cycle"
   schedule_expression = var.monitoring_schedule
+  is_enabled          = var.enable_monitoring
 }
 
 resource "aws_cloudwatch_event_target" "monitoring" {

@@ -46,7 +46,7 @@ variable "blue_version" {
 }
 
 variable "green_version" {
-  description = "Registry version the green service loads (0: green runs no tasks)."
+  description = "Registry version the green service loads (0: green runs no tasks and must get no traffic)."
   type        = number
   default     = 0
 }
@@ -71,6 +71,12 @@ variable "db_instance_class" {
   description = "RDS instance class of the MLflow backend store."
   type        = string
   default     = "db.t4g.small"
+}
+
+variable "enable_monitoring" {
+  description = "Run the level-4 monitoring task on its schedule. Leave false until the prediction log is shared (infra/README.md)."
+  type        = bool
+  default     = false
 }
 
 variable "monitoring_schedule" {

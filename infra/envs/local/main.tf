@@ -29,14 +29,12 @@ module "mlflow" {
   name       = "mlflow"
   run_dir    = local.run_dir
   health_url = "${local.mlflow_url}/health"
-  command = join(" ", [
-    "${var.bin_dir}/mlflow server --workers 1 --host 127.0.0.1 --port ${var.mlflow_port}",
-    "--backend-store-uri sqlite:///${var.home}/mlflow-server/mlflow.db",
-    "--artifacts-destination ${var.home}/mlflow-server/artifacts",
-  ])
+  # Backend store and artifacts under home (`taxi-mlops level2 server`: the same command the
+  # cloud's MLflow task runs, there with PostgreSQL and S3 from its environment).
+  command = "${var.bin_dir}/taxi-mlops level2 server --workers 1 --host 127.0.0.1 --port ${var.mlflow_port}"
   environment = {
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"
-    MLFLOW_DISABLE_TELEMETRY           = "true"
+    TAXI_MLOPS_HOME          = var.home
+    MLFLOW_DISABLE_TELEMETRY = "true"
   }
 }
 
