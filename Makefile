@@ -48,7 +48,7 @@ lint: install ## Lint code, notebook, workflows, Dockerfiles and shell scripts
 	$(BIN)/nbstripout --verify level0_notebook/*.ipynb
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --no-progress .github/workflows
-	$(BIN)/hadolint level1_devops/Dockerfile
+	$(BIN)/hadolint Dockerfile level1_devops/Dockerfile
 	$(BIN)/shellcheck .ci/run infra/scripts/*.sh
 	infra/scripts/terraform.sh fmt -check -recursive infra
 

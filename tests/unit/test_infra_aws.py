@@ -182,3 +182,58 @@ def test_the_model_services_are_pinned_to_their_variables() -> None:
     assert "level3 serve" in command
     assert "--pin-version ${tostring(max(each.value, 1))} --pin-variant ${each.key}" in command
     assert model["for_each"] == {"blue": "${var.blue_version}", "green": "${var.green_version}"}
+
+
+# ------------------------------------------------- the image and the commands the tasks run
+
+#: sample values for the interpolations in task commands
+SAMPLES = {
+    "${tostring(max(each.value, 1))}": "3",
+    "${each.key}": "green",
+    "${local.level3_url}": "https://alb.example",
+}
+
+
+def task_commands() -> dict[str, list[str]]:
+    calls = {k: v for doc in parsed() for item in doc.get("module", []) for k, v in item.items()}
+    return {
+        name: [SAMPLES.get(part, part) for part in call["command"]]
+        for name, call in calls.items()
+        if call["source"].endswith("ecs_service")
+    }
+
+
+@pytest.mark.parametrize("task", ["mlflow", "model", "monitoring"])
+def test_task_commands_parse_with_the_cli(task: str) -> None:
+    """Each ECS task's command is accepted by the CLI in the image: options that were renamed
+    or removed fail here, not in a cloud deployment."""
+    import click
+
+    from taxi_mlops.cli import main
+
+    command = task_commands()[task]
+    assert command[0] == "taxi-mlops"
+    args = command[1:]
+    assert not any("${" in a for a in args), args  # every interpolation has a sample
+    ctx = main.make_context("taxi-mlops", [*args], resilient_parsing=True)
+    cmd: click.Command = main
+    while isinstance(cmd, click.Group):
+        name, args = args[0], args[1:]
+        found = cmd.get_command(ctx, name)
+        assert found is not None, f"no command {name!r}"
+        cmd = found
+        ctx = click.Context(cmd, parent=ctx, info_name=name)
+    cmd.make_context(cmd.name, list(args), parent=ctx)  # raises on an unknown option or value
+
+
+def test_the_platform_image_holds_every_package() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.M))
+    assert copied == packages
+    assert '".[cloud]"' in dockerfile  # PostgreSQL and S3 clients for the MLflow task
