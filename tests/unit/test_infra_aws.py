@@ -13,18 +13,22 @@ from hcl2 import SerializationOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 AWS = ROOT / "infra" / "envs" / "aws"
+#: the remote-state bootstrap (S3 bucket and DynamoDB lock table for AWS's backend)
+AWS_STATE = ROOT / "infra" / "envs" / "aws-state"
+ENVS = [AWS, AWS_STATE]
 OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
 
 
-def parsed() -> list[dict[str, Any]]:
+def parsed(folder: Path = AWS) -> list[dict[str, Any]]:
     return [
-        hcl2.load(path.open(), serialization_options=OPTIONS) for path in sorted(AWS.glob("*.tf"))
+        hcl2.load(path.open(), serialization_options=OPTIONS)
+        for path in sorted(folder.glob("*.tf"))
     ]
 
 
-def blocks(kind: str, type_name: str) -> dict[str, Any]:
+def blocks(kind: str, type_name: str, folder: Path = AWS) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for doc in parsed():
+    for doc in parsed(folder):
         for item in doc.get(kind, []):
             found.update(item.get(type_name, {}))
     return found
@@ -42,9 +46,15 @@ def test_the_ab_split_comes_from_variables() -> None:
     assert "var.green_version == 0" in local_values["green_weight"]
 
 
-def test_buckets_block_public_access() -> None:
-    buckets = blocks("resource", "aws_s3_bucket")
-    guards = blocks("resource", "aws_s3_bucket_public_access_block")
+def env_id(folder: Path) -> str:
+    return folder.name
+
+
+@pytest.mark.parametrize("env", ENVS, ids=env_id)
+def test_buckets_block_public_access(env: Path) -> None:
+    buckets = blocks("resource", "aws_s3_bucket", env)
+    assert buckets
+    guards = blocks("resource", "aws_s3_bucket_public_access_block", env)
     guarded = {g["bucket"].split(".")[1] for g in guards.values()}
     assert set(buckets) <= guarded
     for guard in guards.values():
@@ -57,11 +67,12 @@ def test_buckets_block_public_access() -> None:
             assert guard[flag] is True
 
 
-def statements() -> list[tuple[str, dict[str, Any]]]:
+def statements() -> list[tuple[str, str, dict[str, Any]]]:
     out = []
-    for name, doc in blocks("data", "aws_iam_policy_document").items():
-        for statement in doc.get("statement", []):
-            out.append((name, statement))
+    for env in ENVS:
+        for name, doc in blocks("data", "aws_iam_policy_document", env).items():
+            for statement in doc.get("statement", []):
+                out.append((env.name, name, statement))
     return out
 
 
@@ -75,10 +86,10 @@ STAR_ALLOWED = {
 }
 
 
-@pytest.mark.parametrize("policy", sorted({n for n, _ in statements()}))
+@pytest.mark.parametrize("policy", sorted({f"{e}:{n}" for e, n, _ in statements()}))
 def test_no_wildcard_action_and_no_star_resource_without_a_reason(policy: str) -> None:
-    for name, statement in statements():
-        if name != policy or statement.get("effect") == "Deny":
+    for env, name, statement in statements():
+        if f"{env}:{name}" != policy or statement.get("effect") == "Deny":
             continue
         actions = statement.get("actions", [])
         if (name, statement.get("sid")) not in {("kms", "AccountAdministers")}:
@@ -143,7 +154,7 @@ def references(docs: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
 
 
 @pytest.mark.parametrize(
-    "folder", [AWS, MODULES / "ecs_service"], ids=lambda p: str(p.relative_to(ROOT))
+    "folder", [*ENVS, MODULES / "ecs_service"], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_every_reference_is_declared(folder: Path) -> None:
     docs = parsed_dir(folder)
@@ -174,6 +185,29 @@ def test_module_calls_match_the_module_interface() -> None:
     for name, attribute in used:
         outputs = declared(parsed_dir((AWS / calls[name]["source"]).resolve()))["output"]
         assert attribute in outputs, f"module.{name}.{attribute} is not an output"
+
+
+def test_the_state_store_is_versioned_encrypted_and_locked() -> None:
+    (versioning,) = blocks("resource", "aws_s3_bucket_versioning", AWS_STATE).values()
+    assert versioning["versioning_configuration"][0]["status"] == "Enabled"
+    (sse,) = blocks(
+        "resource", "aws_s3_bucket_server_side_encryption_configuration", AWS_STATE
+    ).values()
+    assert (
+        sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
+    )
+    (lock,) = blocks("resource", "aws_dynamodb_table", AWS_STATE).values()
+    assert lock["hash_key"] == "LockID"  # the key Terraform's S3 backend writes
+    backend = parsed()[[p.name for p in sorted(AWS.glob("*.tf"))].index("versions.tf")]
+    (s3,) = [b["s3"] for t in backend["terraform"] for b in t.get("backend", [])]
+    assert s3["encrypt"] is True
+    example = (AWS / "backend.hcl.example").read_text()
+    for key in ("bucket", "region", "dynamodb_table", "kms_key_id"):
+        assert f"\n{key} " in example
+    outputs = {k: v for d in parsed(AWS_STATE) for i in d.get("output", []) for k, v in i.items()}
+    assert all(
+        f"{key} " in outputs["backend_config"]["value"] for key in ("bucket", "dynamodb_table")
+    )
 
 
 def test_the_model_services_are_pinned_to_their_variables() -> None:

@@ -153,6 +153,33 @@ resource "aws_wafv2_web_acl" "public" {
     }
   }
 
+  # Anonymisers (Tor, VPN relays) are blocked. Requests from cloud hosting ranges are only
+  # counted: a service calling the prediction API from its own servers is a normal client.
+  rule {
+    name     = "AWSManagedRulesAnonymousIpList"
+    priority = 3
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesAnonymousIpList"
+        rule_action_override {
+          name = "HostingProviderIPList"
+          action_to_use {
+            count {}
+          }
+        }
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "AWSManagedRulesAnonymousIpList"
+      sampled_requests_enabled   = true
+    }
+  }
+
   visibility_config {
     cloudwatch_metrics_enabled = true
     metric_name                = local.name
