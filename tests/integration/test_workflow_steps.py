@@ -1,9 +1,11 @@
-"""The workflows' commands work: every `run:` step of each workflow that needs no cloud
+"""The workflows' commands work: every `run:` step of each job that needs no cloud
 credentials runs, in order, in a clean copy of the repository with CI=true.
 
-Jobs behind the `production` environment (deploy, monitor) need a live service and secrets and
-are not run here; ci.yml's `make test` is this suite itself and is skipped. The copy reuses this
-virtualenv (VENV=...), so nothing is installed twice.
+Not run here: jobs behind an environment (deploy, monitor, terraform apply: a live service,
+secrets, approval), jobs that request an OIDC token (terraform plan: AWS credentials), and jobs
+that declare TAXI_MLOPS_NEEDS_NETWORK (terraform's AWS validate: the registry's provider).
+ci.yml's `make test` is this suite itself and is skipped. The copy reuses this virtualenv
+(VENV=...), so nothing is installed twice.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def resolve(value: object, workspace: Path, inputs: dict) -> str:
     """The few expressions our workflows use in `env:`, as GitHub would resolve them here."""
     text = str(value)
     text = text.replace("${{ github.workspace }}", str(workspace))
-    text = re.sub(r"\$\{\{\s*secrets\.\w+\s*\}\}", "", text)
+    text = re.sub(r"\$\{\{\s*(secrets|vars)\.\w+\s*\}\}", "", text)
     text = re.sub(
         r"\$\{\{\s*inputs\.(\w+)\s*\|\|\s*'([^']*)'\s*\}\}",
         lambda m: str(inputs.get(m.group(1), {}).get("default") or m.group(2)),
@@ -52,9 +54,18 @@ def resolve(value: object, workspace: Path, inputs: dict) -> str:
     return text
 
 
+def runs_here(job: dict) -> bool:
+    permissions = job.get("permissions") or {}
+    return (
+        job.get("environment") is None
+        and not (isinstance(permissions, dict) and permissions.get("id-token") == "write")
+        and "TAXI_MLOPS_NEEDS_NETWORK" not in (job.get("env") or {})
+    )
+
+
 def runnable(workflow: Path) -> bool:
     doc = yaml.safe_load(workflow.read_text())
-    return all(job.get("environment") is None for job in doc["jobs"].values())
+    return any(runs_here(job) for job in doc["jobs"].values())
 
 
 @pytest.mark.parametrize("workflow", [w for w in WORKFLOWS if runnable(w)], ids=lambda p: p.name)
@@ -68,6 +79,8 @@ def test_workflow_run_steps_succeed(workflow: Path, tmp_path: Path) -> None:
     inputs = (triggers.get("workflow_dispatch") or {}).get("inputs") or {}
     ran = 0
     for name, job in doc["jobs"].items():
+        if not runs_here(job):
+            continue
         env = {k: resolve(v, repo, inputs) for k, v in (job.get("env") or {}).items()}
         for step in job["steps"]:
             command = step.get("run")
