@@ -28,6 +28,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "Level 4: drift monitoring, retraining, gated canaries.",
     ),
     "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
+    "compare": (
+        "taxi_mlops.compare:compare",
+        "Run every level on the same months; write the comparison report.",
+    ),
 }
 
 
