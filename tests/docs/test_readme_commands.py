@@ -1,0 +1,119 @@
+"""The walkthroughs stay true: every README's command blocks marked `<!-- doc-test -->` run, in
+order, in one shell, the way a reader would type them, in a fresh working folder (the project's
+files linked in, `../shared` beside it, no `.taxi-mlops` yet); each `<!-- doc-test: expect -->`
+text block's lines must appear in what the commands printed.
+
+In an expected line, `…` stands for any text (timings, ports, hashes). Background services
+(`cmd &`) are stopped when the README's script ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+SHARED = ROOT.parent / "shared"
+READMES = sorted([ROOT / "README.md", *ROOT.glob("*/README.md")])
+MARK = re.compile(r"^<!-- doc-test(?::\s*(\w+))? -->\s*$")
+#: linked into the working folder: what a reader's checkout holds, minus state and caches
+SKIP = {".git", ".taxi-mlops", ".pytest_cache", ".ruff_cache", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "run" or "expect"
+    text: str
+    line: int
+
+
+def marked_blocks(readme: Path) -> list[Block]:
+    lines = readme.read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        mark = MARK.match(lines[i])
+        if mark and i + 1 < len(lines) and lines[i + 1].startswith("```"):
+            kind = mark.group(1) or "run"
+            end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
+            blocks.append(Block(kind, "\n".join(lines[i + 2 : end]), i + 2))
+            i = end
+        i += 1
+    return blocks
+
+
+def expected_found(expected: str, output: str) -> list[str]:
+    """The expected lines missing from ``output`` (``…`` matches any text within a line)."""
+    missing = []
+    for line in filter(None, (x.strip() for x in expected.splitlines())):
+        pattern = ".*".join(re.escape(part.strip()) for part in line.split("…"))
+        if not re.search(pattern, output):
+            missing.append(line)
+    return missing
+
+
+def working_folder(tmp_path: Path) -> Path:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in SKIP:
+            (checkout / entry.name).symlink_to(entry)
+    if SHARED.exists():
+        (tmp_path / "shared").symlink_to(SHARED)
+    return checkout
+
+
+def script(blocks: list[Block]) -> str:
+    body = "\n".join(b.text for b in blocks if b.kind == "run")
+    return (
+        "set -euo pipefail\n"
+        # stop what the README started in the background, whatever happens
+        "trap 'for p in $(jobs -p); do kill \"$p\" 2>/dev/null || true; done; wait' EXIT\n"
+        f"{body}\n"
+    )
+
+
+WITH_BLOCKS = [r for r in READMES if any(b.kind == "run" for b in marked_blocks(r))]
+
+
+def test_some_readmes_are_checked() -> None:
+    assert len(WITH_BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("readme", WITH_BLOCKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_readme_commands_work_as_written(readme: Path, tmp_path: Path) -> None:
+    blocks = marked_blocks(readme)
+    if "../shared/" in script(blocks) and not SHARED.exists():
+        pytest.skip(f"{SHARED} is absent: this walkthrough reads the real TLC samples")
+    cwd = working_folder(tmp_path)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAXI_MLOPS_", "MLFLOW_", "PREFECT_API"))
+    }
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    completed = subprocess.run(
+        ["bash", "-c", script(blocks)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, f"{readme.name}: the commands failed:\n{output[-4000:]}"
+    for block in (b for b in blocks if b.kind == "expect"):
+        missing = expected_found(block.text, output)
+        assert not missing, (
+            f"{readme.relative_to(ROOT)} line {block.line}: not printed: {missing}\n"
+            f"output:\n{output[-4000:]}"
+        )
+    assert not list((cwd / ".taxi-mlops" / "run").glob("*.pid")), "a service was left running"
