@@ -282,9 +282,9 @@ def _level4(run: _Run, files: list[str]) -> dict[str, Any]:
     run.say("   month    static L1  static champion  automated  decision")
     for row in replay["table"]:
         run.say(
-            f"   {row['month']}  {report._num(row['rmse_static_level1']):>9}  "
-            f"{report._num(row['rmse_static_champion']):>15}  "
-            f"{report._num(row['rmse_automated']):>9}  {row['action']} ({row['rule']})"
+            f"   {row['month']}  {report.num(row['rmse_static_level1']):>9}  "
+            f"{report.num(row['rmse_static_champion']):>15}  "
+            f"{report.num(row['rmse_automated']):>9}  {row['action']} ({row['rule']})"
         )
     run.say(f"   decision log: TAXI_MLOPS_HOME={replay['out_dir']} taxi-mlops level4 decisions")
     return replay
@@ -424,12 +424,7 @@ def compare(
 
     result = run_compare(config, progress)
     lines = [
-        f"{'level':<6}{'val RMSE':>9}{'eval RMSE':>11}  new month -> served",
-        *(
-            f"{r['level']:<6}{report._num(r['val_rmse']):>9}{report._num(r['eval_rmse_mean']):>11}"
-            f"  {report._served(r)}"
-            for r in result["levels"]
-        ),
+        *report.summary_lines(result),
         f"report: {result['files']['html']}",
         f"        {result['files']['markdown']}",
     ]

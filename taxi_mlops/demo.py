@@ -30,16 +30,7 @@ def _say(text: str = "") -> None:
 def summary(result: dict[str, Any]) -> list[str]:
     """The closing table: per level, its validation RMSE, its RMSE through the drift, and how
     a new month reaches users."""
-    lines = [
-        "",
-        "== Summary: what each level buys ==",
-        f"{'level':<6}{'val RMSE':>9}{'RMSE, eval months':>19}  new month -> served model",
-    ]
-    for row in result["levels"]:
-        lines.append(
-            f"{row['level']:<6}{report._num(row['val_rmse']):>9}"
-            f"{report._num(row['eval_rmse_mean']):>19}  {report._served(row)}"
-        )
+    lines = ["", "== Summary: what each level buys ==", *report.summary_lines(result)]
     lines += [
         f"done in {result['seconds']} s.",
         f"Comparison report: {result['files']['html']}",

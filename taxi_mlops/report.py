@@ -80,7 +80,7 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(known) / len(known), 4) if known else None
 
 
-def _windows_to_served(table: list[dict[str, Any]], drift_month: str | None) -> int | None:
+def _windows_toserved_text(table: list[dict[str, Any]], drift_month: str | None) -> int | None:
     if drift_month is None:
         return None
     later = [r for r in table if r["month"] >= drift_month]
@@ -104,7 +104,7 @@ def build(
     gap = abs(measured[0]["val_rmse"] - measured[1]["val_rmse"]) / measured[1]["val_rmse"]
     if gap <= PROXY_TOLERANCE:
         series[0] = "rmse_static_level1"
-    windows = _windows_to_served(table, drift_month)
+    windows = _windows_toserved_text(table, drift_month)
     levels = []
     for level in range(5):
         found = measured.get(level, {})
@@ -146,7 +146,7 @@ def build(
 # ------------------------------------------------------------------------------ rendering
 
 
-def _num(value: float | None, unit: str = "") -> str:
+def num(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.3f}{unit}"
 
 
@@ -154,7 +154,7 @@ def _seconds(value: float | None, missing: str = "not served") -> str:
     return missing if value is None else f"{value:.1f} s"
 
 
-def _served(row: dict[str, Any]) -> str:
+def served_text(row: dict[str, Any]) -> str:
     if row["level"] == 4:
         windows = row.get("windows_to_served")
         return (
@@ -168,6 +168,17 @@ def _served(row: dict[str, Any]) -> str:
 def _rollback(row: dict[str, Any]) -> str:
     measured = "" if row["rollback_s"] is None else f" ({row['rollback_s']:.1f} s)"
     return row["rollback"] + measured
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The per-level table a terminal shows at the end of a comparison (and of the demo)."""
+    lines = [f"{'level':<6}{'val RMSE':>9}{'RMSE, eval months':>19}  new month -> served model"]
+    for row in result["levels"]:
+        lines.append(
+            f"{row['level']:<6}{num(row['val_rmse']):>9}{num(row['eval_rmse_mean']):>19}"
+            f"  {served_text(row)}"
+        )
+    return lines
 
 
 def plots(result: dict[str, Any]) -> dict[str, bytes]:
@@ -251,8 +262,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["levels"]:
         lines.append(
-            f"| {row['level']} | {row['name']} | {_num(row['val_rmse'])} "
-            f"| {_num(row['eval_rmse_mean'])} | {_served(row)} "
+            f"| {row['level']} | {row['name']} | {num(row['val_rmse'])} "
+            f"| {num(row['eval_rmse_mean'])} | {served_text(row)} "
             f"| {'; '.join(row['manual'])} | {row['tracked']} | {_rollback(row)} |"
         )
     lines += [
@@ -269,7 +280,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["monthly"]:
         lines.append(
             f"| {r['month']} | "
-            + " | ".join(_num(r[k]) for k in SERIES_LABEL)
+            + " | ".join(num(r[k]) for k in SERIES_LABEL)
             + f" | {r['action']} |"
         )
     lines += ["", "## How these were measured", "", *METHOD, ""]
@@ -307,8 +318,8 @@ def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
     months = result["months"]
     rows = "".join(
         "<tr>"
-        f"<td>{r['level']}</td><td>{esc(r['name'])}</td><td>{_num(r['val_rmse'])}</td>"
-        f"<td>{_num(r['eval_rmse_mean'])}</td><td>{esc(_served(r))}</td>"
+        f"<td>{r['level']}</td><td>{esc(r['name'])}</td><td>{num(r['val_rmse'])}</td>"
+        f"<td>{num(r['eval_rmse_mean'])}</td><td>{esc(served_text(r))}</td>"
         f"<td><ul>{''.join(f'<li>{esc(s)}</li>' for s in r['manual'])}</ul></td>"
         f"<td>{esc(r['tracked'])}</td><td>{esc(_rollback(r))}</td>"
         "</tr>"
@@ -316,7 +327,7 @@ def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
     )
     monthly = "".join(
         f"<tr><td>{r['month']}</td>"
-        + "".join(f"<td>{_num(r[k])}</td>" for k in SERIES_LABEL)
+        + "".join(f"<td>{num(r[k])}</td>" for k in SERIES_LABEL)
         + f"<td>{esc(r['action'])}</td></tr>"
         for r in result["monthly"]
     )

@@ -108,7 +108,7 @@ def test_markdown_and_html_carry_the_same_numbers(tmp_path: Path) -> None:
     md = Path(files["markdown"]).read_text()
     page = Path(files["html"]).read_text()
     for row in result["levels"]:
-        assert f"| {row['level']} | {row['name']} | {report._num(row['val_rmse'])} " in md
+        assert f"| {row['level']} | {row['name']} | {report.num(row['val_rmse'])} " in md
     assert page.count("data:image/png;base64,") == 2  # self-contained
     assert "<script" not in page and 'src="http' not in page
     assert "6.500" in md and "6.500" in page  # levels 2-3 mean over the evaluation months
