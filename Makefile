@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most tests wait on one subprocess at a time, so two workers
+# roughly halve the suite on a 2-core machine; at most 4 elsewhere. PYTEST_WORKERS=0: in process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
 # workflow targets (GitHub Actions call these; so can you)
 TRAIN_ARGS ?= --generated --train-months 2019-01 --val-month 2019-02 --rows 20000 --trials 3
 LEVEL3_URL ?= http://127.0.0.1:8100
@@ -38,10 +42,10 @@ demo: install ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tl
 	$(BIN)/taxi-mlops demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: install ## Run the whole test suite (lint, unit, data, integration, slow end-to-end)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: install ## Run the tests not marked slow
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## Lint code, notebook, workflows, Dockerfiles and shell scripts
 	$(BIN)/ruff check .

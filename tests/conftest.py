@@ -25,6 +25,19 @@ for _key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
     os.environ.pop(_key, None)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the slow end-to-end tests first, so two xdist workers finish together instead of
+    one waiting on the last long test.
+
+    `make test` distributes by file (``--dist loadfile``): a module-scoped run checked by several
+    tests (the demo, the calm replay) then happens once. (xdist's ``loadgroup`` would be finer,
+    but with pytest 9.2 its group markers are ignored: it rewrites ``item._nodeid``, which pytest
+    no longer reads.)"""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 REAL_DATA = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"
 
 

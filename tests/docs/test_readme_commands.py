@@ -10,53 +10,21 @@ In an expected line, `…` stands for any text (timings, ports, hashes). Backgro
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.docs.readme_blocks import Block, expected_found, marked_blocks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SHARED = ROOT.parent / "shared"
 READMES = sorted([ROOT / "README.md", *ROOT.glob("*/README.md")])
-MARK = re.compile(r"^<!-- doc-test(?::\s*(\w+))? -->\s*$")
 #: linked into the working folder: what a reader's checkout holds, minus state and caches
 SKIP = {".git", ".taxi-mlops", ".pytest_cache", ".ruff_cache", "__pycache__"}
-
-
-@dataclass(frozen=True)
-class Block:
-    kind: str  # "run" or "expect"
-    text: str
-    line: int
-
-
-def marked_blocks(readme: Path) -> list[Block]:
-    lines = readme.read_text().splitlines()
-    blocks, i = [], 0
-    while i < len(lines):
-        mark = MARK.match(lines[i])
-        if mark and i + 1 < len(lines) and lines[i + 1].startswith("```"):
-            kind = mark.group(1) or "run"
-            end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
-            blocks.append(Block(kind, "\n".join(lines[i + 2 : end]), i + 2))
-            i = end
-        i += 1
-    return blocks
-
-
-def expected_found(expected: str, output: str) -> list[str]:
-    """The expected lines missing from ``output`` (``…`` matches any text within a line)."""
-    missing = []
-    for line in filter(None, (x.strip() for x in expected.splitlines())):
-        pattern = ".*".join(re.escape(part.strip()) for part in line.split("…"))
-        if not re.search(pattern, output):
-            missing.append(line)
-    return missing
 
 
 def working_folder(tmp_path: Path) -> Path:

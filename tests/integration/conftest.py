@@ -1,5 +1,5 @@
-"""Shared end-to-end runs: the demo on generated months is run once per session and checked by
-the demo and the comparison tests."""
+"""Shared end-to-end runs: the demo on generated months is run once and checked by the demo and
+comparison tests (all in test_compare.py, so one xdist worker makes the run)."""
 
 from __future__ import annotations
 

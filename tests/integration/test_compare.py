@@ -32,6 +32,29 @@ def cli(home: Path, *args: str, timeout: float = 300) -> dict:
     return json.loads(completed.stdout)
 
 
+def test_demo_on_generated_data(demo_generated: DemoRun) -> None:
+    run, result = demo_generated, demo_generated.result
+    assert run.report_dir.is_relative_to(run.home)
+    for heading in (
+        "== Data:",
+        "== Level 0:",
+        "== Level 1:",
+        "== Level 2:",
+        "== Level 3:",
+        "== Level 4:",
+        "== Summary",
+    ):
+        assert heading in run.stdout
+    assert "$ taxi-mlops level1 train" in run.stdout  # the commands a reader would type
+    service = result["level1_service"]
+    assert service["prediction"]["duration"] > 0 and service["bad_request_status"] == 400
+    assert result["levels"][0]["val_rmse"] == pytest.approx(
+        result["levels"][1]["val_rmse"], rel=0.01
+    )
+    assert result["levels"][4]["promotions"] >= 1
+    assert not any(p.name.endswith(".pid") for p in run.home.rglob("*.pid"))
+
+
 @pytest.fixture
 def compared(demo_generated: DemoRun) -> tuple[dict, Path]:
     """`make demo` is the comparison run, narrated: its report is checked here."""

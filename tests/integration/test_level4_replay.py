@@ -87,8 +87,14 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     assert len(windows["windows"]) == 3
 
 
-def test_no_drift_no_promotion(tmp_path: Path) -> None:
-    result = replay(tmp_path, "calm", "--months", "2019-01..2019-04")
+@pytest.fixture(scope="module")
+def calm_replay(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Four months without drift; its home is also the live service's in the monitor test."""
+    return replay(tmp_path_factory.mktemp("calm"), "calm", "--months", "2019-01..2019-04")
+
+
+def test_no_drift_no_promotion(calm_replay: dict) -> None:
+    result = calm_replay
     assert result["promotions"] == 0, result["table"]
     assert set(actions(result).values()) <= {"none", "alert"}
 
@@ -120,10 +126,9 @@ def test_a_deliberately_bad_canary_is_rolled_back_by_the_ab_rule(tmp_path: Path)
     assert result["table"][0]["blue_after"] == 1 and result["table"][0]["green_after"] == 2
 
 
-def test_monitor_command_against_a_live_service(tmp_path: Path) -> None:
+def test_monitor_command_against_a_live_service(calm_replay: dict, tmp_path: Path) -> None:
     """`level4 monitor` (the scheduled flow's body) on a window of a finished replay."""
-    result = replay(tmp_path, "live", "--months", "2019-01..2019-02")
-    home = Path(result["out_dir"])
+    home = Path(calm_replay["out_dir"])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with start_service(
