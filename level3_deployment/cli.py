@@ -9,8 +9,6 @@ import click
 from shared.settings import admin_token, get_settings
 from taxi_mlops.output import emit, fail, json_option
 
-DEFAULT_URL = "http://127.0.0.1:8100"
-
 
 @click.group()
 def level3() -> None:
@@ -125,9 +123,17 @@ def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:
     return answer
 
 
-def _url_option(func: Any) -> Any:
+def _settings_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    return (value or get_settings().level3_url).rstrip("/")
+
+
+def url_option(func: Any) -> Any:
+    """``--url``: the level-3 service; by default TAXI_MLOPS_LEVEL3_URL (http://127.0.0.1:8100)."""
     return click.option(
-        "--url", default=DEFAULT_URL, show_default=True, help="The level-3 service."
+        "--url",
+        default=None,
+        callback=_settings_url,
+        help="The level-3 service [default: TAXI_MLOPS_LEVEL3_URL, else http://127.0.0.1:8100].",
     )(func)
 
 
@@ -148,7 +154,7 @@ def _state_lines(state: dict) -> list[str]:
 @click.option("--share", type=click.FloatRange(0, 100), default=10.0, show_default=True)
 @click.option("--mode", type=click.Choice(["ab", "shadow"]), default="ab", show_default=True)
 @click.option("--reason", default=None)
-@_url_option
+@url_option
 @json_option
 def deploy(version: int, share: float, mode: str, reason: str | None, url: str) -> None:
     """Load a registry version into green (warm-up, health check), then route SHARE % to it."""
@@ -164,7 +170,7 @@ def deploy(version: int, share: float, mode: str, reason: str | None, url: str) 
 @level3.command("set-split")
 @click.option("--share", type=click.FloatRange(0, 100), required=True)
 @click.option("--mode", type=click.Choice(["ab", "shadow", "off"]), default="ab", show_default=True)
-@_url_option
+@url_option
 @json_option
 def set_split(share: float, mode: str, url: str) -> None:
     """Change green's share of traffic (sticky and monotone per ride id)."""
@@ -174,7 +180,7 @@ def set_split(share: float, mode: str, url: str) -> None:
 
 @level3.command()
 @click.option("--reason", default=None)
-@_url_option
+@url_option
 @json_option
 def promote(reason: str | None, url: str) -> None:
     """Green becomes blue for every worker at once; the champion alias moves."""
@@ -184,7 +190,7 @@ def promote(reason: str | None, url: str) -> None:
 
 @level3.command()
 @click.option("--reason", default=None)
-@_url_option
+@url_option
 @json_option
 def rollback(reason: str | None, url: str) -> None:
     """Green gets no traffic; right after a promotion, the previous blue comes back."""
@@ -193,7 +199,7 @@ def rollback(reason: str | None, url: str) -> None:
 
 
 @level3.command()
-@_url_option
+@url_option
 @json_option
 def status(url: str) -> None:
     """The deployment state and its recent history."""
@@ -203,7 +209,7 @@ def status(url: str) -> None:
 
 @level3.command("ab-report")
 @click.option("--min-samples", type=click.IntRange(min=1), default=200, show_default=True)
-@_url_option
+@url_option
 @json_option
 def ab_report(min_samples: int, url: str) -> None:
     """Per-variant RMSE and MAE with 95 % intervals, a test on the difference, and a verdict."""
@@ -219,7 +225,7 @@ def ab_report(min_samples: int, url: str) -> None:
 
 @level3.command()
 @click.option("--rides", type=click.IntRange(1, 1000), default=50, show_default=True)
-@_url_option
+@url_option
 @json_option
 def smoke(rides: int, url: str) -> None:
     """Send RIDES sample rides (ids spread over both variants); fail unless every one gets a

@@ -9,12 +9,11 @@ from typing import Any
 
 import click
 
+from level3_deployment.cli import url_option
 from shared.data.sources import GENERATED, month_range
 from shared.errors import ConfigError
 from shared.settings import get_settings
 from taxi_mlops.output import emit, fail, json_option
-
-DEFAULT_URL = "http://127.0.0.1:8100"
 
 
 @click.group()
@@ -66,7 +65,7 @@ def _decision_lines(result: dict[str, Any]) -> list[str]:
     help="Without --start/--end: the last N hours.",
 )
 @_policy_option
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The level-3 service.")
+@url_option
 @json_option
 def monitor(
     start: str | None, end: str | None, window_hours: float, policy_path: str | None, url: str
@@ -108,7 +107,7 @@ def monitor(
 )
 @click.option("--name", default="level4-monitoring", show_default=True)
 @_policy_option
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The level-3 service.")
+@url_option
 def schedule(cron: str, window_hours: float, name: str, policy_path: str | None, url: str) -> None:
     """Serve the monitoring flow as a Prefect deployment on a cron schedule (runs until
     stopped; with PREFECT_API_URL set, runs show in the Prefect UI)."""

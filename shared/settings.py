@@ -11,8 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
@@ -55,11 +57,31 @@ class Settings(BaseSettings):
     # Level 3: the bearer token for the serving admin API. Required (and not the dev default)
     # when env is prod.
     admin_token: SecretStr = SecretStr("")
+    #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
+    #: front of replicas, in scale-out mode)
+    level3_url: str = "http://127.0.0.1:8100"
+
+    # Scale-out mode on one machine (`taxi-mlops stack`): ports are offsets from a base, every
+    # service binds 127.0.0.1. Artifacts go to this S3 endpoint (a moto server the stack starts
+    # when unset); AWS credentials come from the usual AWS_* variables for a real endpoint.
+    stack_port_base: int = Field(default=18000, ge=1024, le=65000)
+    stack_replicas: int = Field(default=2, ge=1, le=8)
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "taxi-mlops-artifacts"
+    #: the PostgreSQL server binaries (initdb, pg_ctl); found under /usr/lib/postgresql when unset
+    pg_bin_dir: Path | None = None
 
     @field_validator("home")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("level3_url", "s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return None if value is None else value.rstrip("/")
 
     @field_validator("tlc_base_url")
     @classmethod
@@ -109,6 +131,11 @@ class Settings(BaseSettings):
         return self.home / "prefect"
 
     @cached_property
+    def stack_dir(self) -> Path:
+        """Data, logs and configuration of the scale-out stack (`taxi-mlops stack`)."""
+        return self.home / "stack"
+
+    @cached_property
     def run_dir(self) -> Path:
         """PID files, sockets and per-process scratch (e.g. Prometheus multiprocess files)."""
         return self.home / "run"
@@ -130,5 +157,27 @@ def admin_token(settings: Settings) -> str:
     return DEV_ADMIN_TOKEN
 
 
+def env_var(field_name: str) -> str:
+    """The environment variable a settings field is read from (its first alias, if any)."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"TAXI_MLOPS_{field_name.upper()}"
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line per bad variable, named as the user set it: no pydantic internals."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_var(field) if field in Settings.model_fields else field
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message} (got {error.get('input')!r})")
+    return "; ".join(problems)
+
+
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import click
 
+from shared.errors import ConfigError
 from shared.settings import get_settings
+from taxi_mlops.output import EXIT_USER_ERROR
 
 #: subcommand -> (module:attribute, one-line help)
 LAZY_GROUPS: dict[str, tuple[str, str]] = {
@@ -58,7 +61,11 @@ def main(verbose: int) -> None:
 
     All state lives under TAXI_MLOPS_HOME (default ./.taxi-mlops).
     """
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USER_ERROR)
     level = {0: getattr(logging, settings.log_level), 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(
         level=level,

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from shared.data.generator import Drift, generate_month
@@ -113,3 +114,23 @@ def test_csv_input_works_like_parquet(tmp_path: Path) -> None:
     code, out = run("data", "validate", str(path), "--json")
     assert code == 0, out
     assert json.loads(out)["rows_in"] == len(pd.read_csv(path))
+
+
+def test_a_bad_setting_names_its_variable_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAXI_MLOPS_LEVEL3_URL", "ftp://example.org")
+    monkeypatch.setenv("TAXI_MLOPS_STACK_REPLICAS", "0")
+    result = CliRunner().invoke(main, ["data", "generate", "--month", "2019-05", "--rows", "10"])
+    assert result.exit_code == 2
+    assert "TAXI_MLOPS_LEVEL3_URL: must start with http:// or https://" in result.output
+    assert "TAXI_MLOPS_STACK_REPLICAS" in result.output
+    assert "Traceback" not in result.output and "pydantic" not in result.output
+
+
+def test_level3_url_comes_from_settings_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAXI_MLOPS_LEVEL3_URL", "http://127.0.0.1:9/")
+    code, out = run("level3", "status")
+    assert code == 2 and "http://127.0.0.1:9: cannot reach the level-3 service" in out
+    code, out = run("level3", "status", "--url", "http://127.0.0.1:7")
+    assert code == 2 and "http://127.0.0.1:7: cannot reach" in out

@@ -63,3 +63,11 @@ def test_admin_token_rules(monkeypatch: pytest.MonkeyPatch) -> None:
         admin_token(Settings())
     monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", "a-real-secret")
     assert admin_token(Settings()) == "a-real-secret"
+
+
+def test_every_field_has_the_variable_users_set() -> None:
+    from shared.settings import env_var
+
+    assert env_var("home") == "TAXI_MLOPS_HOME"
+    assert env_var("mlflow_tracking_uri") == "TAXI_MLOPS_MLFLOW_TRACKING_URI"
+    assert env_var("stack_port_base") == "TAXI_MLOPS_STACK_PORT_BASE"
