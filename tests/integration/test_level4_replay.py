@@ -14,7 +14,7 @@ import pytest
 
 from taxi_mlops.services import free_port, start_service
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("cli_prefect")]
 CLI = str(Path(sys.executable).with_name("taxi-mlops"))
 
 
@@ -88,7 +88,7 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
 
 
 @pytest.fixture(scope="module")
-def calm_replay(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def calm_replay(tmp_path_factory: pytest.TempPathFactory, cli_prefect: str) -> dict:
     """Four months without drift; its home is also the live service's in the monitor test."""
     return replay(tmp_path_factory.mktemp("calm"), "calm", "--months", "2019-01..2019-04")
 
