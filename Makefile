@@ -33,7 +33,7 @@ $(BIN)/.installed: pyproject.toml
 		{ echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev]'
+	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack]'
 	@touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the project with dev tools

@@ -6,11 +6,12 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from shared.data.sources import GENERATED, MonthSource, month_range
-from shared.errors import TaxiMlopsError
+from shared.errors import ConfigError, TaxiMlopsError
 from shared.models import FAMILIES, get_family
 from shared.settings import get_settings
 from taxi_mlops.output import emit, fail, json_option
@@ -89,6 +90,20 @@ def _sources(
     default=None,
     help="Relative RMSE gain needed to replace the champion [settings: 0.01].",
 )
+@click.option(
+    "--on-worker",
+    is_flag=True,
+    help="Submit the run to the Prefect server's training deployment (PREFECT_API_URL; see "
+    "`level2 deploy-flow`) and wait: a worker runs it. Data paths are read on the worker.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="With --on-worker: seconds to wait for the run.",
+)
 @json_option
 def train_command(
     train_files: tuple[str, ...],
@@ -103,6 +118,8 @@ def train_command(
     trials: int,
     seed: int,
     margin: float | None,
+    on_worker: bool,
+    timeout_s: float,
 ) -> None:
     """Run the training flow; register the best model as `candidate` (and maybe `champion`)."""
     from level2_training import runtime
@@ -129,12 +146,17 @@ def train_command(
         experiment=settings.experiment_name,
         registered_model=settings.registered_model_name,
         artifact_location=runtime.artifact_location(settings),
-        cache_dir=settings.download_cache_dir,
+        # a worker caches downloads in its own home
+        cache_dir=None if on_worker else settings.download_cache_dir,
         timeout_s=settings.download_timeout_s,
-        actor=f"{getpass.getuser()} via taxi-mlops level2 train",
+        actor=f"{getpass.getuser()} via taxi-mlops level2 train"
+        + (" (Prefect worker)" if on_worker else ""),
     )
     try:
-        result = training_flow(config)
+        if on_worker:
+            result = _run_on_worker(config, settings.prefect_api_url, timeout_s)
+        else:
+            result = training_flow(config)
     except TaxiMlopsError as exc:
         fail(f"{exc} Nothing was registered.")
     reg = result["registered"]
@@ -152,7 +174,45 @@ def train_command(
         f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']}); "
         "`taxi-mlops level2 ui` to browse",
     ]
+    if "flow_run" in result:
+        lines.append(f"ran on a Prefect worker: flow run {result['flow_run']['name']}")
     emit({"ok": True, **result}, lines)
+
+
+def _run_on_worker(config: Any, prefect_api_url: str | None, timeout_s: float) -> dict:
+    if not prefect_api_url:
+        raise ConfigError(
+            "--on-worker needs a Prefect server: set PREFECT_API_URL (`taxi-mlops stack env` "
+            "prints it for the local stack)"
+        )
+    from level2_training.deployment import result_of, submit
+
+    click.echo("submitted to the training deployment; waiting for a worker to run it", err=True)
+    flow_run = submit(config, timeout_s=timeout_s)
+    result = result_of(str(flow_run.id), config.experiment)
+    return {**result, "flow_run": {"id": str(flow_run.id), "name": flow_run.name}}
+
+
+@level2.command("deploy-flow")
+@click.option("--pool", default="taxi-training", show_default=True, help="Process work pool.")
+@click.option("--name", default="train", show_default=True, help="Deployment name.")
+@json_option
+def deploy_flow(pool: str, name: str) -> None:
+    """Register the training flow as a deployment on a process work pool (created if missing)
+    on the Prefect server at PREFECT_API_URL; `prefect worker start --pool POOL` runs it."""
+    from level2_training import runtime
+
+    settings = get_settings()
+    if not settings.prefect_api_url:
+        raise ConfigError("deploy-flow needs a Prefect server: set PREFECT_API_URL")
+    runtime.configure(settings)
+    from level2_training.deployment import register
+
+    deployment_id = register(pool, name)
+    emit(
+        {"ok": True, "deployment_id": deployment_id, "pool": pool, "name": name},
+        [f"deployment taxi-level2-training/{name} on pool {pool} ({deployment_id})"],
+    )
 
 
 @level2.command()

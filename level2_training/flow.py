@@ -8,6 +8,7 @@ parent of one nested run per trial. Import this module only after
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ from shared.features import split_xy
 from shared.models import BASELINE_FAMILY, get_family
 
 logger = logging.getLogger(__name__)
+
+FLOW_NAME = "taxi-level2-training"
+#: the flow's result, logged on its MLflow parent run: how a run submitted to a worker reports
+RESULT_ARTIFACT = "flow_result.json"
 
 
 class TrainingConfig(BaseModel):
@@ -222,7 +227,7 @@ def register(
 # ---------------------------------------------------------------------------------- flow
 
 
-@flow(name="taxi-level2-training", log_prints=False)
+@flow(name=FLOW_NAME, log_prints=False)
 def training_flow(config: TrainingConfig) -> dict[str, Any]:
     started = time.perf_counter()
     families = list(dict.fromkeys([BASELINE_FAMILY, *config.families]))
@@ -295,39 +300,40 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
         client.log_metric(parent_id, "best_val_rmse", best.val_rmse)
         client.log_metric(parent_id, "improvement_vs_baseline", improvement)
         client.set_tag(parent_id, "registered_version", str(registered["version"]))
+        result = {
+            "mlflow_run_id": parent_id,
+            "experiment_id": experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "baseline": {
+                "family": BASELINE_FAMILY,
+                "val_rmse": baseline.val_rmse,
+                "val_mae": baseline.val_metrics["mae"],
+            },
+            "best": {
+                "family": best.family,
+                "params": best.params,
+                "val_rmse": best.val_rmse,
+                "val_mae": best.val_metrics["mae"],
+                "run_id": best_run,
+                "model_uri": best_uri,
+            },
+            "improvement_vs_baseline": improvement,
+            "families": {
+                f: {
+                    "val_rmse": r[0].val_rmse,
+                    "val_mae": r[0].val_metrics["mae"],
+                    "params": r[0].params,
+                    "run_id": r[1],
+                }
+                for f, r in results.items()
+            },
+            "registered": registered,
+            "data": digest,
+            "git": git,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        client.log_text(parent_id, json.dumps(result, indent=2, default=str), RESULT_ARTIFACT)
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status)
-
-    return {
-        "mlflow_run_id": parent_id,
-        "experiment_id": experiment_id,
-        "tracking_uri": mlflow.get_tracking_uri(),
-        "baseline": {
-            "family": BASELINE_FAMILY,
-            "val_rmse": baseline.val_rmse,
-            "val_mae": baseline.val_metrics["mae"],
-        },
-        "best": {
-            "family": best.family,
-            "params": best.params,
-            "val_rmse": best.val_rmse,
-            "val_mae": best.val_metrics["mae"],
-            "run_id": best_run,
-            "model_uri": best_uri,
-        },
-        "improvement_vs_baseline": improvement,
-        "families": {
-            f: {
-                "val_rmse": r[0].val_rmse,
-                "val_mae": r[0].val_metrics["mae"],
-                "params": r[0].params,
-                "run_id": r[1],
-            }
-            for f, r in results.items()
-        },
-        "registered": registered,
-        "data": digest,
-        "git": git,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    return result

@@ -30,6 +30,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "level4_automation.cli:level4",
         "Level 4: drift monitoring, retraining, gated canaries.",
     ),
+    "stack": (
+        "taxi_mlops.stack.cli:stack",
+        "Scale-out mode: PostgreSQL, S3, MLflow, Prefect and its worker, replicas behind nginx.",
+    ),
     "demo": ("taxi_mlops.demo:demo", "Run the walkthrough, level by level, on one data set."),
     "compare": (
         "taxi_mlops.compare:compare",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from taxi_mlops.services import free_port, http_json
+from taxi_mlops.stack.processes import alive  # a zombie counts as gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +35,6 @@ def terraform(tmp_path: Path, *args: str, timeout: float = 600) -> str:
     )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     return completed.stdout
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_apply_serves_shift_traffic_and_destroy_stops_everything(tmp_path: Path) -> None:

@@ -3,13 +3,10 @@ deploy -> 10 % -> 50 % -> promote -> rollback."""
 
 from __future__ import annotations
 
-import http.client
-import itertools
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from shared.features import split_xy
 from shared.models import build_model, get_family
 from shared.settings import Settings
 from taxi_mlops.services import free_port, http_json, start_service
+from tests.integration.traffic import Traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = str(Path(sys.executable).with_name("taxi-mlops"))
@@ -64,80 +62,6 @@ def service_command(home: Path) -> tuple[list[str], str, dict[str, str]]:
     }
     command = [CLI, "level3", "serve", "--port", str(port), "--workers", "2"]
     return command, f"http://127.0.0.1:{port}", env
-
-
-class Traffic:
-    """Single-ride requests from a pool of ride ids, from several threads, until stopped."""
-
-    def __init__(self, url: str, keys: int = 800, threads: int = 6, retries: int = 0) -> None:
-        self.retries = retries
-        self.url, self.keys = url, [f"ride-{i}" for i in range(keys)]
-        self.results: list[tuple[float, float, str, int, str, str]] = []
-        self._counter, self._lock, self._stop = (
-            itertools.count(),
-            threading.Lock(),
-            threading.Event(),
-        )
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            key = self.keys[next(self._counter) % len(self.keys)]
-            sent = time.monotonic()
-            ride = {
-                "ride_id": key,
-                "PULocationID": 161,
-                "DOLocationID": 236,
-                "trip_distance": 2.5,
-                "pickup_datetime": "2019-02-11T08:30:00",
-            }
-            # Like a load balancer: retry a request whose connection failed, with the same
-            # idempotency key, so the service logs it once.
-            headers = {"X-Request-Id": f"{key}-{sent}"}
-            for attempt in range(self.retries + 1):
-                try:
-                    status, body = http_json(
-                        "POST", f"{self.url}/predict", ride, timeout=30, headers=headers
-                    )
-                    break
-                except (OSError, http.client.HTTPException) as exc:
-                    # A worker killed mid-response truncates the body (IncompleteRead): as
-                    # failed as a reset connection, and retried the same way.
-                    status, body = 0, {"variant": f"failed: {exc}", "model_version": ""}
-                    if attempt < self.retries:
-                        time.sleep(0.05)
-            with self._lock:
-                self.results.append(
-                    (
-                        sent,
-                        time.monotonic(),
-                        key,
-                        status,
-                        body.get("variant", ""),
-                        body.get("model_version", ""),
-                    )
-                )
-
-    def wait_for(self, count: int, since: float, timeout_s: float = 120.0) -> None:
-        """Block until ``count`` requests were sent at or after ``since`` (monotonic)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                done = sum(1 for r in self.results if r[0] >= since)
-            if done >= count:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"only {done} of {count} requests in {timeout_s:.0f} s")
-
-    def __enter__(self) -> Traffic:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
 
 
 def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:

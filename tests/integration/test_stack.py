@@ -1,0 +1,267 @@
+"""Scale-out mode end to end: `taxi-mlops stack up` on this machine (PostgreSQL, an S3 store,
+MLflow and Prefect servers on PostgreSQL, a process worker, two level-3 replicas behind nginx),
+the level 2 -> 3 -> 4 loop through settings alone, and the failure drills: a replica killed
+under load, the MLflow server restarted while a flow run is in progress. Then `stack down`
+leaves no process behind.
+
+The tests run in order on one stack (one module, one xdist worker). `.ci/run` installs
+PostgreSQL and nginx where missing; elsewhere the module skips and names what is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from taxi_mlops.services import http_json
+from taxi_mlops.stack.postgres import find_bin_dir
+from taxi_mlops.stack.processes import alive, marked_processes, read_pid
+from tests.integration.traffic import Traffic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CLI = str(Path(sys.executable).with_name("taxi-mlops"))
+#: every offset of the stack's port layout (taxi_mlops/stack/plan.py)
+OFFSETS = (0, 1, 2, 10, 20, 30, 40)
+
+
+def missing_programs() -> list[str]:
+    missing = []
+    try:
+        find_bin_dir(None)
+    except Exception:
+        missing.append("PostgreSQL server (apt-get install postgresql)")
+    if not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")):
+        missing.append("nginx (apt-get install nginx)")
+    return missing
+
+
+def free_base() -> int:
+    """A port base below the ephemeral range whose every stack port is free."""
+    for base in range(23000, 30000, 100):
+        ports = [base + o for o in OFFSETS]
+        try:
+            sockets = []
+            for port in ports:
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise AssertionError("no free block of stack ports")
+
+
+@dataclass(frozen=True)
+class Stack:
+    home: Path
+    env: dict[str, str]
+    up: dict
+
+    def cli(self, *args: str, ok: bool = True, timeout: float = 900) -> dict:
+        completed = subprocess.run(
+            [CLI, *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        assert (completed.returncode == 0) is ok, (
+            completed.stdout[-3000:] + completed.stderr[-3000:]
+        )
+        assert "Traceback" not in completed.stderr, completed.stderr[-3000:]
+        return json.loads(completed.stdout)
+
+    def url(self, name: str) -> str:
+        return self.up["urls"][name]
+
+    def log(self, name: str) -> Path:
+        return self.home / "stack" / "logs" / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        return read_pid(self.home / "stack" / "run" / f"{name}.pid")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if missing := missing_programs():
+        pytest.skip(f"scale-out mode needs {' and '.join(missing)} (.ci/run installs them)")
+    home = tmp_path_factory.mktemp("stack") / "home"
+    if os.geteuid() == 0:
+        # PostgreSQL runs as the postgres user: it must be able to reach the home (pytest's
+        # temp folders are 0700)
+        for parent in [home.parent, *home.parent.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o001)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAXI_MLOPS_", "MLFLOW_", "PREFECT_"))
+    }
+    env.update({"TAXI_MLOPS_HOME": str(home), "TAXI_MLOPS_STACK_PORT_BASE": str(free_base())})
+    bare = Stack(home, env, {})
+    up = bare.cli("stack", "up", timeout=1500)
+    running = Stack(home, {**env, **up["env"]}, up)
+    try:
+        yield running
+    finally:
+        subprocess.run(
+            [CLI, "stack", "down"], env=env, capture_output=True, timeout=300, check=False
+        )
+
+
+def ride(key: str) -> dict:
+    return {"ride_id": key, "PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.5}
+
+
+def test_up_brings_every_component_up_healthy_and_is_idempotent(stack: Stack) -> None:
+    actions = stack.up["actions"]
+    assert actions["champion"].startswith("v1 trained through the worker"), actions
+    status = stack.cli("stack", "status")
+    names = [c["name"] for c in status["components"]]
+    assert names == [
+        "postgres", "s3", "mlflow", "prefect", "worker", "level3-1", "level3-2", "nginx",
+    ]  # fmt: skip
+    assert status["ok"], status
+    again = stack.cli("stack", "up")
+    assert {a for n, a in again["actions"].items() if n not in ("champion", "deployment")} == {
+        "already running"
+    }
+    status, answer = http_json("POST", f"{stack.url('level3')}/predict", ride("first"))
+    assert status == 200 and answer["model_version"] == "1", answer
+
+
+def test_a_training_flow_runs_on_the_worker_and_is_deployed_to_green(stack: Stack) -> None:
+    result = stack.cli(
+        "level2", "train", "--generated", "--train-months", "2019-02", "--val-month", "2019-03",
+        "--rows", "8000", "--models", "ridge", "--trials", "1", "--on-worker",
+    )  # fmt: skip
+    assert result["registered"]["version"] == 2
+    assert result["tracking_uri"] == stack.url("mlflow")  # the stack's server, not a file
+    # the Prefect server ran it as a deployment on the process pool
+    status, run = http_json(
+        "GET", f"{stack.env['PREFECT_API_URL']}/flow_runs/{result['flow_run']['id']}"
+    )
+    assert status == 200 and run["state_type"] == "COMPLETED"
+    assert run["work_pool_name"] == "taxi-training" and run["deployment_id"]
+    # its artifacts went through the MLflow server to S3
+    assert result["best"]["model_uri"].startswith("models:/")
+
+    deployed = stack.cli("level3", "deploy", "--version", "2", "--share", "50")
+    assert deployed["state"]["green"] == 2
+    seen = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(seen) < 2:
+        for i in range(40):
+            status, answer = http_json("POST", f"{stack.url('level3')}/predict", ride(f"g-{i}"))
+            assert status == 200, answer
+            seen.add((answer["variant"], answer["model_version"]))
+    assert seen == {("blue", "1"), ("green", "2")}
+
+
+def test_a_killed_replica_and_an_mlflow_restart_lose_no_request(stack: Stack) -> None:
+    worker_log = stack.log("worker")
+    mark = worker_log.stat().st_size
+    flow = subprocess.Popen(
+        [CLI, "level2", "train", "--generated", "--train-months", "2019-03", "--val-month",
+         "2019-04", "--rows", "20000", "--models", "ridge,hgb", "--trials", "3", "--on-worker",
+         "--json"],
+        env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with Traffic(stack.url("level3"), threads=4, prefix="drill") as traffic:
+        traffic.wait_for(200, since=0)
+        victim = stack.pid("level3-1")
+        assert victim is not None and alive(victim)
+        os.killpg(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        traffic.wait_for(300, since=killed_at)
+
+        # restart MLflow once the flow run is logging its trials
+        deadline = time.monotonic() + 300
+        while "Task run 'train" not in worker_log.read_text()[mark:]:
+            assert flow.poll() is None, flow.communicate()
+            assert time.monotonic() < deadline, "the flow run never started training"
+            time.sleep(0.3)
+        restarted = stack.cli("stack", "restart", "mlflow")
+        assert restarted["stopped"] == "stopped" and restarted["action"] == "started"
+        restarted_at = time.monotonic()
+        traffic.wait_for(300, since=restarted_at)  # serving goes on with the models it holds
+        out, err = flow.communicate(timeout=900)
+    assert flow.returncode == 0, out[-2000:] + err[-3000:]
+    assert json.loads(out)["registered"]["version"] == 3
+    # the outage hit the run in progress: the MLflow client retried, and the run succeeded
+    assert "Retrying" in worker_log.read_text()[mark:]
+
+    results = traffic.results
+    failed = [r for r in results if r[3] != 200]
+    assert len(results) >= 1000 and failed == [], failed[:5]
+    assert {(r[4], r[5]) for r in results} <= {("blue", "1"), ("green", "2")}
+    # nginx sent the requests the dead replica dropped to the other one...
+    access = stack.log("nginx-access").read_text()
+    assert "upstream_status=502, 200" in access or "upstream_status=504, 200" in access
+    # ...and with the same X-Request-Id, so each answered request is logged exactly once
+    with sqlite3.connect(stack.home / "level3" / "predictions.db") as db:
+        logged, distinct = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT prediction_id) FROM predictions "
+            "WHERE request_key LIKE 'drill-%'"
+        ).fetchone()
+    assert logged == distinct == len(results)
+
+    status = stack.cli("stack", "status", ok=False)
+    down = [c["name"] for c in status["components"] if not c["healthy"]]
+    assert down == ["level3-1"], status
+    back = stack.cli("stack", "up")
+    assert back["actions"]["level3-1"] == "started"
+    assert stack.cli("stack", "status")["ok"]
+
+
+def test_level4_monitors_the_stack_by_settings_alone(stack: Stack) -> None:
+    # windows are in event time: the drill's rides were picked up on 2019-02-11 (traffic.py)
+    window = ("--start", "2019-02-11T00:00:00", "--end", "2019-02-12T00:00:00")
+    answer = stack.cli("level4", "monitor", *window)
+    assert answer["ok"] and answer["window"]["rows"] >= 1000
+    # the champion's reference sample came from S3 through the MLflow server
+    assert answer["decision"]["action"] in ("none", "alert", "wait")
+
+
+def stopped_cleanly(stack: Stack) -> None:
+    down = stack.cli("stack", "down")
+    assert down["ok"] and down["left_running"] == [] and down["strays"] == [], down
+    assert marked_processes(str(stack.home / "stack")) == []
+    for url in (stack.url("level3"), stack.url("mlflow"), stack.url("prefect")):
+        with pytest.raises(urllib.error.URLError):
+            http_json("GET", f"{url}/health", timeout=2)
+
+
+def test_down_leaves_nothing_and_up_brings_back_registry_models_and_split(stack: Stack) -> None:
+    stopped_cleanly(stack)
+    # PostgreSQL keeps the registry, the S3 recording the model files, the home the split
+    again = stack.cli("stack", "up", timeout=900)
+    assert again["actions"]["champion"] == "v1 in the registry"
+    assert "objects restored" in again["actions"]["s3"]
+    answers = {
+        (a["variant"], a["model_version"])
+        for a in (
+            http_json("POST", f"{stack.url('level3')}/predict", ride(f"g-{i}"))[1]
+            for i in range(40)
+        )
+    }
+    assert answers == {("blue", "1"), ("green", "2")}
+    stopped_cleanly(stack)
