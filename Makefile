@@ -47,11 +47,12 @@ test: install ## Run the whole test suite (lint, unit, data, integration, slow e
 test-fast: install ## Run the tests not marked slow
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
-lint: install ## Lint code, notebook, workflows, Dockerfiles and shell scripts
+lint: install ## Lint code, notebook, workflows, compose file, Dockerfiles and shell scripts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/nbstripout --verify level0_notebook/*.ipynb
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/zizmor --offline --no-progress .github/workflows
 	$(BIN)/hadolint Dockerfile level1_devops/Dockerfile
 	$(BIN)/shellcheck .ci/run infra/scripts/*.sh

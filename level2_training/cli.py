@@ -97,6 +97,11 @@ def _sources(
     "`level2 deploy-flow`) and wait: a worker runs it. Data paths are read on the worker.",
 )
 @click.option(
+    "--unless-champion",
+    is_flag=True,
+    help="Do nothing if the registry already has a champion (a first model for a new stack).",
+)
+@click.option(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(min=1),
@@ -119,6 +124,7 @@ def train_command(
     seed: int,
     margin: float | None,
     on_worker: bool,
+    unless_champion: bool,
     timeout_s: float,
 ) -> None:
     """Run the training flow; register the best model as `candidate` (and maybe `champion`)."""
@@ -129,6 +135,12 @@ def train_command(
         get_family(family)  # an unknown name fails here, before anything starts
     settings = get_settings()
     runtime.configure(settings)
+    if unless_champion and (champion := _champion(settings.registered_model_name)) is not None:
+        emit(
+            {"ok": True, "skipped": True, "champion": champion},
+            [f"the registry already has a champion (v{champion}): nothing trained"],
+        )
+        return
     train, val = _sources(
         train_files, val_file, data_dir, data_url, generated, train_months, val_month, rows, seed
     )
@@ -177,6 +189,14 @@ def train_command(
     if "flow_run" in result:
         lines.append(f"ran on a Prefect worker: flow run {result['flow_run']['name']}")
     emit({"ok": True, **result}, lines)
+
+
+def _champion(model_name: str) -> int | None:
+    from mlflow import MlflowClient
+
+    from level2_training import registry
+
+    return registry.alias_version(MlflowClient(), model_name, registry.CHAMPION)
 
 
 def _run_on_worker(config: Any, prefect_api_url: str | None, timeout_s: float) -> dict:

@@ -450,6 +450,7 @@ def first_champion_args() -> list[str]:
         "--trials",
         "1",
         "--on-worker",
+        "--unless-champion",
         "--json",
     ]
 

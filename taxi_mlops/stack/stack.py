@@ -127,19 +127,18 @@ class Stack:
         return f"taxi-level2-training/{answer['name']} on pool {answer['pool']}"
 
     def _ensure_champion(self, seed: bool) -> str:
-        status = registry_status(self.plan)
-        if not status.get("ok"):
-            raise StackError(f"cannot read the registry: {status.get('error')}")
-        champion = status.get("aliases", {}).get("champion")
-        if champion is not None:
-            return f"v{champion} in the registry"
         if not seed:
+            status = registry_status(self.plan)
+            champion = status.get("aliases", {}).get("champion")
+            if champion is not None:
+                return f"v{champion} in the registry"
             return (
                 "none: the replicas start once the registry has a champion "
                 "(`taxi-mlops level2 train --on-worker`, then `stack up` again)"
             )
-        self.progress("champion: none yet; training a first one through the worker")
         answer = self._cli(*first_champion_args(), timeout_s=1200)
+        if answer.get("skipped"):
+            return f"v{answer['champion']} in the registry"
         registered = answer["registered"]
         return (
             f"v{registered['version']} trained through the worker "

@@ -73,6 +73,11 @@ def test_history_and_status(trained_home: Path) -> None:
     assert status["versions"][0]["family"] in ("ridge", "hgb")
 
 
+def test_unless_champion_trains_nothing_when_there_is_one(trained_home: Path) -> None:
+    out = run(trained_home, *generated("--unless-champion"))
+    assert out == {"ok": True, "skipped": True, "champion": 1}
+
+
 def test_usage_errors_are_clean(tmp_path: Path) -> None:
     out = run(tmp_path, "level2", "train", "--train", "x.parquet", ok=False)
     assert "needs --val" in out["error"]

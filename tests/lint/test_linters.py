@@ -39,6 +39,15 @@ def test_workflows_match_the_github_schema() -> None:
     )
 
 
+def test_compose_file_matches_the_compose_spec() -> None:
+    check(
+        str(BIN / "check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(ROOT / "docker-compose.yml"),
+    )
+
+
 def test_zizmor_finds_nothing() -> None:
     check(str(BIN / "zizmor"), "--offline", "--no-progress", ".github/workflows")
 

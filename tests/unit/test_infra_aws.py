@@ -11,6 +11,8 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
+from tests.cli_parsing import assert_cli_accepts
+
 ROOT = Path(__file__).resolve().parents[2]
 AWS = ROOT / "infra" / "envs" / "aws"
 #: the remote-state bootstrap (S3 bucket and DynamoDB lock table for AWS's backend)
@@ -241,23 +243,9 @@ def task_commands() -> dict[str, list[str]]:
 def test_task_commands_parse_with_the_cli(task: str) -> None:
     """Each ECS task's command is accepted by the CLI in the image: options that were renamed
     or removed fail here, not in a cloud deployment."""
-    import click
-
-    from taxi_mlops.cli import main
-
     command = task_commands()[task]
     assert command[0] == "taxi-mlops"
-    args = command[1:]
-    assert not any("${" in a for a in args), args  # every interpolation has a sample
-    ctx = main.make_context("taxi-mlops", [*args], resilient_parsing=True)
-    cmd: click.Command = main
-    while isinstance(cmd, click.Group):
-        name, args = args[0], args[1:]
-        found = cmd.get_command(ctx, name)
-        assert found is not None, f"no command {name!r}"
-        cmd = found
-        ctx = click.Context(cmd, parent=ctx, info_name=name)
-    cmd.make_context(cmd.name, list(args), parent=ctx)  # raises on an unknown option or value
+    assert_cli_accepts(command[1:])
 
 
 def test_the_platform_image_holds_every_package() -> None:
