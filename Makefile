@@ -21,7 +21,7 @@ TF_AWS := infra/envs/aws
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down
+.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,10 +62,11 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
 	$(BIN)/python -m benchmarks.level4
+	$(BIN)/python -m benchmarks.scaleout
 
 clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 	rm -rf $(VENV) .taxi-mlops .pytest_cache .ruff_cache
@@ -129,3 +130,12 @@ infra-up: install ## Terraform: bring the local stack up (state in .taxi-mlops-l
 
 infra-down: install ## Terraform: stop everything infra-up started
 	$(TERRAFORM) -chdir=infra/envs/local destroy -auto-approve -state=$(abspath .taxi-mlops-local/terraform.tfstate) $(TF_LOCAL_VARS)
+
+stack-up: install ## Scale-out mode: PostgreSQL, S3, MLflow, Prefect + worker, replicas behind nginx (then point commands at it: taxi-mlops stack env)
+	$(BIN)/taxi-mlops stack up
+
+stack-down: install ## Scale-out mode: stop every stack process (data is kept)
+	$(BIN)/taxi-mlops stack down
+
+stack-status: install ## Scale-out mode: each component's PID, port and health
+	$(BIN)/taxi-mlops stack status

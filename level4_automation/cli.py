@@ -248,6 +248,9 @@ def replay(
         policy_path=Path(policy_path).resolve() if policy_path else None,
     )
     # The replay is its own world: its own home, registry and stores, whatever the user's are.
+    # Only Prefect's flow-run history stays the caller's: a new Prefect database would cost a
+    # migration (~10 s) per replay, and the runs belong in the caller's history anyway.
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
     os.environ["TAXI_MLOPS_HOME"] = str(config.out_dir)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from level2_training import runtime

@@ -27,15 +27,35 @@ for _key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: the slowest test modules, slowest first (from `make test`'s durations). With ``--dist
+#: loadfile`` each module is one unit of work, handed out in collection order: the longest first,
+#: so the two workers finish together instead of one waiting on a long module started last.
+HEAVIEST = (
+    "test_stack.py",
+    "test_level4_replay.py",
+    "test_compare.py",
+    "test_demo.py",
+    "test_level3_service.py",
+    "test_level2_cli.py",
+    "test_infra_local.py",
+    "test_readme_commands.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the slow end-to-end tests first, so two xdist workers finish together instead of
-    one waiting on the last long test.
+    """Heaviest modules first, then the other slow tests, then the rest.
 
     `make test` distributes by file (``--dist loadfile``): a module-scoped run checked by several
-    tests (the demo, the calm replay) then happens once. (xdist's ``loadgroup`` would be finer,
-    but with pytest 9.2 its group markers are ignored: it rewrites ``item._nodeid``, which pytest
-    no longer reads.)"""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    tests (the demo, the calm replay, the stack) then happens once. (xdist's ``loadgroup`` would
+    be finer, but with pytest 9.2 its group markers are ignored: it rewrites ``item._nodeid``,
+    which pytest no longer reads.)"""
+
+    def cost(item: pytest.Item) -> tuple[int, bool]:
+        name = item.path.name
+        rank = HEAVIEST.index(name) if name in HEAVIEST else len(HEAVIEST)
+        return rank, item.get_closest_marker("slow") is None
+
+    items.sort(key=cost)
 
 
 REAL_DATA = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"

@@ -34,11 +34,18 @@ def stack() -> None:
     help="On a registry without a champion, train a first one through the worker (the "
     "replicas serve the champion).",
 )
+@click.option(
+    "--seed-rows",
+    type=click.IntRange(min=1000),
+    default=20_000,
+    show_default=True,
+    help="Generated trips per month for that first model.",
+)
 @json_option
-def up(seed: bool) -> None:
+def up(seed: bool, seed_rows: int) -> None:
     """Start what is not running (PostgreSQL, S3, MLflow, Prefect and its worker, the level-3
     replicas, nginx), each health-checked; what already runs is left alone."""
-    result = _stack().up(seed=seed)
+    result = _stack().up(seed=seed, seed_rows=seed_rows)
     urls = result["urls"]
     lines = [
         f"stack up in {result['seconds']} s",

@@ -433,7 +433,7 @@ class Nginx(HttpService):
         return Health(True, f"{self.url} -> {self.plan.replicas} replica(s), /health {detail}")
 
 
-def first_champion_args() -> list[str]:
+def first_champion_args(rows: int) -> list[str]:
     """The seed model a new stack trains through its worker, so the replicas have a champion."""
     return [
         "level2",
@@ -444,7 +444,7 @@ def first_champion_args() -> list[str]:
         "--val-month",
         "2019-02",
         "--rows",
-        "20000",
+        str(rows),
         "--models",
         "linear,hgb",
         "--trials",

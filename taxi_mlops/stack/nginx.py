@@ -58,6 +58,7 @@ def render(
         + "\n"
     )
     user_line = f"user {user};\n" if user else ""
+    access = "off" if paths.access_log == "off" else f"{paths.access_log} taxi"
     return f"""# {header}: the level-3 replicas behind one address
 {user_line}worker_processes 1;
 pid {paths.pid};
@@ -71,7 +72,7 @@ http {{
     log_format taxi '$remote_addr [$time_iso8601] "$request" $status '
                     'upstream=$upstream_addr upstream_status=$upstream_status '
                     'request_id=$taxi_request_id time=$request_time';
-    access_log {paths.access_log} taxi;
+    access_log {access};
 {temp}
     # the caller's X-Request-Id, else nginx's own: a retried request keeps its id
     map $http_x_request_id $taxi_request_id {{

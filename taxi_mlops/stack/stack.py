@@ -78,7 +78,7 @@ class Stack:
         raise StackError(f"no stack component {name!r} (one of: {names})")
 
     # ----------------------------------------------------------------------------- up
-    def up(self, *, seed: bool = True) -> dict[str, Any]:
+    def up(self, *, seed: bool = True, seed_rows: int = 20_000) -> dict[str, Any]:
         started = time.perf_counter()
         self.plan.root.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
@@ -89,7 +89,7 @@ class Stack:
             if isinstance(component, PrefectServer):
                 actions["deployment"] = self._register_deployment()
                 self.progress(f"deployment: {actions['deployment']}")
-        actions["champion"] = self._ensure_champion(seed)
+        actions["champion"] = self._ensure_champion(seed, seed_rows)
         self.progress(f"champion: {actions['champion']}")
         if actions["champion"].startswith("none"):
             return self._summary(actions, started)
@@ -126,7 +126,7 @@ class Stack:
         answer = self._cli("level2", "deploy-flow", "--pool", POOL, "--json")
         return f"taxi-level2-training/{answer['name']} on pool {answer['pool']}"
 
-    def _ensure_champion(self, seed: bool) -> str:
+    def _ensure_champion(self, seed: bool, rows: int) -> str:
         if not seed:
             status = registry_status(self.plan)
             champion = status.get("aliases", {}).get("champion")
@@ -136,7 +136,7 @@ class Stack:
                 "none: the replicas start once the registry has a champion "
                 "(`taxi-mlops level2 train --on-worker`, then `stack up` again)"
             )
-        answer = self._cli(*first_champion_args(), timeout_s=1200)
+        answer = self._cli(*first_champion_args(rows), timeout_s=1200)
         if answer.get("skipped"):
             return f"v{answer['champion']} in the registry"
         registered = answer["registered"]

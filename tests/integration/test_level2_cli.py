@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
-from level2_training import registry
 from taxi_mlops.services import free_port, http_json, start_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cli_prefect")]
@@ -179,70 +177,3 @@ def test_real_months_champion_beats_the_course_by_25_percent(
     assert result["best"]["val_rmse"] <= 0.75 * result["baseline"]["val_rmse"]
     assert result["registered"]["version"] == 1
     assert "champion" in result["registered"]["aliases"]
-
-
-@pytest.mark.slow
-def test_server_mode_by_configuration_only(tmp_path: Path) -> None:
-    """Real `mlflow server` and `prefect server` on 127.0.0.1; the same CLI, other env vars."""
-    mlflow_port, prefect_port = free_port(), free_port()
-    server_env = {
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PREFECT_HOME": str(tmp_path / "prefect-server"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    mlflow_cmd = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(mlflow_port),
-        "--workers",
-        "1",
-    ]
-    prefect_cmd = [
-        str(BIN / "prefect"),
-        "server",
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(prefect_port),
-    ]
-    with (
-        start_service(
-            mlflow_cmd,
-            f"http://127.0.0.1:{mlflow_port}",
-            tmp_path / "mlflow.log",
-            env=server_env,
-            timeout_s=120,
-        ) as mlflow_server,
-        start_service(
-            prefect_cmd,
-            f"http://127.0.0.1:{prefect_port}",
-            tmp_path / "prefect.log",
-            health_path="/api/health",
-            env=server_env,
-            timeout_s=120,
-        ),
-    ):
-        env = {
-            "MLFLOW_TRACKING_URI": mlflow_server.url,
-            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
-        }
-        result = run(tmp_path / "cli-home", *generated(), env=env)
-        assert result["tracking_uri"] == mlflow_server.url
-        client = MlflowClient(tracking_uri=mlflow_server.url)
-        assert registry.aliases(client, NAME) == {"candidate": 1, "champion": 1}
-        assert len(registry.history(client, NAME)) == 2
-        status, runs = http_json(
-            "POST", f"http://127.0.0.1:{prefect_port}/api/flow_runs/filter", {"limit": 5}
-        )
-        assert status == 200
-        assert [r["state_type"] for r in runs] == ["COMPLETED"]
-    assert not (tmp_path / "cli-home" / "mlflow").exists()  # nothing went to the embedded store

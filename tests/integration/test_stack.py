@@ -118,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     env.update({"TAXI_MLOPS_HOME": str(home), "TAXI_MLOPS_STACK_PORT_BASE": str(free_base())})
     bare = Stack(home, env, {})
-    up = bare.cli("stack", "up", timeout=1500)
+    up = bare.cli("stack", "up", "--seed-rows", "4000", timeout=1500)
     running = Stack(home, {**env, **up["env"]}, up)
     try:
         yield running
@@ -182,7 +182,7 @@ def test_a_killed_replica_and_an_mlflow_restart_lose_no_request(stack: Stack) ->
     mark = worker_log.stat().st_size
     flow = subprocess.Popen(
         [CLI, "level2", "train", "--generated", "--train-months", "2019-03", "--val-month",
-         "2019-04", "--rows", "20000", "--models", "ridge,hgb", "--trials", "3", "--on-worker",
+         "2019-04", "--rows", "10000", "--models", "ridge,hgb", "--trials", "3", "--on-worker",
          "--json"],
         env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
