@@ -86,7 +86,8 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
             name,
             registry.CHAMPION,
             version,
-            reason=f"rollback: {reason}",
+            # the admin API's default reason is "rollback" already
+            reason=reason if reason.startswith("rollback") else f"rollback: {reason}",
             actor="level3 admin API",
         )
 
