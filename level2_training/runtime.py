@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from shared.errors import TaxiMlopsError
 from shared.settings import Settings
@@ -35,7 +36,8 @@ def configure(settings: Settings) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     if settings.mlflow_tracking_uri is None:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    # the Prefect home in use (a caller may keep its own: a replay keeps its caller's)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 def artifact_location(settings: Settings) -> str | None:

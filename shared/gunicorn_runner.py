@@ -66,7 +66,11 @@ def _post_worker_init(worker: Any) -> None:
     # handlers is swallowed, and a slow post_fork left workers running after the master.
     from threadpoolctl import threadpool_limits
 
+    from shared import whole_response
+
     threadpool_limits(limits=1)
+    # a worker killed mid-response must leave nothing half-sent, or no load balancer can retry
+    whole_response.install()
 
 
 def run(factory: Callable[[], Any], options: ServerOptions) -> None:
@@ -89,6 +93,9 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         # gunicorn >= 25 opens a control socket in $HOME by default; two services (or a
         # test and a user's server) would fight over it. Nothing here uses gunicornc.
         "control_socket_disable": True,
+        # JSON answers only; gunicorn's sendfile path would write headers on their own
+        # (shared/whole_response.py)
+        "sendfile": False,
     }
     if options.pidfile is not None:
         options.pidfile.parent.mkdir(parents=True, exist_ok=True)
