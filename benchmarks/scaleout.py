@@ -76,20 +76,12 @@ def start_replica(home: Path, port: int) -> ServiceProcess:
 
 
 def start_nginx(root: Path, upstreams: list[int]) -> ServiceProcess:
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    binary = nginx.find_binary()
     if binary is None:
         raise SystemExit("nginx is not installed: apt-get install nginx")
     port = free_port()
     folder = root / f"nginx-{port}"
-    (folder / "temp").mkdir(parents=True)
-    user = None
-    if os.geteuid() == 0:
-        import grp
-        import pwd
-
-        nobody = pwd.getpwnam("nobody")
-        user = f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
-        os.chown(folder / "temp", nobody.pw_uid, nobody.pw_gid)
+    user = nginx.prepare_temp(folder / "temp")
     paths = nginx.NginxPaths(
         pid=str(folder / "nginx.pid"),
         error_log=str(folder / "error.log"),
@@ -99,9 +91,8 @@ def start_nginx(root: Path, upstreams: list[int]) -> ServiceProcess:
     conf = folder / "nginx.conf"
     servers = [f"127.0.0.1:{p}" for p in upstreams]
     conf.write_text(nginx.render(f"127.0.0.1:{port}", servers, paths, user=user))
-    command = [binary, "-p", str(folder), "-c", str(conf), "-e", paths.error_log]
     return start_service(
-        [*command, "-g", "daemon off;"],
+        nginx.command(binary, folder, conf, paths.error_log),
         f"http://127.0.0.1:{port}",
         folder / "stdout.log",
         health_path="/nginx-health",

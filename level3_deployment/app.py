@@ -412,11 +412,13 @@ def create_app(
     @app.post("/admin/rollback")
     def admin_rollback() -> Response:
         admin()
-        reason = body().get("reason") or "rollback"
+        given = body().get("reason")
+        reason = given or "rollback"
         before = store.current()
         response = change(lambda s: st.rollback(s, reason, actor()))
         if before.previous_blue is not None:
-            aliases.restore(before.previous_blue, reason)
+            # the registry's history says why the champion moved back
+            aliases.restore(before.previous_blue, f"rollback: {given}" if given else reason)
         return response
 
     @app.get("/admin/ab-report")

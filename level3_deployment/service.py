@@ -75,20 +75,10 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
     slots = SlotManager(store, lambda v: mlflow.sklearn.load_model(f"models:/{name}/{v}"))
     slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
 
-    def promote(version: int, reason: str) -> None:
+    def champion(version: int, reason: str) -> None:
+        # a promotion and a rollback both move the champion alias (the reason tells them apart)
         registry.move_alias(
             client, name, registry.CHAMPION, version, reason=reason, actor="level3 admin API"
-        )
-
-    def restore(version: int, reason: str) -> None:
-        registry.move_alias(
-            client,
-            name,
-            registry.CHAMPION,
-            version,
-            # the admin API's default reason is "rollback" already
-            reason=reason if reason.startswith("rollback") else f"rollback: {reason}",
-            actor="level3 admin API",
         )
 
     def deployed(version: int, reason: str) -> None:
@@ -106,7 +96,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
             action="split",
         )
 
-    hooks = AliasHooks(promote, restore, deployed, split)
+    hooks = AliasHooks(champion, champion, deployed, split)
     return create_app(
         slots,
         PredictionLog(log_path),

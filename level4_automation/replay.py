@@ -206,14 +206,27 @@ def settle(url: str, timeout_s: float = 60.0) -> None:
     _, answer = http_json(
         "GET", f"{url}/admin/state", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
-    state = answer["state"]
-    expected = (state["generation"], state["green"] if state["mode"] != "off" else None)
+    wait_until_served(url, answer["state"], timeout_s)
+
+
+def served_state(state: dict[str, Any]) -> tuple[int, int | None]:
+    """What ``/health`` shows of a deployment state: its generation, and green if it has traffic."""
+    return state["generation"], state["green"] if state["mode"] != "off" else None
+
+
+def wait_until_served(
+    url: str, state: dict[str, Any], timeout_s: float = 60.0, in_a_row: int = 12
+) -> None:
+    """Wait until ``in_a_row`` health answers in a row show ``state``. Each answer comes from
+    some worker: 12 in a row see both of a service's 2 workers with certainty ~1 - 2**-12; more
+    workers (replicas behind a balancer) need more."""
+    expected = served_state(state)
     streak, deadline = 0, time.monotonic() + timeout_s
-    while streak < 12:  # both workers seen current with certainty ~1 - 2**-12
+    while streak < in_a_row:
         if time.monotonic() > deadline:
             raise ConfigError(f"{url}: workers did not apply generation {expected[0]} in time")
         _, health = http_json("GET", f"{url}/health", timeout=30)
-        current = (health["generation"], health["green"] if health["mode"] != "off" else None)
+        current = served_state(health)
         streak = streak + 1 if current == expected else 0
         if current != expected:
             time.sleep(0.2)

@@ -8,15 +8,9 @@ answers its own endpoint and a proxied ``/health``.
 
 from __future__ import annotations
 
-import grp
-import json
 import logging
-import os
-import pwd
-import shutil
 import subprocess
 import time
-import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +39,14 @@ class Health:
     detail: str
 
 
-def _get(url: str, timeout: float = 3.0) -> tuple[int, object]:
+def _request(
+    url: str, method: str = "GET", body: object = None, timeout: float = 3.0
+) -> tuple[int, object]:
+    """A health probe: (status, answer), or (0, why) when nothing answers (URLError, a reset or
+    a timeout: all OSError)."""
     try:
-        return http_json("GET", url, timeout=timeout)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+        return http_json(method, url, body, timeout=timeout)
+    except OSError as exc:
         return 0, str(exc)
 
 
@@ -202,7 +200,9 @@ class ObjectStore(Component):
         import boto3
         from botocore.config import Config
 
-        env = self.plan.mlflow_env("")
+        # moto's credentials; for a real endpoint none here: boto3's chain (AWS_* variables,
+        # a profile, an instance role)
+        env = self.plan.s3_env()
         return boto3.client(
             "s3",
             endpoint_url=self.plan.s3_url,
@@ -263,7 +263,7 @@ class ObjectStore(Component):
 
     def _wait_for_moto(self) -> None:
         def up() -> Health:
-            status, _ = _get(f"{self.plan.s3_url}/moto-api/")
+            status, _ = _request(f"{self.plan.s3_url}/moto-api/")
             return Health(status == 200, f"HTTP {status}")
 
         wait_until(up, 30, "s3 (moto)", self.log_path)
@@ -277,7 +277,7 @@ class HttpService(Component):
     url = ""
 
     def health(self) -> Health:
-        status, body = _get(self.url + self.health_path)
+        status, body = _request(self.url + self.health_path)
         if status == 200:
             return Health(True, f"{self.url} healthy")
         return Health(False, f"{self.url}{self.health_path}: {status or body}")
@@ -327,8 +327,8 @@ class PrefectWorker(Component):
     def health(self) -> Health:
         if self.pid() is None:
             return Health(False, "not running")
-        status, body = http_json_safe(
-            "POST", f"{self.plan.prefect_api_url}/work_pools/{POOL}/workers/filter", {}
+        status, body = _request(
+            f"{self.plan.prefect_api_url}/work_pools/{POOL}/workers/filter", "POST", {}, timeout=5
         )
         if status != 200 or not isinstance(body, list):
             return Health(False, f"Prefect API: HTTP {status}")
@@ -336,13 +336,6 @@ class PrefectWorker(Component):
         if online:
             return Health(True, f"ONLINE in pool {POOL} ({', '.join(online)})")
         return Health(False, f"no ONLINE worker in pool {POOL} yet")
-
-
-def http_json_safe(method: str, url: str, body: object) -> tuple[int, object]:
-    try:
-        return http_json(method, url, body, timeout=5)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-        return 0, str(exc)
 
 
 class Replica(HttpService):
@@ -368,49 +361,30 @@ class Nginx(HttpService):
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan)
         self.port, self.url = plan.nginx_port, plan.level3_url
-        # Debian puts nginx in /usr/sbin, which is not on a normal user's PATH
-        self.binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+        self.binary = nginx.find_binary()
 
     @property
-    def conf(self) -> str:
-        return str(self.plan.nginx_root / "nginx.conf")
+    def conf(self) -> Path:
+        return self.plan.nginx_root / "nginx.conf"
 
     def write_config(self) -> None:
         root = self.plan.nginx_root
-        temp = root / "temp"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (temp / kind).mkdir(parents=True, exist_ok=True)
-        user = None
-        if os.geteuid() == 0:
-            # workers drop root; they must be able to write nginx's temp folders
-            nobody = pwd.getpwnam("nobody")
-            user = f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
-            for path in [temp, *temp.iterdir()]:
-                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        user = nginx.prepare_temp(root / "temp")
         paths = nginx.NginxPaths(
             pid=str(root / "nginx.pid"),
             error_log=str(self.plan.log("nginx-error")),
             access_log=str(self.plan.log("nginx-access")),
-            temp=str(temp),
+            temp=str(root / "temp"),
         )
         upstreams = [f"127.0.0.1:{self.plan.replica_port(i)}" for i in range(self.plan.replicas)]
-        text = nginx.render(f"127.0.0.1:{self.port}", upstreams, paths, user=user)
-        (root / "nginx.conf").write_text(text)
+        self.conf.write_text(nginx.render(f"127.0.0.1:{self.port}", upstreams, paths, user=user))
 
     def command(self) -> list[str]:
         if self.binary is None:
             raise ConfigError("nginx is not installed: `apt-get install nginx`")
-        return [
-            self.binary,
-            "-p",
-            str(self.plan.nginx_root),
-            "-c",
-            self.conf,
-            "-e",
-            str(self.plan.log("nginx-error")),
-            "-g",
-            "daemon off;",
-        ]
+        return nginx.command(
+            self.binary, self.plan.nginx_root, self.conf, str(self.plan.log("nginx-error"))
+        )
 
     def start(self) -> None:
         self.write_config()
@@ -426,45 +400,8 @@ class Nginx(HttpService):
         own = super().health()
         if not own.ok:
             return own
-        status, body = _get(f"{self.url}/health")
+        status, body = _request(f"{self.url}/health")
         if status != 200:
             return Health(False, f"nginx up, but no replica answers /health: {status or body}")
         detail = body.get("status") if isinstance(body, dict) else body
         return Health(True, f"{self.url} -> {self.plan.replicas} replica(s), /health {detail}")
-
-
-def first_champion_args(rows: int) -> list[str]:
-    """The seed model a new stack trains through its worker, so the replicas have a champion."""
-    return [
-        "level2",
-        "train",
-        "--generated",
-        "--train-months",
-        "2019-01",
-        "--val-month",
-        "2019-02",
-        "--rows",
-        str(rows),
-        "--models",
-        "linear,hgb",
-        "--trials",
-        "1",
-        "--on-worker",
-        "--unless-champion",
-        "--json",
-    ]
-
-
-def registry_status(plan: Plan) -> dict:
-    completed = subprocess.run(  # noqa: S603 - our own CLI
-        [plan.tool("taxi-mlops"), "level2", "status", "--json"],
-        capture_output=True,
-        text=True,
-        env={**plan.base_env(), **plan.client_env()},
-        check=False,
-        timeout=300,
-    )
-    try:
-        return json.loads(completed.stdout)
-    except json.JSONDecodeError:
-        raise StackError(f"cannot read the registry: {completed.stderr.strip()[-500:]}") from None

@@ -14,7 +14,14 @@ Why these settings:
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
+
+TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,7 @@ def render(
     temp = (
         ""
         if paths.temp is None
-        else "\n".join(
-            f"    {kind}_temp_path {paths.temp}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        + "\n"
+        else "\n".join(f"    {kind}_temp_path {paths.temp}/{kind};" for kind in TEMP_KINDS) + "\n"
     )
     user_line = f"user {user};\n" if user else ""
     access = "off" if paths.access_log == "off" else f"{paths.access_log} taxi"
@@ -108,6 +111,30 @@ http {{
     }}
 }}
 """
+
+
+def find_binary() -> str | None:
+    """nginx on PATH, else Debian's /usr/sbin (not on a normal user's PATH)."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+
+
+def prepare_temp(temp: Path) -> str | None:
+    """Create nginx's temp folders under ``temp``; returns the ``user`` line's value. As root,
+    nginx's workers drop to nobody, who must be able to write there; otherwise they run as
+    the caller and need no ``user`` line."""
+    for kind in TEMP_KINDS:
+        (temp / kind).mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return None
+    nobody = pwd.getpwnam("nobody")
+    for path in [temp, *temp.iterdir()]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    return f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
+
+
+def command(binary: str, prefix: Path, conf: Path, error_log: str) -> list[str]:
+    """nginx in the foreground on ``conf`` (``prefix`` for its relative paths)."""
+    return [binary, "-p", str(prefix), "-c", str(conf), "-e", error_log, "-g", "daemon off;"]
 
 
 #: docker-compose.yml's replica services and the port every container listens on

@@ -164,7 +164,8 @@ class Plan:
             "TAXI_MLOPS_LEVEL3_URL": self.level3_url,
         }
 
-    def _s3_env(self) -> dict[str, str]:
+    def s3_env(self) -> dict[str, str]:
+        """How a client reaches the object store (endpoint, region, moto's credentials)."""
         env = {"MLFLOW_S3_ENDPOINT_URL": self.s3_url, "AWS_DEFAULT_REGION": AWS_REGION}
         if self.moto:
             env.update(MOTO_CREDENTIALS)
@@ -177,7 +178,7 @@ class Plan:
     def mlflow_env(self, password: str) -> dict[str, str]:
         return {
             **self.base_env(),
-            **self._s3_env(),
+            **self.s3_env(),
             "TAXI_MLOPS_DB_HOST": "127.0.0.1",
             "TAXI_MLOPS_DB_PORT": str(self.postgres_port),
             "TAXI_MLOPS_DB_NAME": "mlflow",

@@ -93,6 +93,7 @@ class Cluster:
 
     def init(self, password: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        owner = None
         if self.run_as is not None:
             self._check_reachable_by_server_user()
             owner = pwd.getpwnam(self.run_as)
@@ -102,8 +103,7 @@ class Cluster:
         with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
             pwfile.write(password)
         try:
-            if self.run_as is not None:
-                owner = pwd.getpwnam(self.run_as)
+            if owner is not None:
                 os.chown(pwfile.name, owner.pw_uid, owner.pw_gid)
             self._run(
                 self._tool(

@@ -31,8 +31,6 @@ from .components import (
     PrefectWorker,
     Replica,
     StackError,
-    first_champion_args,
-    registry_status,
 )
 from .plan import POOL, Plan, database_password, plan_from
 from .processes import command_line, marked_processes, stop_group
@@ -128,7 +126,7 @@ class Stack:
 
     def _ensure_champion(self, seed: bool, rows: int) -> str:
         if not seed:
-            status = registry_status(self.plan)
+            status = self._cli("level2", "status", "--json", timeout_s=300)
             champion = status.get("aliases", {}).get("champion")
             if champion is not None:
                 return f"v{champion} in the registry"
@@ -198,6 +196,28 @@ class Stack:
         stopped = component.stop()
         action = component.ensure()
         return {"ok": True, "component": name, "stopped": stopped, "action": action}
+
+
+def first_champion_args(rows: int) -> list[str]:
+    """The seed model a new stack trains through its worker, so the replicas have a champion."""
+    return [
+        "level2",
+        "train",
+        "--generated",
+        "--train-months",
+        "2019-01",
+        "--val-month",
+        "2019-02",
+        "--rows",
+        str(rows),
+        "--models",
+        "linear,hgb",
+        "--trials",
+        "1",
+        "--on-worker",
+        "--unless-champion",
+        "--json",
+    ]
 
 
 def _leads_group(pid: int) -> bool:

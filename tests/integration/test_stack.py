@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -37,8 +36,10 @@ from level4_automation.replay import (
     ride_payloads,
     send_feedback,
     stream,
+    wait_until_served,
 )
 from taxi_mlops.services import http_json
+from taxi_mlops.stack import nginx
 from taxi_mlops.stack.postgres import find_bin_dir
 from taxi_mlops.stack.processes import alive, marked_processes, read_pid
 from tests.integration.traffic import Traffic
@@ -55,7 +56,7 @@ def missing_programs() -> list[str]:
         find_bin_dir(None)
     except Exception:
         missing.append("PostgreSQL server (apt-get install postgresql)")
-    if not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")):
+    if not nginx.find_binary():
         missing.append("nginx (apt-get install nginx)")
     return missing
 
@@ -254,25 +255,13 @@ def served(stack: Stack, keys: int = 100) -> set[tuple[str, str]]:
     return answers
 
 
-def applied(stack: Stack, generation: int, timeout_s: float = 30) -> None:
-    """Wait until every worker of both replicas serves ``generation`` (workers poll the state):
-    40 health answers in a row through nginx, so each of the 4 workers was seen with certainty
-    ~1 - 4 x (3/4)**40."""
-    streak, deadline = 0, time.monotonic() + timeout_s
-    while streak < 40:
-        assert time.monotonic() < deadline, f"generation {generation} not applied everywhere"
-        _, health = http_json("GET", f"{stack.url('level3')}/health")
-        streak = streak + 1 if health["generation"] == generation else 0
-        if not streak:
-            time.sleep(0.2)
-
-
 def test_the_level4_loop_retrains_and_deploys_a_canary_by_settings_alone(stack: Stack) -> None:
     # The earlier test's green (v2 at 50 %) would be judged as a canary already in place: take
     # it out of traffic, so the loop judges the champion.
     split = stack.cli("level3", "set-split", "--share", "0")["state"]
     assert split["green_percent"] == 0
-    applied(stack, split["generation"])
+    # every worker of both replicas (4) applies it: 40 health answers in a row through nginx
+    wait_until_served(stack.url("level3"), split, timeout_s=30, in_a_row=40)
     # A slower month (x1.6) with its labels, streamed through nginx to both replicas
     month = "2019-05"
     config = ReplayConfig(months=["2019-04", month], out_dir=stack.home, rows=3000, seed=5)

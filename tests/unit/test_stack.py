@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -116,7 +115,7 @@ def test_nginx_retries_on_the_other_replica_with_the_same_request_id() -> None:
 
 
 @pytest.mark.skipif(
-    not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")),
+    not nginx.find_binary(),
     reason="nginx is not installed",
 )
 def test_the_rendered_config_passes_nginx_t(tmp_path: Path) -> None:
@@ -126,11 +125,10 @@ def test_the_rendered_config_passes_nginx_t(tmp_path: Path) -> None:
         access_log=str(tmp_path / "access.log"),
         temp=str(tmp_path / "temp"),
     )
-    (tmp_path / "temp").mkdir(mode=0o777)
-    user = "nobody nogroup" if os.geteuid() == 0 else None
+    user = nginx.prepare_temp(tmp_path / "temp")
     conf = tmp_path / "nginx.conf"
     conf.write_text(nginx.render("127.0.0.1:1", ["127.0.0.1:2", "127.0.0.1:3"], paths, user=user))
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    binary = nginx.find_binary()
     completed = subprocess.run(
         [binary, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", paths.error_log],
         capture_output=True,
