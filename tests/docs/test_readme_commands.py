@@ -22,7 +22,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SHARED = ROOT.parent / "shared"
-READMES = sorted([ROOT / "README.md", *ROOT.glob("*/README.md")])
+#: the project's READMEs, not those tools leave in hidden folders (.pytest_cache/README.md)
+READMES = sorted(
+    [
+        ROOT / "README.md",
+        *(p for p in ROOT.glob("*/README.md") if not p.parent.name.startswith(".")),
+    ]
+)
 #: linked into the working folder: what a reader's checkout holds, minus state and caches
 SKIP = {".git", ".taxi-mlops", ".pytest_cache", ".ruff_cache", "__pycache__"}
 
