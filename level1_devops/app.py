@@ -80,5 +80,6 @@ def create_app_from_file(model_path: Path, **kwargs: Any) -> Flask:
     """Load a saved model; its content hash is the version level 1 reports (no registry yet)."""
     pipeline, metadata = load_model(model_path)
     version = file_sha256(model_path)[:12]
-    info = {"model_path": str(model_path), "trained": metadata.get("created_at")}
+    # the file's name only: a public /health must not map the server's disk
+    info = {"model_file": model_path.name, "trained": metadata.get("created_at")}
     return create_app(pipeline, version, model_info=info, **kwargs)

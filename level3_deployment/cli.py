@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from shared.settings import admin_token, get_settings
+from shared.settings import admin_token, feedback_token, get_settings
 from taxi_mlops.output import emit, fail, json_option
 
 
@@ -19,6 +19,14 @@ def level3() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8100, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Threads per worker: a client that stalls mid-request holds one thread for at most "
+    "10 s, so a few stalled clients cannot starve the service.",
+)
 @click.option(
     "--pin-version",
     type=click.IntRange(min=1),
@@ -34,18 +42,22 @@ def level3() -> None:
     help="With --pin-version: the variant name this service answers and logs under.",
 )
 @json_option
-def serve(host: str, port: int, workers: int, pin_version: int | None, pin_variant: str) -> None:
+def serve(
+    host: str, port: int, workers: int, threads: int, pin_version: int | None, pin_variant: str
+) -> None:
     """Serve the registry's champion (blue) and any deployed green under gunicorn."""
     from level2_training import runtime
     from shared.gunicorn_runner import ServerOptions, run
 
     settings = get_settings()
-    admin_token(settings)  # refuse to start without a real token outside dev
+    admin_token(settings)  # refuse to start without real tokens outside dev
+    feedback_token(settings)
     runtime.configure(settings)
     options = ServerOptions(
         host=host,
         port=port,
         workers=workers,
+        threads=threads,
         pidfile=settings.run_dir / f"level3-{port}.pid",
         metrics_dir=settings.run_dir / f"level3-{port}-metrics",
         # Each worker builds its own app: MLflow's SQLAlchemy connections must not cross fork().
@@ -74,7 +86,7 @@ def serve(host: str, port: int, workers: int, pin_version: int | None, pin_varia
 
     emit(
         {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile)},
-        [f"serving on http://{host}:{port} ({workers} gunicorn workers)"],
+        [f"serving on http://{host}:{port} ({workers} gunicorn workers, {threads} threads each)"],
     )
     run(factory, options)
 

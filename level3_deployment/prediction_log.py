@@ -73,8 +73,17 @@ _MIGRATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             " WHERE request_key IN (SELECT request_key FROM feedback)",
         ),
     ),
+    # A digest of the request that logged the row: a retried request (same X-Request-Id) must
+    # be the same request, or it is refused instead of answered and silently not logged.
+    ("predictions", "request_digest", ("ALTER TABLE predictions ADD COLUMN request_digest TEXT",)),
 )
 _POST_MIGRATION = "CREATE INDEX IF NOT EXISTS predictions_event ON predictions (event_time);"
+#: what one rejection row may hold of what a client sent (the parsers already bound them:
+#: this keeps any caller from storing a client's megabyte)
+_MAX_KEY_CHARS = 128
+_MAX_TEXT_CHARS = 300
+#: two labels for a ride agree when they differ by less than this (minutes)
+_SAME_LABEL_MIN = 1e-6
 
 #: The columns a monitoring window reads, straight out of SQLite (json_extract runs in C:
 #: parsing the JSON in Python costs ~10x more at a million rows).
@@ -98,6 +107,25 @@ class Rejection:
     request_key: str | None = None
     event_time: str | None = None
     ts: float = field(default_factory=time.time)
+
+
+class IdempotencyConflict(Exception):  # noqa: N818 - the HTTP meaning is the name
+    """A request id was reused for a different request."""
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """What became of one label. The rule is *first label wins*: a ride's first label is
+    stored; the same value again is a harmless retry; a different value is refused and the
+    stored one kept; a label for a ride that has no logged prediction is not stored at all."""
+
+    status: str  # "stored", "duplicate", "conflict" or "unknown"
+    predictions: int  # how many logged predictions carry this ride's label
+    stored_actual: float | None = None  # the label kept, for a duplicate or a conflict
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -153,10 +181,14 @@ class PredictionLog:
             conn.close()
         self._local.conn = None
 
-    def append(self, records: Iterable[PredictionRecord]) -> int:
+    def append(self, records: Iterable[PredictionRecord], request_digest: str | None = None) -> int:
+        """Log a request's predictions in one transaction. Rows whose ``prediction_id`` is
+        already logged are a retry and are kept once, but only when ``request_digest`` matches
+        the logged one: otherwise :class:`IdempotencyConflict` and nothing is written."""
         rows = [
             (
                 r.prediction_id,
+                request_digest,
                 r.features.get(PICKUP),
                 r.ts,
                 r.request_key,
@@ -172,11 +204,17 @@ class PredictionLog:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if rows:
+                logged = conn.execute(
+                    "SELECT request_digest FROM predictions WHERE prediction_id = ?", (rows[0][0],)
+                ).fetchone()
+                if logged is not None and logged[0] != request_digest:
+                    raise IdempotencyConflict(rows[0][0])
             conn.executemany(
-                # OR IGNORE: a retried request (same idempotency key) is logged once.
-                "INSERT OR IGNORE INTO predictions (prediction_id, event_time, ts, request_key,"
-                " variant, shadow, model_version, features, prediction, latency_ms)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                # OR IGNORE: a retried request (same idempotency key and body) is logged once.
+                "INSERT OR IGNORE INTO predictions (prediction_id, request_digest, event_time, ts,"
+                " request_key, variant, shadow, model_version, features, prediction, latency_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             conn.execute("COMMIT")
@@ -190,27 +228,48 @@ class PredictionLog:
         return self.record_feedback_batch([(request_key, actual)])[0]
 
     def record_feedback_batch(self, labels: list[tuple[str, float]]) -> list[int]:
-        """Store many labels in one transaction; per label, how many predictions it labels."""
+        """:meth:`record_labels`, as how many predictions each label labels (0: not stored)."""
+        return [
+            0 if o.status in ("conflict", "unknown") else o.predictions
+            for o in self.record_labels(labels)
+        ]
+
+    def record_labels(self, labels: list[tuple[str, float]]) -> list[Labelled]:
+        """Store many labels in one transaction, by the first-label-wins rule (:class:`Labelled`).
+        The label is copied onto the ride's predictions, which both the A/B report and
+        monitoring read."""
         conn = self._conn
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT INTO feedback (request_key, actual, ts) VALUES (?, ?, ?) "
-                "ON CONFLICT(request_key) DO UPDATE SET actual = excluded.actual, ts = excluded.ts",
-                [(key, float(actual), now) for key, actual in labels],
-            )
-            counts = [
-                conn.execute(
-                    "UPDATE predictions SET actual = ? WHERE request_key = ?", (float(actual), key)
-                ).rowcount
-                for key, actual in labels
-            ]
+            outcomes = [self._label(conn, key, float(actual), now) for key, actual in labels]
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return counts
+        return outcomes
+
+    @staticmethod
+    def _label(conn: sqlite3.Connection, key: str, actual: float, now: float) -> Labelled:
+        stored = conn.execute(
+            "SELECT actual FROM feedback WHERE request_key = ?", (key,)
+        ).fetchone()
+        if stored is not None:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM predictions WHERE request_key = ? AND actual IS NOT NULL",
+                (key,),
+            ).fetchone()
+            same = abs(stored[0] - actual) < _SAME_LABEL_MIN
+            return Labelled("duplicate" if same else "conflict", int(count), float(stored[0]))
+        count = conn.execute(
+            "UPDATE predictions SET actual = ? WHERE request_key = ?", (actual, key)
+        ).rowcount
+        if count == 0:
+            return Labelled("unknown", 0)
+        conn.execute(
+            "INSERT INTO feedback (request_key, actual, ts) VALUES (?, ?, ?)", (key, actual, now)
+        )
+        return Labelled("stored", count)
 
     def event_time_of(self, request_key: str) -> str | None:
         row = self._conn.execute(
@@ -220,7 +279,15 @@ class PredictionLog:
 
     def record_rejections(self, rejections: Iterable[Rejection]) -> None:
         rows = [
-            (r.ts, r.event_time, r.route, r.request_key, r.field, r.message) for r in rejections
+            (
+                r.ts,
+                _cut(r.event_time, 32),
+                r.route,
+                _cut(r.request_key, _MAX_KEY_CHARS),
+                _cut(r.field, _MAX_TEXT_CHARS),
+                _cut(r.message, _MAX_TEXT_CHARS),
+            )
+            for r in rejections
         ]
         if rows:
             self._conn.executemany(
@@ -273,17 +340,18 @@ class PredictionLog:
         models deployed now, not about earlier occupants of the slots. ``actual_range`` keeps
         labels inside the modelled range (what the models were trained and validated on).
         """
+        # the label copied onto the prediction when it arrived, as monitoring reads it: a
+        # prediction logged after its ride's label (a reused ride id) is not labelled
         query = (
-            "SELECT p.variant, p.prediction - f.actual FROM predictions p "
-            "JOIN feedback f ON f.request_key = p.request_key "
-            "WHERE p.ts >= ? AND p.ts < ?"
+            "SELECT p.variant, p.prediction - p.actual FROM predictions p "
+            "WHERE p.actual IS NOT NULL AND p.ts >= ? AND p.ts < ?"
         )
         params: list[Any] = [
             since if since is not None else -np.inf,
             until if until is not None else np.inf,
         ]
         if actual_range is not None:
-            query += " AND f.actual >= ? AND f.actual <= ?"
+            query += " AND p.actual >= ? AND p.actual <= ?"
             params += list(actual_range)
         if versions:
             pairs = " OR ".join("(p.variant = ? AND p.model_version = ?)" for _ in versions)

@@ -16,7 +16,7 @@ from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.routing import Variant
 from level3_deployment.slots import SlotManager
 from shared.errors import ConfigError
-from shared.settings import Settings, admin_token
+from shared.settings import Settings, admin_token, feedback_token
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
         PredictionLog(log_path),
         store,
         token=token,
+        feedback_token=feedback_token(settings),
         aliases=hooks,
         pinned_as=None if pin is None else pin.variant,
     )

@@ -233,8 +233,13 @@ def wait_until_served(
 
 
 def send_feedback(
-    url: str, rides: list[dict[str, Any] | None], predicted: np.ndarray, actual: np.ndarray
+    url: str,
+    rides: list[dict[str, Any] | None],
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    token: str,
 ) -> dict[str, int]:
+    """Post the rides' actual durations (``token``: the service's feedback token)."""
     items = [
         {"ride_id": ride["ride_id"], "duration": float(actual[i])}
         for i, ride in enumerate(rides)
@@ -246,6 +251,7 @@ def send_feedback(
             "POST",
             f"{url}/feedback",
             {"feedback": items[offset : offset + FEEDBACK_BATCH]},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=60,
         )
         if status not in (200, 422):
@@ -347,7 +353,7 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
     from level4_automation.policy import load_policy
     from level4_automation.store import MonitoringStore, store_path
     from shared.features import BASELINE, build_pipeline, split_xy
-    from shared.settings import get_settings
+    from shared.settings import feedback_token, get_settings
 
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -407,7 +413,7 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
             rides = ride_payloads(frame, month)
             predicted, versions, refused = stream(url, rides)
             actual = durations(frame)
-            labels = send_feedback(url, rides, predicted, actual)
+            labels = send_feedback(url, rides, predicted, actual, feedback_token(settings))
             next_month = str(pd.Period(month, "M") + 1)
             result = monitoring_flow(
                 start=f"{month}-01T00:00:00",

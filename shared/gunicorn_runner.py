@@ -16,13 +16,18 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from shared.gunicorn_worker import bounded_thread_worker
+
 
 @dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
-    threads: int = 1
+    #: threads per worker: a client stalled mid-request holds one for up to client_timeout_s
+    threads: int = 4
+    #: a client's socket reads and writes give up after this long (shared/gunicorn_worker.py)
+    client_timeout_s: float = 10.0
     timeout_s: int = 30
     pidfile: Path | None = None
     metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start
@@ -33,10 +38,20 @@ class ServerOptions:
 
 
 def prepare_metrics_dir(metrics_dir: Path) -> None:
-    """Start with an empty multiprocess folder: stale files would be summed into new counters."""
+    """Start with an empty multiprocess folder (stale files would be summed into new counters)
+    and switch prometheus_client to it.
+
+    prometheus_client picks its value class (in memory, or files in the multiprocess folder)
+    once, when it is first imported, and something (MLflow, Prefect) may have imported it
+    before this runs: so the choice is made again here, before any metric exists. Otherwise
+    every worker counts in its own memory and a scrape of the folder finds nothing.
+    """
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
 
 
 class _Application(BaseApplication):
@@ -81,7 +96,7 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "bind": f"{options.host}:{options.port}",
         "workers": options.workers,
         "threads": options.threads,
-        "worker_class": "gthread" if options.threads > 1 else "sync",
+        "worker_class": bounded_thread_worker(options.client_timeout_s),
         "timeout": options.timeout_s,
         "graceful_timeout": 10,
         "preload_app": options.preload,

@@ -15,16 +15,29 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
-from shared.data.validate import ValidationBounds
+from shared.data.validate import ValidationBounds, parse_pickup
 
 MAX_RIDE_ID_LENGTH = 128
+#: integer ride ids stay within 64 bits: a 400-digit number is not an id
+MAX_RIDE_ID_INT = 2**63 - 1
 _MAX_REPORTED_ERRORS = 20
+#: how much of a client's value an error message repeats
+_SHOWN_CHARS = 40
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message repeats it: its repr, cut short (a message must
+    not echo, or store, a megabyte the client sent)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 @dataclass
 class FieldError:
     field: str
     message: str
+    #: the ride (or label) in a list this error is about; None for the request as a whole
+    index: int | None = None
 
     def to_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
@@ -55,59 +68,100 @@ class Rides:
         return len(self.ride_ids)
 
 
-def _zone(value: Any, path: str, bounds: ValidationBounds, errors: list[FieldError]) -> int:
+def _kind(value: Any) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def _as_float(value: Any) -> float | None:
+    """A JSON number as a float; None for a non-number or one beyond float's range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "missing" if value is None else f"a {type(value).__name__}"
-        errors.append(FieldError(path, f"expected an integer zone ID, got {kind}"))
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a 400-digit integer
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _zone(value: Any, path: str, bounds: ValidationBounds, errors: list[FieldError]) -> int:
+    number = _as_float(value)
+    if number is None or not number.is_integer():
+        number_given = isinstance(value, (int, float)) and not isinstance(value, bool)
+        got = shown(value) if number_given else _kind(value)
+        errors.append(FieldError(path, f"expected an integer zone ID, got {got}"))
         return 0
-    if isinstance(value, float) and not value.is_integer():
-        errors.append(FieldError(path, f"expected an integer zone ID, got {value}"))
-        return 0
-    if not bounds.min_zone <= value <= bounds.max_zone:
+    if not bounds.min_zone <= number <= bounds.max_zone:
         errors.append(
-            FieldError(path, f"zone {value:g} is outside {bounds.min_zone}..{bounds.max_zone}")
+            FieldError(path, f"zone {shown(value)} is outside {bounds.min_zone}..{bounds.max_zone}")
         )
         return 0
-    return int(value)
+    return int(number)
 
 
 def _distance(value: Any, path: str, bounds: ValidationBounds, errors: list[FieldError]) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "missing" if value is None else f"a {type(value).__name__}"
-        errors.append(FieldError(path, f"expected a number of miles, got {kind}"))
+        errors.append(FieldError(path, f"expected a number of miles, got {_kind(value)}"))
         return 0.0
-    if not math.isfinite(value) or value < 0 or value > bounds.max_distance_miles:
+    number = _as_float(value)
+    if number is None or number < 0 or number > bounds.max_distance_miles:
         errors.append(
-            FieldError(path, f"{value} is outside 0..{bounds.max_distance_miles:g} miles")
+            FieldError(path, f"{shown(value)} is outside 0..{bounds.max_distance_miles:g} miles")
         )
         return 0.0
-    return float(value)
+    return number
+
+
+def ride_id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a ride id (None when it can): a string of 1..128 characters
+    that UTF-8 can encode (no lone surrogates), or an integer within 64 bits. The one rule
+    for ids, in predictions and labels alike."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"expected a string or an integer, got {_kind(value)}"
+    if isinstance(value, int):
+        return None if abs(value) <= MAX_RIDE_ID_INT else "an integer id must fit in 64 bits"
+    if not value:
+        return "an empty string is not an id"
+    if len(value) > MAX_RIDE_ID_LENGTH:
+        return f"longer than {MAX_RIDE_ID_LENGTH} characters (got {len(value)})"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid Unicode text (a lone surrogate)"
+    return None
+
+
+def ride_key(value: Any) -> str | None:
+    """The log's key for a ride id: its text, or None for a missing or invalid id."""
+    if value is None or ride_id_problem(value) is not None:
+        return None
+    return str(value)
 
 
 def _ride_id(value: Any, path: str, errors: list[FieldError]) -> str | int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        errors.append(FieldError(path, "expected a string or an integer"))
+    problem = ride_id_problem(value)
+    if problem is not None:
+        errors.append(FieldError(path, problem))
         return None
-    if isinstance(value, str) and len(value) > MAX_RIDE_ID_LENGTH:
-        errors.append(FieldError(path, f"longer than {MAX_RIDE_ID_LENGTH} characters"))
-        return None
-    return value
+    return value  # type: ignore[no-any-return]
 
 
-def _pickup(value: Any, path: str, now: np.datetime64, errors: list[FieldError]) -> np.datetime64:
+def _pickup(
+    value: Any, path: str, bounds: ValidationBounds, now: np.datetime64, errors: list[FieldError]
+) -> np.datetime64:
     if value is None:
         return now
     if not isinstance(value, str):
-        errors.append(FieldError(path, "expected an ISO 8601 date-time string"))
+        errors.append(
+            FieldError(path, f"expected an ISO 8601 date-time string, got {_kind(value)}")
+        )
         return now
     try:
-        stamp = np.datetime64(value.removesuffix("Z"), "s")
-    except ValueError:
-        errors.append(FieldError(path, f"{value!r} is not an ISO 8601 date-time"))
+        return parse_pickup(value, bounds)
+    except ValueError as exc:
+        errors.append(FieldError(path, str(exc)))
         return now
-    return stamp
 
 
 def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000) -> Rides:
@@ -145,14 +199,16 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
     for i, ride in enumerate(items):
         prefix = "" if single else f"[{i}]."
         if not isinstance(ride, Mapping):
-            errors.append(FieldError(f"[{i}]", "expected an object with the ride's fields"))
+            errors.append(FieldError(f"[{i}]", "expected an object with the ride's fields", i))
             ride_ids.append(None)
             continue
-        pu[i] = _zone(ride.get(PU), prefix + PU, bounds, errors)
-        do[i] = _zone(ride.get(DO), prefix + DO, bounds, errors)
-        dist[i] = _distance(ride.get(DISTANCE), prefix + DISTANCE, bounds, errors)
-        pickup[i] = _pickup(ride.get(PICKUP), prefix + PICKUP, now, errors)
-        ride_ids.append(_ride_id(ride.get("ride_id"), prefix + "ride_id", errors))
+        found: list[FieldError] = []
+        pu[i] = _zone(ride.get(PU), prefix + PU, bounds, found)
+        do[i] = _zone(ride.get(DO), prefix + DO, bounds, found)
+        dist[i] = _distance(ride.get(DISTANCE), prefix + DISTANCE, bounds, found)
+        pickup[i] = _pickup(ride.get(PICKUP), prefix + PICKUP, bounds, now, found)
+        ride_ids.append(_ride_id(ride.get("ride_id"), prefix + "ride_id", found))
+        errors += [FieldError(e.field, e.message, i) for e in found]
         if len(errors) >= _MAX_REPORTED_ERRORS:
             break
     if errors:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Level 3: the bearer token for the serving admin API. Required (and not the dev default)
     # when env is prod.
     admin_token: SecretStr = SecretStr("")
+    #: the bearer token for POST /feedback (labels): a scope of its own, so the system that
+    #: reports how long rides took cannot move traffic. Required like the admin token.
+    feedback_token: SecretStr = SecretStr("")
     #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"
@@ -142,19 +145,45 @@ class Settings(BaseSettings):
 
 
 DEV_ADMIN_TOKEN = "dev-token"  # noqa: S105 - a documented dev default, refused in prod
+DEV_FEEDBACK_TOKEN = "dev-feedback-token"  # noqa: S105 - likewise
+#: a production token is a random secret: `openssl rand -hex 32` gives 64 characters
+MIN_PROD_TOKEN_CHARS = 32
+
+
+def _token(value: str, variable: str, dev_default: str, env: str) -> str:
+    """A bearer token to enforce. Outside dev it must be set, not the dev default, and long
+    enough to be a secret; anywhere, whitespace (which no Authorization header can carry
+    intact) is refused rather than left to never match."""
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ConfigError(f"{variable}: contains whitespace, which no bearer token can carry")
+    if env == "dev":
+        return value or dev_default
+    if not value or value == dev_default or len(value) < MIN_PROD_TOKEN_CHARS:
+        raise ConfigError(
+            f"{variable} must be set to a secret of at least {MIN_PROD_TOKEN_CHARS} characters "
+            f"(not empty, not the dev default) when TAXI_MLOPS_ENV={env}"
+        )
+    return value
 
 
 def admin_token(settings: Settings) -> str:
-    """The admin token to enforce; a missing or default one is an error outside dev."""
-    token = settings.admin_token.get_secret_value()
-    if token and token != DEV_ADMIN_TOKEN:
-        return token
-    if settings.env != "dev":
-        raise ValueError(
-            "TAXI_MLOPS_ADMIN_TOKEN must be set to a secret (not empty, not the dev default) "
-            "when TAXI_MLOPS_ENV=prod"
-        )
-    return DEV_ADMIN_TOKEN
+    """The admin token to enforce; a missing, default or short one is an error outside dev."""
+    return _token(
+        settings.admin_token.get_secret_value(),
+        "TAXI_MLOPS_ADMIN_TOKEN",
+        DEV_ADMIN_TOKEN,
+        settings.env,
+    )
+
+
+def feedback_token(settings: Settings) -> str:
+    """The token that may post labels; the same rules as the admin token."""
+    return _token(
+        settings.feedback_token.get_secret_value(),
+        "TAXI_MLOPS_FEEDBACK_TOKEN",
+        DEV_FEEDBACK_TOKEN,
+        settings.env,
+    )
 
 
 def env_var(field_name: str) -> str:

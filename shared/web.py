@@ -6,9 +6,12 @@ trace. Register these before a service's own handlers.
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -19,7 +22,9 @@ from shared.serving import FieldError, RequestValidationError, Rides, parse_ride
 
 logger = logging.getLogger(__name__)
 
-_HTTP_ERROR_FIELD = {404: "path", 405: "method", 413: "body", 415: "body"}
+_HTTP_ERROR_FIELD = {404: "path", 405: "method", 408: "body", 413: "body", 415: "body"}
+#: what a 401 tells the client to send (RFC 6750)
+BEARER_CHALLENGE = 'Bearer realm="taxi-mlops"'
 
 
 def install_request_metrics(
@@ -49,7 +54,10 @@ def install_json_errors(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> tuple[Response, int]:
-        return jsonify(exc.to_dict()), exc.status
+        response = jsonify(exc.to_dict())
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = BEARER_CHALLENGE
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -62,7 +70,11 @@ def install_json_errors(app: Flask, max_body_bytes: int) -> None:
         elif code == 404:
             message = f"no endpoint at {request.path}"
         field = _HTTP_ERROR_FIELD.get(code, "request")
-        return jsonify({"error": message, "errors": [{"field": field, "message": message}]}), code
+        response = jsonify({"error": message, "errors": [{"field": field, "message": message}]})
+        for name, value in exc.get_headers():  # Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
@@ -70,9 +82,58 @@ def install_json_errors(app: Flask, max_body_bytes: int) -> None:
         return jsonify({"error": "internal error; see the service log"}), 500
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body as JSON, or a 400 naming what is wrong: not UTF-8, not JSON, NaN or
+    Infinity (Python's extensions, not JSON), or nested too deep for the parser."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        message = "the body is nested too deeply"
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        message = f"the body is not valid JSON ({str(exc)[:80]})"
+    raise RequestValidationError([FieldError("body", message)])
+
+
+def request_body() -> Any:
+    """This request's JSON body (any content type), or None when it is empty. A body over
+    MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408."""
+    try:
+        data = request.get_data(cache=True)
+    except TimeoutError:
+        raise RequestValidationError(
+            [FieldError("body", "the body did not arrive in time")], 408
+        ) from None
+    if not data:
+        return None
+    return parse_json(data)
+
+
 def request_rides(bounds: ValidationBounds, max_rides: int) -> Rides:
     """The rides in this request's JSON body (any content type), validated."""
-    payload = request.get_json(force=True, silent=True)
+    payload = request_body()
     if payload is None:
-        raise RequestValidationError([FieldError("body", "the body is not valid JSON")])
+        raise RequestValidationError([FieldError("body", "expected a JSON body with the rides")])
     return parse_rides(payload, bounds, max_rides=max_rides)
+
+
+def json_object() -> dict[str, Any]:
+    """This request's body as a JSON object; an empty body is ``{}``."""
+    payload = request_body()
+    if payload is not None and not isinstance(payload, dict):
+        raise RequestValidationError([FieldError("body", "expected a JSON object")])
+    return payload or {}
+
+
+def require_bearer(token: str, what: str) -> None:
+    """A 401 (with its ``WWW-Authenticate`` challenge) unless the request carries ``token``
+    as its bearer token. Compared in constant time."""
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
+        raise RequestValidationError(
+            [FieldError("Authorization", f"a valid bearer token for {what} is required")], 401
+        )

@@ -66,7 +66,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     for column in frame.columns:
         if column.endswith("pickup_datetime") or column.endswith("dropoff_datetime"):
             # Unparseable stamps become NaT and are then counted by validation, not lost silently.
-            frame[column] = pd.to_datetime(frame[column], errors="coerce")
+            frame[column] = pd.to_datetime(frame[column], errors="coerce", format="ISO8601")
     return frame
 
 

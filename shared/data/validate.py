@@ -15,6 +15,7 @@ counts add up to ``rows_in - rows_out``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -56,6 +57,10 @@ class ValidationBounds:
     max_glitch_fraction: float = 0.2
     #: quality gate: fewest clean rows worth training or evaluating on
     min_rows: int = 100
+    #: the plausible pickup times, [first, last): TLC's records begin in 2009; a request or a
+    #: row outside them is a typo or a placeholder (0001-01-01), not a trip
+    first_pickup: str = "2009-01-01"
+    last_pickup: str = "2100-01-01"
 
 
 @dataclass
@@ -80,6 +85,32 @@ class ValidationReport:
         return out
 
 
+#: ISO 8601 as the TLC and JSON clients write it: a date, optionally a time (``T`` or a space),
+#: optionally UTC's designator. Anything else (``today``, ``NaT``, ``""``, ``+05:00``) is refused
+#: rather than left to numpy, which reads ``"NaT"`` and ``"today"`` as times.
+_ISO_8601 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]00:?00)?"
+)
+
+
+def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
+    """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
+    it. The one date validator: the services' requests and their logs' event times use it."""
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    if not _ISO_8601.fullmatch(text):
+        raise ValueError(f"{shown!r} is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)")
+    bare = re.sub(r"(?:Z|[+-]00:?00)$", "", text).replace(" ", "T")
+    try:
+        stamp = np.datetime64(bare, "s")
+    except ValueError:
+        raise ValueError(f"{shown!r} is not a calendar date-time") from None
+    if not np.datetime64(bounds.first_pickup) <= stamp < np.datetime64(bounds.last_pickup):
+        raise ValueError(
+            f"{shown!r} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"
+        )
+    return stamp
+
+
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce")
     return values.to_numpy(dtype="float64", na_value=np.nan)
@@ -88,7 +119,8 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 def _timestamps(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = frame[column]
     if not pd.api.types.is_datetime64_any_dtype(values):
-        values = pd.to_datetime(values, errors="coerce")
+        # ISO 8601 stated, not inferred: inference warns (UserWarning) on unparseable text
+        values = pd.to_datetime(values, errors="coerce", format="ISO8601")
     if getattr(values.dt, "tz", None) is not None:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     return values.to_numpy(dtype="datetime64[us]")

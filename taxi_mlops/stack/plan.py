@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shared.errors import ConfigError
-from shared.settings import Settings, admin_token
+from shared.settings import Settings, admin_token, feedback_token
 
 from .processes import MARKER
 
@@ -272,7 +272,9 @@ class Plan:
 
 
 def plan_from(settings: Settings, bin_dir: Path | None = None) -> Plan:
-    admin_token(settings)  # the replicas refuse to start without a real token outside dev
+    # the replicas refuse to start without real tokens outside dev
+    admin_token(settings)
+    feedback_token(settings)
     return Plan(
         home=settings.home,
         root=settings.stack_dir,

@@ -38,6 +38,7 @@ from level4_automation.replay import (
     stream,
     wait_until_served,
 )
+from shared.settings import DEV_FEEDBACK_TOKEN
 from taxi_mlops.services import http_json
 from taxi_mlops.stack import nginx
 from taxi_mlops.stack.postgres import find_bin_dir
@@ -269,7 +270,9 @@ def test_the_level4_loop_retrains_and_deploys_a_canary_by_settings_alone(stack: 
     rides = ride_payloads(trips, month)
     predicted, versions, _ = stream(stack.url("level3"), rides)
     assert set(versions[~np.isnan(predicted)]) == {1}  # blue only: green takes no traffic
-    labels = send_feedback(stack.url("level3"), rides, predicted, durations(trips))
+    labels = send_feedback(
+        stack.url("level3"), rides, predicted, durations(trips), DEV_FEEDBACK_TOKEN
+    )
     assert labels["accepted"] >= 2500, labels
 
     answer = stack.cli(

@@ -19,6 +19,8 @@ from tests.factories import ride
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FEED_TOKEN = "labels-only"
+FEED = {"Authorization": f"Bearer {FEED_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def service(tmp_path: Path, models: dict):
     hooks = AliasHooks(
         lambda v, r: moves.append(("promote", v, r)), lambda v, r: moves.append(("restore", v, r))
     )
-    app = create_app(slots, log, store, token=TOKEN, aliases=hooks)
+    app = create_app(slots, log, store, token=TOKEN, feedback_token=FEED_TOKEN, aliases=hooks)
     slots.refresh()
     yield app.test_client(), log, moves
     slots.stop()  # no thread may outlive the test: later tests fork()
@@ -128,10 +130,19 @@ def test_feedback_and_ab_report(service) -> None:
     client.post("/predict", json=[ride(ride_id=f"f{i}") for i in range(100)])
     for i in range(100):
         assert (
-            client.post("/feedback", json={"ride_id": f"f{i}", "duration": 12.0}).status_code == 200
+            client.post(
+                "/feedback", headers=FEED, json={"ride_id": f"f{i}", "duration": 12.0}
+            ).status_code
+            == 200
         )
-    assert client.post("/feedback", json={"ride_id": "nope", "duration": 3}).status_code == 404
-    assert client.post("/feedback", json={"ride_id": "f1", "duration": -3}).status_code == 400
+    assert (
+        client.post("/feedback", headers=FEED, json={"ride_id": "nope", "duration": 3}).status_code
+        == 404
+    )
+    assert (
+        client.post("/feedback", headers=FEED, json={"ride_id": "f1", "duration": -3}).status_code
+        == 400
+    )
     report = client.get("/admin/ab-report?min_samples=500", headers=AUTH).get_json()
     assert report["verdict"] is None and "too early" in report["reason"]
     assert report["variants"]["blue"]["n"] + report["variants"]["green"]["n"] == 100
@@ -164,6 +175,7 @@ def test_feedback_in_batches_keeps_good_labels_and_names_bad_ones(service) -> No
     client.post("/predict", json=[ride(ride_id=f"b{i}") for i in range(5)])
     answer = client.post(
         "/feedback",
+        headers=FEED,
         json={
             "feedback": [
                 {"ride_id": "b0", "duration": 10.0},
@@ -183,8 +195,10 @@ def test_feedback_in_batches_keeps_good_labels_and_names_bad_ones(service) -> No
         "feedback[3].ride_id",
     ]
     assert log.frame()["actual"].notna().sum() == 2
-    assert client.post("/feedback", json={"feedback": []}).status_code == 400
-    only_bad = client.post("/feedback", json={"feedback": [{"ride_id": "b3", "duration": 1e9}]})
+    assert client.post("/feedback", headers=FEED, json={"feedback": []}).status_code == 400
+    only_bad = client.post(
+        "/feedback", headers=FEED, json={"feedback": [{"ride_id": "b3", "duration": 1e9}]}
+    )
     assert only_bad.status_code == 422
 
 
@@ -198,7 +212,7 @@ def test_refused_rides_and_labels_are_counted_by_event_time(service) -> None:
     # the client resends one by one: each bad ride is refused again, but counted once
     for item in batch:
         client.post("/predict", json=item)
-    client.post("/feedback", json={"ride_id": "g0", "duration": -1})
+    client.post("/feedback", headers=FEED, json={"ride_id": "g0", "duration": -1})
     assert log.rejected("2019-03-01", "2019-04-01") == {"/predict": 2, "/feedback": 1}
     assert log.rejected("2019-04-01", "2019-05-01") == {}
     window = log.window("2019-03-01", "2019-04-01")
@@ -212,13 +226,14 @@ def test_ab_report_covers_only_the_current_pair_and_modelled_labels(service) -> 
     client.post("/predict", json=[ride(ride_id=f"o{i}") for i in range(40)])
     client.post(
         "/feedback",
+        headers=FEED,
         json={"feedback": [{"ride_id": f"o{i}", "duration": 10 + i % 3} for i in range(40)]},
     )
     client.post("/admin/rollback", json={}, headers=AUTH)
     client.post("/admin/deploy", json={"version": 3, "percent": 50}, headers=AUTH)
     client.post("/predict", json=[ride(ride_id=f"n{i}") for i in range(20)])
     labels = [{"ride_id": f"n{i}", "duration": 10 + i % 4 if i < 15 else 300} for i in range(20)]
-    client.post("/feedback", json={"feedback": labels})
+    client.post("/feedback", headers=FEED, json={"feedback": labels})
     report = client.get("/admin/ab-report?min_samples=1", headers=AUTH).get_json()
     assert report["green"] == 3
     counted = sum(q["n"] for q in report["variants"].values())
@@ -239,7 +254,15 @@ def test_a_pinned_service_answers_as_its_variant_and_refuses_deployment_changes(
     slots = SlotManager(store, lambda v: models[v], poll_s=0.05)
     log = PredictionLog(tmp_path / "predictions.db")
     hooks = AliasHooks(lambda v, r: None, lambda v, r: None)
-    app = create_app(slots, log, store, token=TOKEN, aliases=hooks, pinned_as=Variant.GREEN)
+    app = create_app(
+        slots,
+        log,
+        store,
+        token=TOKEN,
+        feedback_token=FEED_TOKEN,
+        aliases=hooks,
+        pinned_as=Variant.GREEN,
+    )
     slots.refresh()
     try:
         client = app.test_client()

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from level2_training import runtime
+from shared.errors import ConfigError
 from shared.settings import Settings
 
 
@@ -61,8 +62,43 @@ def test_admin_token_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     with pytest.raises(ValueError, match="not the dev default"):
         admin_token(Settings())
-    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", "a-real-secret")
-    assert admin_token(Settings()) == "a-real-secret"
+    strong = "0123456789abcdef" * 4  # what `openssl rand -hex 32` gives
+    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", strong)
+    assert admin_token(Settings()) == strong
+
+
+@pytest.mark.parametrize("field", ["admin", "feedback"])
+@pytest.mark.parametrize(
+    ("env", "value", "refused"),
+    [
+        ("prod", "x", "at least 32 characters"),
+        ("prod", "short-but-not-empty", "at least 32 characters"),
+        ("prod", " " + "a" * 40, "whitespace"),
+        ("prod", "a" * 20 + " " + "a" * 20, "whitespace"),
+        ("dev", "a-token-with-a-newline\n", "whitespace"),
+    ],
+)
+def test_weak_or_unmatchable_tokens_are_refused(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, value: str, refused: str
+) -> None:
+    from shared import settings as module
+
+    monkeypatch.setenv("TAXI_MLOPS_ENV", env)
+    monkeypatch.setenv(f"TAXI_MLOPS_{field.upper()}_TOKEN", value)
+    rule = getattr(module, f"{field}_token")
+    with pytest.raises(ConfigError, match=refused) as caught:
+        rule(Settings())
+    assert f"TAXI_MLOPS_{field.upper()}_TOKEN" in str(caught.value)
+
+
+def test_the_feedback_token_has_its_own_dev_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import DEV_ADMIN_TOKEN, DEV_FEEDBACK_TOKEN, feedback_token
+
+    assert feedback_token(Settings()) == DEV_FEEDBACK_TOKEN != DEV_ADMIN_TOKEN
+    monkeypatch.setenv("TAXI_MLOPS_ENV", "prod")
+    monkeypatch.setenv("TAXI_MLOPS_FEEDBACK_TOKEN", DEV_FEEDBACK_TOKEN)
+    with pytest.raises(ConfigError, match="not the dev default"):
+        feedback_token(Settings())
 
 
 def test_every_field_has_the_variable_users_set() -> None:

@@ -90,7 +90,8 @@ def test_a_dev_password_is_generated_once_and_private(isolated_home: Path) -> No
 
 def test_prod_requires_the_password_to_be_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXI_MLOPS_ENV", "prod")
-    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", "a-real-secret")
+    monkeypatch.setenv("TAXI_MLOPS_ADMIN_TOKEN", "admin-" + "x" * 40)
+    monkeypatch.setenv("TAXI_MLOPS_FEEDBACK_TOKEN", "labels-" + "y" * 40)
     settings = Settings()
     with pytest.raises(ConfigError, match="TAXI_MLOPS_DB_PASSWORD must be set"):
         database_password(plan_from(settings), settings)

@@ -1,0 +1,215 @@
+"""The level-3 admin API (bearer token): deploy, split, promote, roll back, state, A/B report.
+
+Every change is validated whole before any state moves: the request's fields first, then the
+compare-and-swap of a new generation, then the registry's history (``AliasHooks``). A registry
+that cannot record the event no longer turns a change that happened into a reported failure:
+the answer says the change was made and what the registry said.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from level3_deployment import state as st
+from level3_deployment.abstats import ab_report
+from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.routing import Mode, Variant
+from level3_deployment.slots import SlotManager
+from shared.data.validate import ValidationBounds
+from shared.serving import FieldError, RequestValidationError
+from shared.web import json_object, require_bearer
+
+logger = logging.getLogger(__name__)
+
+#: a reason is a sentence for the history, well inside MLflow's tag limit
+MAX_REASON_CHARS = 500
+MAX_VERSION = 2**31 - 1
+
+
+@dataclass
+class AliasHooks:
+    """What promote/rollback do to the registry (moves recorded in the level-2 history)."""
+
+    promote: Callable[[int, str], None]
+    restore: Callable[[int, str], None]
+    deployed: Callable[[int, str], None] = lambda version, reason: None
+    split: Callable[[str], None] = lambda reason: None
+
+
+def number(body: dict, name: str, low: float, high: float, default: float | None = None) -> float:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RequestValidationError([FieldError(name, f"expected a number in {low:g}..{high:g}")])
+    return float(value)
+
+
+def query_number(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise RequestValidationError([FieldError(name, f"expected a number in {low:g}..{high:g}")])
+    return value
+
+
+def reason_of(body: dict) -> str | None:
+    """The caller's reason: a short string, or None when none was given."""
+    value = body.get("reason")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_REASON_CHARS:
+        raise RequestValidationError(
+            [FieldError("reason", f"expected a string of at most {MAX_REASON_CHARS} characters")]
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestValidationError(
+            [FieldError("reason", "not valid Unicode text (a lone surrogate)")]
+        ) from None
+    return value
+
+
+def mode_of(body: dict, allowed: tuple[str, ...]) -> Mode:
+    value = body.get("mode", "ab")
+    if not isinstance(value, str) or value not in allowed:
+        raise RequestValidationError(
+            [FieldError("mode", "expected " + " or ".join(repr(m) for m in allowed))]
+        )
+    return Mode(value)
+
+
+def version_of(body: dict) -> int:
+    value = body.get("version")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        raise RequestValidationError([FieldError("version", "expected a model version >= 1")])
+    return value
+
+
+def _recorded(answer: dict[str, Any], hook: Callable[[], None]) -> Response:
+    """Record the change in the registry's history; a failure there is reported, not raised:
+    the deployment has already changed, and the caller must know it did."""
+    try:
+        hook()
+    except Exception as exc:
+        logger.exception("the registry did not record a deployment change")
+        answer = {**answer, "registry_error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    return jsonify(answer)
+
+
+@dataclass
+class Admin:
+    """What the admin routes act on."""
+
+    slots: SlotManager
+    log: PredictionLog
+    store: st.StateStore
+    aliases: AliasHooks
+    bounds: ValidationBounds
+    pinned_as: Variant | None = None
+
+    def refuse_if_pinned(self) -> None:
+        if self.pinned_as is not None:
+            raise st.ConflictError(
+                f"this service is pinned to v{self.store.current().blue} as {self.pinned_as}: "
+                "the load balancer splits the traffic, so change the deployment there "
+                "(Terraform: blue_version, green_version, green_weight)"
+            )
+
+    def change(self, step: Callable[[st.DeploymentState], st.DeploymentState]) -> dict:
+        """Write the next generation (compare-and-swap) and apply it in this worker."""
+        self.refuse_if_pinned()
+        current = self.store.current()
+        new = self.store.write(step(current), current.generation)
+        self.slots.refresh()
+        return new.to_dict()
+
+
+def _actor() -> str:
+    return f"admin API ({request.remote_addr})"
+
+
+def admin_blueprint(admin: Admin, token: str) -> Blueprint:
+    routes = Blueprint("admin", __name__, url_prefix="/admin")
+
+    @routes.before_request
+    def _authorized() -> None:
+        require_bearer(token, "the admin API (TAXI_MLOPS_ADMIN_TOKEN)")
+
+    @routes.get("/state")
+    def state() -> Response:
+        history = [s.to_dict() for s in admin.store.history()[-20:]]
+        return jsonify({"state": admin.store.current().to_dict(), "history": history})
+
+    @routes.post("/deploy")
+    def deploy() -> Response | tuple[Response, int]:
+        admin.refuse_if_pinned()
+        data = json_object()
+        version = version_of(data)
+        percent = number(data, "percent", 0.0, 100.0, default=10.0)
+        mode = mode_of(data, ("ab", "shadow"))
+        reason = reason_of(data) or f"deploy v{version} to green at {percent:g}% ({mode})"
+        try:
+            admin.slots.prepare(version)  # load, warm up and health-check before any traffic
+        except Exception as exc:
+            message = f"v{version} cannot be deployed: {type(exc).__name__}: {str(exc)[:300]}"
+            return jsonify({"error": message}), 422
+        new = admin.change(lambda s: st.deploy(s, version, percent, mode, reason, _actor()))
+        return _recorded(new, lambda: admin.aliases.deployed(version, reason))
+
+    @routes.post("/split")
+    def split() -> Response:
+        data = json_object()
+        percent = number(data, "percent", 0.0, 100.0)
+        mode = mode_of(data, ("ab", "shadow", "off"))
+        reason = reason_of(data) or f"green share {percent:g}% ({mode})"
+        new = admin.change(lambda s: st.set_split(s, percent, mode, reason, _actor()))
+        return _recorded(new, lambda: admin.aliases.split(reason))
+
+    @routes.post("/promote")
+    def promote() -> Response:
+        reason = reason_of(json_object()) or "promoted from green"
+        new = admin.change(lambda s: st.promote(s, reason, _actor()))
+        blue = int(new["blue"])  # type: ignore[call-overload]
+        return _recorded(new, lambda: admin.aliases.promote(blue, reason))
+
+    @routes.post("/rollback")
+    def rollback() -> Response:
+        given = reason_of(json_object())
+        reason = given or "rollback"
+        before = admin.store.current()
+        new = admin.change(lambda s: st.rollback(s, reason, _actor()))
+        if before.previous_blue is None:
+            return jsonify(new)
+        # the registry's history says why the champion moved back
+        restored = before.previous_blue
+        why = f"rollback: {given}" if given else reason
+        return _recorded(new, lambda: admin.aliases.restore(restored, why))
+
+    @routes.get("/ab-report")
+    def ab() -> Response:
+        min_samples = query_number("min_samples", 200, 1, 10**9)
+        confidence = query_number("confidence", 0.95, 0.5, 0.999)
+        current = admin.store.current()
+        since = admin.store.pairing_since()
+        versions = {"blue": str(current.blue)}
+        if current.green is not None:
+            versions["green"] = str(current.green)
+        # Labels outside the modelled range (the training target's) are not evidence about
+        # either model: a three-hour trip would swamp every squared error.
+        label_range = (admin.bounds.min_duration_min, admin.bounds.max_duration_min)
+        errors = admin.log.labelled_errors(since=since, versions=versions, actual_range=label_range)
+        report = ab_report(errors, min_samples=int(min_samples), confidence=confidence)
+        head = {"blue": current.blue, "green": current.green, "since": since}
+        return jsonify({**head, "label_range": label_range, **report.to_dict()})
+
+    return routes
