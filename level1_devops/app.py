@@ -16,6 +16,7 @@ from shared.data.digest import file_sha256
 from shared.data.validate import ValidationBounds
 from shared.metrics import ServiceMetrics
 from shared.model_io import load_model
+from shared.openapi import MAX_RIDES, RIDES, operation
 from shared.serving import (
     format_predictions,
     predict_durations,
@@ -25,7 +26,21 @@ from shared.web import install_json_errors, install_request_metrics, request_rid
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
-MAX_RIDES = 1000
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "taxi-mlops level 1 trip-duration service", "version": "2"},
+    "paths": {
+        "/predict": {
+            "post": operation("Predict durations (minutes) for one ride or a list", body=RIDES)
+        },
+        "/health": {"get": operation("Model version and status")},
+        "/metrics": {"get": operation("Prometheus metrics")},
+        "/openapi.json": {"get": operation("This document")},
+        "/": {"get": operation("What this service offers")},
+    },
+}
 
 
 def create_app(
@@ -58,6 +73,10 @@ def create_app(
     def health() -> Response:
         return jsonify({"status": "ok", **info})
 
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(OPENAPI)
+
     @app.get("/")
     def index() -> Response:
         return jsonify(
@@ -68,6 +87,7 @@ def create_app(
                     "trip_distance, optional ride_id",
                     "GET /health": "model version and status",
                     "GET /metrics": "Prometheus metrics",
+                    "GET /openapi.json": "the OpenAPI document",
                 },
                 **info,
             }

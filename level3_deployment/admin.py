@@ -19,7 +19,7 @@ from level3_deployment import state as st
 from level3_deployment.abstats import ab_report
 from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.routing import Mode, Variant
-from level3_deployment.slots import SlotManager
+from level3_deployment.slots import SlotManager, UnknownVersion
 from shared.data.validate import ValidationBounds
 from shared.serving import FieldError, RequestValidationError
 from shared.web import json_object, require_bearer
@@ -160,6 +160,10 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
         reason = reason_of(data) or f"deploy v{version} to green at {percent:g}% ({mode})"
         try:
             admin.slots.prepare(version)  # load, warm up and health-check before any traffic
+        except UnknownVersion as exc:
+            return jsonify(
+                {"error": str(exc), "errors": [{"field": "version", "message": str(exc)}]}
+            ), 404
         except Exception as exc:
             message = f"v{version} cannot be deployed: {type(exc).__name__}: {str(exc)[:300]}"
             return jsonify({"error": message}), 422

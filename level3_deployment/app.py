@@ -28,6 +28,7 @@ from shared.data.schema import PICKUP
 from shared.data.validate import ValidationBounds, parse_pickup
 from shared.errors import TaxiMlopsError
 from shared.metrics import ServiceMetrics
+from shared.openapi import MAX_RIDES
 from shared.serving import FieldError, RequestValidationError, Rides, ride_key
 from shared.web import install_json_errors, install_request_metrics, request_body, request_rides
 
@@ -81,7 +82,7 @@ def create_app(
     feedback_token: str,
     aliases: AliasHooks,
     bounds: ValidationBounds | None = None,
-    max_rides: int = 1000,
+    max_rides: int = MAX_RIDES,
     pinned_as: Variant | None = None,
 ) -> Flask:
     """``pinned_as``: this service serves one version under that variant's name and refuses

@@ -16,7 +16,14 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from level3_deployment.prediction_log import Labelled, PredictionLog, Rejection
-from shared.serving import FieldError, RequestValidationError, ride_id_problem, shown
+from shared.serving import (
+    FieldError,
+    RequestValidationError,
+    canonical_ride_id,
+    ride_id_problem,
+    ride_key,
+    shown,
+)
 from shared.web import json_object, require_bearer
 
 MAX_FEEDBACK_BATCH = 5000
@@ -37,8 +44,8 @@ def _label(item: Any, prefix: str) -> tuple[str | None, float | None, FieldError
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is None or not 0.0 <= number <= MAX_DURATION_MIN:
         message = f"expected minutes in 0..{MAX_DURATION_MIN:g}, got {shown(value)}"
-        return str(ride_id), None, FieldError(f"{prefix}duration", message)
-    return str(ride_id), float(number), None
+        return ride_key(ride_id), None, FieldError(f"{prefix}duration", message)
+    return ride_key(ride_id), float(number), None
 
 
 def _outcome_error(key: str, outcome: Labelled, field: str) -> FieldError | None:
@@ -79,7 +86,8 @@ def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
         if error is not None:
             status = 404 if outcome.status == "unknown" else 409
             return jsonify({"error": error.message, "errors": [error.to_dict()]}), status
-        body = {"ride_id": data["ride_id"], "labelled_predictions": outcome.predictions}
+        ride_id = canonical_ride_id(data["ride_id"])
+        body = {"ride_id": ride_id, "labelled_predictions": outcome.predictions}
         return jsonify({**body, "duplicate": outcome.status == "duplicate"}), 200
 
     def feedback_batch(items: Any) -> tuple[Response, int]:

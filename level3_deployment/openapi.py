@@ -4,110 +4,122 @@ from __future__ import annotations
 
 from typing import Any
 
-_RIDE = {
+from level3_deployment.admin import MAX_REASON_CHARS, MAX_VERSION
+from level3_deployment.feedback import MAX_DURATION_MIN, MAX_FEEDBACK_BATCH
+from shared.openapi import RIDE_ID, RIDES, operation
+
+_ADMIN = [{"bearer": []}]
+_REASON = {"type": "string", "maxLength": MAX_REASON_CHARS}
+_LABEL = {
     "type": "object",
-    "required": ["PULocationID", "DOLocationID", "trip_distance"],
+    "required": ["ride_id", "duration"],
     "properties": {
-        "PULocationID": {"type": "integer", "minimum": 1, "maximum": 265},
-        "DOLocationID": {"type": "integer", "minimum": 1, "maximum": 265},
-        "trip_distance": {"type": "number", "minimum": 0, "maximum": 100},
-        "pickup_datetime": {"type": "string", "format": "date-time"},
-        "ride_id": {"oneOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}]},
+        "ride_id": {"oneOf": RIDE_ID["oneOf"][:2]},
+        "duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_MIN},
     },
 }
-_ERROR = {
+_LABELS = {
     "type": "object",
-    "properties": {"error": {"type": "string"}, "errors": {"type": "array"}},
+    "required": ["feedback"],
+    "properties": {
+        "feedback": {
+            "type": "array",
+            "items": _LABEL,
+            "minItems": 1,
+            "maxItems": MAX_FEEDBACK_BATCH,
+        }
+    },
 }
-_JSON_ERROR = {"content": {"application/json": {"schema": _ERROR}}}
-_ADMIN = [{"bearer": []}]
-
-
-def _op(summary: str, body: dict | None = None, secured: bool = False) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            "200": {"description": "OK"},
-            "400": {"description": "Bad request", **_JSON_ERROR},
-        },
-    }
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    if secured:
-        op["security"] = _ADMIN
-        op["responses"]["401"] = {"description": "Missing or wrong bearer token", **_JSON_ERROR}
-    return op
+_CONFLICT = "Someone changed the deployment first, or this service is pinned"
 
 
 OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "taxi-mlops level 3 trip-duration service", "version": "1"},
+    "openapi": "3.1.0",
+    "info": {"title": "taxi-mlops level 3 trip-duration service", "version": "2"},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "paths": {
         "/predict": {
-            "post": _op(
+            "post": operation(
                 "Predict durations (minutes) for one ride or a list",
-                {"oneOf": [_RIDE, {"type": "array", "items": _RIDE}]},
+                {
+                    "422": "X-Request-Id was already used for a different request",
+                    "503": "No model is loaded yet",
+                },
+                RIDES,
             )
         },
         "/feedback": {
-            "post": _op(
-                "Report a ride's actual duration",
+            "post": operation(
+                "Report rides' actual durations (first label wins; feedback token)",
                 {
-                    "type": "object",
-                    "required": ["ride_id", "duration"],
-                    "properties": {
-                        "ride_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-                        "duration": {"type": "number", "minimum": 0, "maximum": 1440},
-                    },
+                    "404": "No prediction was logged for this ride",
+                    "409": "The ride already has a different label",
+                    "422": "Every label in the batch was refused",
                 },
+                {"oneOf": [_LABEL, _LABELS]},
+                security=_ADMIN,
             )
         },
-        "/health": {"get": _op("Loaded versions, split and load errors")},
-        "/metrics": {"get": _op("Prometheus metrics per variant")},
-        "/admin/state": {"get": _op("Deployment state and history", secured=True)},
+        "/health": {
+            "get": operation("Loaded versions, split and load errors", {"503": "Starting"})
+        },
+        "/metrics": {"get": operation("Prometheus metrics per variant")},
+        "/openapi.json": {"get": operation("This document")},
+        "/admin/state": {"get": operation("Deployment state and history", security=_ADMIN)},
         "/admin/deploy": {
-            "post": _op(
+            "post": operation(
                 "Load a version into green and route a share to it",
+                {"409": _CONFLICT, "422": "The version cannot be loaded or served"},
                 {
                     "type": "object",
                     "required": ["version"],
                     "properties": {
-                        "version": {"type": "integer", "minimum": 1},
+                        "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                         "percent": {"type": "number", "minimum": 0, "maximum": 100},
                         "mode": {"enum": ["ab", "shadow"]},
-                        "reason": {"type": "string"},
+                        "reason": _REASON,
                     },
                 },
-                secured=True,
+                security=_ADMIN,
             )
         },
         "/admin/split": {
-            "post": _op(
+            "post": operation(
                 "Change green's share",
+                {"409": _CONFLICT, "422": "No green is deployed"},
                 {
                     "type": "object",
                     "required": ["percent"],
                     "properties": {
                         "percent": {"type": "number", "minimum": 0, "maximum": 100},
                         "mode": {"enum": ["ab", "shadow", "off"]},
+                        "reason": _REASON,
                     },
                 },
-                secured=True,
+                security=_ADMIN,
             )
         },
         "/admin/promote": {
-            "post": _op(
-                "Green becomes blue; the champion alias moves", {"type": "object"}, secured=True
+            "post": operation(
+                "Green becomes blue; the champion alias moves",
+                {"409": _CONFLICT, "422": "No green is deployed"},
+                {"type": "object", "properties": {"reason": _REASON}},
+                security=_ADMIN,
             )
         },
         "/admin/rollback": {
-            "post": _op(
-                "Green gets no traffic; a promotion is undone", {"type": "object"}, secured=True
+            "post": operation(
+                "Green gets no traffic; a promotion is undone",
+                {"409": _CONFLICT, "422": "Nothing to roll back"},
+                {"type": "object", "properties": {"reason": _REASON}},
+                security=_ADMIN,
             )
         },
         "/admin/ab-report": {
-            "get": _op("Per-variant RMSE/MAE with intervals and a verdict", secured=True)
+            "get": operation(
+                "Per-variant RMSE/MAE with intervals and a verdict",
+                security=_ADMIN,
+            )
         },
     },
 }

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow.sklearn
 from flask import Flask
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from level2_training import registry
 from level3_deployment import state as st
 from level3_deployment.app import AliasHooks, create_app
 from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.routing import Variant
-from level3_deployment.slots import SlotManager
+from level3_deployment.slots import SlotManager, UnknownVersion
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token, feedback_token
 
@@ -60,6 +63,22 @@ def ensure_pinned(store: st.StateStore, version: int) -> st.DeploymentState:
         return store.current()
 
 
+def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
+    """Load a registry version's pipeline; a version the registry lacks is
+    :class:`UnknownVersion` (a 404 for a deploy), not a load failure."""
+
+    def load(version: int) -> Any:
+        try:
+            client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise UnknownVersion(f"{name} has no version {version} in the registry") from None
+            raise
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+    return load
+
+
 def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
     """``pin``: serve one registry version under a fixed variant name (a blue or green service
     behind a load balancer that does the split) instead of the champion plus a deployed green."""
@@ -72,7 +91,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
         ensure_started(store, client, name)
     else:
         ensure_pinned(store, pin.version)
-    slots = SlotManager(store, lambda v: mlflow.sklearn.load_model(f"models:/{name}/{v}"))
+    slots = SlotManager(store, registry_loader(client, name))
     slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
 
     def champion(version: int, reason: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from level3_deployment.state import DeploymentState, StateStore
+from shared.errors import TaxiMlopsError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ HEALTH_RIDES: dict[str, Any] = {
 
 class HealthCheckError(Exception):
     pass
+
+
+class UnknownVersion(TaxiMlopsError):  # noqa: N818 - reads as the HTTP answer: 404
+    """The registry has no such version."""
 
 
 def health_check(model: Any) -> None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from level3_deployment.routing import Mode, SplitPolicy
-from shared.errors import ConfigError, TaxiMlopsError
+from shared.errors import TaxiMlopsError
 from shared.sqlite_store import SqliteStore
 
 _SCHEMA = """
@@ -33,7 +33,8 @@ def store_paths(home: Path) -> tuple[Path, Path]:
 
 
 class ConflictError(TaxiMlopsError):
-    """Someone else changed the deployment first."""
+    """The change does not fit the deployment as it is (HTTP 409): someone else changed it
+    first, or there is no green to split, promote or roll back."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,9 @@ def deploy(
     state: DeploymentState, version: int, percent: float, mode: Mode, reason: str, actor: str
 ) -> DeploymentState:
     if state.blue is None:
-        raise ConfigError("no blue model yet: start the service with a champion first")
+        raise ConflictError("no blue model yet: start the service with a champion first")
     if version == state.blue:
-        raise ConfigError(f"v{version} is already blue")
+        raise ConflictError(f"v{version} is already blue")
     SplitPolicy(mode, percent)  # validates the share
     return replace(
         state,
@@ -101,14 +102,14 @@ def set_split(
     state: DeploymentState, percent: float, mode: Mode, reason: str, actor: str
 ) -> DeploymentState:
     if state.green is None:
-        raise ConfigError("no green model: deploy one first")
+        raise ConflictError("no green model: deploy one first")
     SplitPolicy(mode, percent)
     return replace(state, mode=mode, green_percent=percent, reason=reason, actor=actor)
 
 
 def promote(state: DeploymentState, reason: str, actor: str) -> DeploymentState:
     if state.green is None:
-        raise ConfigError("no green model to promote")
+        raise ConflictError("no green model to promote")
     return replace(
         state,
         blue=state.green,
@@ -135,7 +136,7 @@ def rollback(state: DeploymentState, reason: str, actor: str) -> DeploymentState
             actor=actor,
         )
     if state.green is None:
-        raise ConfigError("nothing to roll back")
+        raise ConflictError("nothing to roll back")
     return replace(state, mode=Mode.OFF, green_percent=0.0, reason=reason, actor=actor)
 
 

@@ -20,6 +20,8 @@ from shared.data.validate import ValidationBounds, parse_pickup
 MAX_RIDE_ID_LENGTH = 128
 #: integer ride ids stay within 64 bits: a 400-digit number is not an id
 MAX_RIDE_ID_INT = 2**63 - 1
+#: the largest integer a float (a JSON number written 12.0) holds exactly
+_MAX_EXACT_FLOAT_INT = 2**53
 _MAX_REPORTED_ERRORS = 20
 #: how much of a client's value an error message repeats
 _SHOWN_CHARS = 40
@@ -44,7 +46,7 @@ class FieldError:
 
 
 class RequestValidationError(Exception):
-    """The request body is not a valid ride or list of rides. Maps to HTTP 400 (or 413)."""
+    """The request body is not a valid ride or list of rides. Maps to HTTP 400 (or ``status``)."""
 
     def __init__(self, errors: list[FieldError], status: int = 400) -> None:
         self.errors = errors
@@ -115,6 +117,8 @@ def ride_id_problem(value: Any) -> str | None:
     """Why ``value`` cannot be a ride id (None when it can): a string of 1..128 characters
     that UTF-8 can encode (no lone surrogates), or an integer within 64 bits. The one rule
     for ids, in predictions and labels alike."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_FLOAT_INT:
+        return None  # 4814.0 is the integer 4814 to JSON Schema, and so here
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return f"expected a string or an integer, got {_kind(value)}"
     if isinstance(value, int):
@@ -130,11 +134,16 @@ def ride_id_problem(value: Any) -> str | None:
     return None
 
 
+def canonical_ride_id(value: str | int | float) -> str | int:
+    """A valid ride id as it is echoed and logged: integral floats as the integer."""
+    return int(value) if isinstance(value, float) else value
+
+
 def ride_key(value: Any) -> str | None:
     """The log's key for a ride id: its text, or None for a missing or invalid id."""
     if value is None or ride_id_problem(value) is not None:
         return None
-    return str(value)
+    return str(canonical_ride_id(value))
 
 
 def _ride_id(value: Any, path: str, errors: list[FieldError]) -> str | int | None:
@@ -144,7 +153,7 @@ def _ride_id(value: Any, path: str, errors: list[FieldError]) -> str | int | Non
     if problem is not None:
         errors.append(FieldError(path, problem))
         return None
-    return value  # type: ignore[no-any-return]
+    return canonical_ride_id(value)
 
 
 def _pickup(
@@ -181,7 +190,7 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
             raise RequestValidationError([FieldError("body", "empty list: send at least one ride")])
         if len(items) > max_rides:
             raise RequestValidationError(
-                [FieldError("body", f"{len(items)} rides: at most {max_rides} per request")], 413
+                [FieldError("body", f"{len(items)} rides: at most {max_rides} per request")]
             )
     else:
         raise RequestValidationError(

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from shared.data.validate import ValidationBounds
 from shared.metrics import ServiceMetrics
@@ -103,10 +103,15 @@ def request_body() -> Any:
     MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408."""
     try:
         data = request.get_data(cache=True)
-    except TimeoutError:
+    except (TimeoutError, ClientDisconnected):
+        # the socket's deadline (shared/gunicorn_worker.py) passed before the whole body came
         raise RequestValidationError(
             [FieldError("body", "the body did not arrive in time")], 408
         ) from None
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and len(data) >= limit:
+        # a chunked body is cut at the limit, not refused: werkzeug stops reading there
+        raise RequestEntityTooLarge()
     if not data:
         return None
     return parse_json(data)

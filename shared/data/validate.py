@@ -85,20 +85,34 @@ class ValidationReport:
         return out
 
 
-#: ISO 8601 as the TLC and JSON clients write it: a date, optionally a time (``T`` or a space),
-#: optionally UTC's designator. Anything else (``today``, ``NaT``, ``""``, ``+05:00``) is refused
-#: rather than left to numpy, which reads ``"NaT"`` and ``"today"`` as times.
-_ISO_8601 = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]00:?00)?"
+#: A pickup time as the TLC and JSON clients write it: a calendar date of 2009-2099 (leap days
+#: only in leap years: every year divisible by 4 is one in that range), optionally a time
+#: (``T`` or a space), optionally UTC's designator. Anything else (``today``, ``NaT``, ``""``,
+#: ``+05:00``, 2019-02-30) is refused rather than left to numpy, which reads ``"NaT"`` and
+#: ``"today"`` as times. Digits are ``[0-9]``: ``\d`` would admit other scripts' digits. The
+#: services' OpenAPI documents publish the same pattern.
+_DAY = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
 )
+_LEAP_YEAR = r"20(?:1[26]|[2468][048]|[3579][26])"
+_TIME = r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)?"
+PICKUP_PATTERN = rf"^(?:20(?:09|[1-9][0-9])-{_DAY}|{_LEAP_YEAR}-02-29){_TIME}(?:Z|[+-]00:?00)?$"
+_PICKUP = re.compile(PICKUP_PATTERN.removeprefix("^").removesuffix("$"))
+#: the shape alone, to tell a malformed time from an impossible or implausible date
+_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + _TIME + r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
 def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
-    it. The one date validator: the services' requests and their logs' event times use it."""
+    it. The one date validator: the services' requests and their logs' event times use it.
+    The pattern fixes the years to 2009-2099; ``bounds`` may narrow them."""
     shown = text if len(text) <= 40 else text[:40] + "..."
-    if not _ISO_8601.fullmatch(text):
+    if not _SHAPE.fullmatch(text):
         raise ValueError(f"{shown!r} is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)")
+    if not _PICKUP.fullmatch(text):
+        raise ValueError(f"{shown!r} is not a UTC calendar date-time of 2009-2099")
     bare = re.sub(r"(?:Z|[+-]00:?00)$", "", text).replace(" ", "T")
     try:
         stamp = np.datetime64(bare, "s")

@@ -61,7 +61,7 @@ def test_predict_a_list(client: FlaskClient) -> None:
         (json.dumps(ride(PULocationID=0)).encode(), 400, "PULocationID"),
         (json.dumps(ride(DOLocationID=999)).encode(), 400, "DOLocationID"),
         (b"[]", 400, "body"),
-        (json.dumps([ride()] * 1001).encode(), 413, "body"),
+        (json.dumps([ride()] * 1001).encode(), 400, "body"),
         (b"x" * (10 * 1024 * 1024), 413, "body"),
     ],
 )

@@ -153,7 +153,7 @@ def test_bad_requests_and_openapi(service) -> None:
     assert client.post("/predict", data=b"{", content_type="application/json").status_code == 400
     assert client.post("/predict", json=ride(PULocationID=0)).status_code == 400
     assert client.post("/admin/deploy", json={"version": "two"}, headers=AUTH).status_code == 400
-    assert client.post("/admin/split", json={"percent": 10}, headers=AUTH).status_code == 422
+    assert client.post("/admin/split", json={"percent": 10}, headers=AUTH).status_code == 409
     spec = client.get("/openapi.json").get_json()
     assert {"/predict", "/feedback", "/admin/deploy", "/admin/ab-report"} <= set(spec["paths"])
     metrics = client.get("/metrics").get_data(as_text=True)
