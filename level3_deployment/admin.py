@@ -90,8 +90,12 @@ def mode_of(body: dict, allowed: tuple[str, ...]) -> Mode:
 
 def version_of(body: dict) -> int:
     value = body.get("version")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is the integer 2 to JSON Schema, and so here
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
-        raise RequestValidationError([FieldError("version", "expected a model version >= 1")])
+        raise RequestValidationError(
+            [FieldError("version", f"expected a model version in 1..{MAX_VERSION}")]
+        )
     return value
 
 

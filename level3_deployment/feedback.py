@@ -6,7 +6,8 @@ dispatch or billing system) labels them, and it cannot move traffic.
 
 The rule for a ride labelled twice is *first label wins* (``PredictionLog.record_labels``): the
 same value again is a retry (200), a different value is refused (409) and the first one kept.
-A label for a ride with no logged prediction is refused (404) and not stored.
+A label for a ride with no logged prediction is refused (404) and not stored. A batch
+(``{"feedback": [...]}``) is refused whole if any label in it is malformed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from shared.serving import (
 from shared.web import json_object, require_bearer
 
 MAX_FEEDBACK_BATCH = 5000
+#: how many malformed labels a refused batch names
+_MAX_NAMED = 100
 #: a label above a day is a meter left running, not a trip
 MAX_DURATION_MIN = 24 * 60.0
 
@@ -91,32 +94,32 @@ def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
         return jsonify({**body, "duplicate": outcome.status == "duplicate"}), 200
 
     def feedback_batch(items: Any) -> tuple[Response, int]:
-        """Many labels at once: valid ones are stored, each refused one is named by index and
-        field (labels are independent facts: one bad label must not lose the others)."""
+        """Many labels at once. The batch is validated whole: one malformed label refuses it
+        (400, each bad label named by index and field, nothing stored), so a client cannot
+        half-send a batch by mistake. Well-formed labels the log refuses (no prediction, a
+        different label already stored) are listed in ``rejected`` of a 200: each is its
+        own fact, and the others are kept."""
         if not isinstance(items, list) or not 0 < len(items) <= MAX_FEEDBACK_BATCH:
             raise RequestValidationError(
                 [FieldError("feedback", f"expected a list of 1..{MAX_FEEDBACK_BATCH} labels")]
             )
         good: list[tuple[str, float]] = []
-        indexes: list[int] = []
         refused: list[tuple[str | None, FieldError]] = []
         for i, item in enumerate(items):
             key, actual, error = _label(item, f"feedback[{i}].")
             if error is not None or key is None or actual is None:
                 refused.append((key, error or FieldError(f"feedback[{i}]", "expected a label")))
-                continue
-            good.append((key, actual))
-            indexes.append(i)
-        outcomes = log.record_labels(good) if good else []
-        for (key, _), i, outcome in zip(good, indexes, outcomes, strict=True):
+            else:
+                good.append((key, actual))
+        if refused:
+            refuse(refused)  # counted for monitoring, though the batch is refused
+            raise RequestValidationError([e for _, e in refused][:_MAX_NAMED])
+        outcomes = log.record_labels(good)
+        for i, ((key, _), outcome) in enumerate(zip(good, outcomes, strict=True)):
             error = _outcome_error(key, outcome, f"feedback[{i}].ride_id")
             if error is not None:
                 refused.append((key, error))
         refuse(refused)
         accepted = sum(1 for o in outcomes if o.status in ("stored", "duplicate"))
-        return jsonify(
-            {
-                "accepted": accepted,
-                "rejected": [{"field": e.field, "message": e.message} for _, e in refused],
-            }
-        ), (200 if accepted or not refused else 422)
+        rejected = [{"field": e.field, "message": e.message} for _, e in refused]
+        return jsonify({"accepted": accepted, "rejected": rejected}), 200

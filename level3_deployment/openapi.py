@@ -9,10 +9,11 @@ from level3_deployment.feedback import MAX_DURATION_MIN, MAX_FEEDBACK_BATCH
 from shared.openapi import RIDE_ID, RIDES, operation
 
 _ADMIN = [{"bearer": []}]
-_REASON = {"type": "string", "maxLength": MAX_REASON_CHARS}
+_REASON = {"type": ["string", "null"], "maxLength": MAX_REASON_CHARS}
 _LABEL = {
     "type": "object",
     "required": ["ride_id", "duration"],
+    "not": {"required": ["feedback"]},  # a body with "feedback" is a batch
     "properties": {
         "ride_id": {"oneOf": RIDE_ID["oneOf"][:2]},
         "duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_MIN},
@@ -105,6 +106,7 @@ OPENAPI: dict[str, Any] = {
                 {"409": _CONFLICT, "422": "No green is deployed"},
                 {"type": "object", "properties": {"reason": _REASON}},
                 security=_ADMIN,
+                body_required=False,
             )
         },
         "/admin/rollback": {
@@ -113,6 +115,7 @@ OPENAPI: dict[str, Any] = {
                 {"409": _CONFLICT, "422": "Nothing to roll back"},
                 {"type": "object", "properties": {"reason": _REASON}},
                 security=_ADMIN,
+                body_required=False,
             )
         },
         "/admin/ab-report": {

@@ -167,6 +167,16 @@ def ride_payloads(frame: pd.DataFrame, month: str) -> list[dict[str, Any] | None
 # --------------------------------------------------------------------- the service side
 
 
+def _named_items(answer: Any, prefix: str) -> set[int]:
+    """The list indexes a refusal names (``[3].trip_distance``, ``feedback[3].duration``)."""
+    errors = answer.get("errors", []) if isinstance(answer, dict) else []
+    return {
+        int(e["field"][len(prefix) : e["field"].index("]")])
+        for e in errors
+        if e["field"].startswith(prefix)
+    }
+
+
 def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray, int]:
     """Predict every ride in batches. A refused batch names its bad rides (``[i].field``): those
     are dropped and the rest resent, as a client of a validating API does. Returns
@@ -184,11 +194,7 @@ def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np
                     predicted[i] = item["duration"]
                     versions[i] = int(item["model_version"])
                 break
-            bad = {
-                int(e["field"][1 : e["field"].index("]")])
-                for e in (answer.get("errors", []) if isinstance(answer, dict) else [])
-                if e["field"].startswith("[")
-            }
+            bad = _named_items(answer, "[")
             if status != 400 or not bad:
                 raise ConfigError(f"{url}/predict: HTTP {status}: {answer}")
             refused += len(bad)
@@ -247,17 +253,25 @@ def send_feedback(
     ]
     accepted = refused = 0
     for offset in range(0, len(items), FEEDBACK_BATCH):
-        status, answer = http_json(
-            "POST",
-            f"{url}/feedback",
-            {"feedback": items[offset : offset + FEEDBACK_BATCH]},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        if status not in (200, 422):
-            raise ConfigError(f"{url}/feedback: HTTP {status}: {answer}")
-        accepted += answer["accepted"]
-        refused += len(answer["rejected"])
+        batch = items[offset : offset + FEEDBACK_BATCH]
+        while batch:
+            status, answer = http_json(
+                "POST",
+                f"{url}/feedback",
+                {"feedback": batch},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            if status == 200:
+                accepted += answer["accepted"]
+                refused += len(answer["rejected"])
+                break
+            # a malformed label refuses its batch, named by index: drop those, send the rest
+            bad = _named_items(answer, "feedback[")
+            if status != 400 or not bad:
+                raise ConfigError(f"{url}/feedback: HTTP {status}: {answer}")
+            refused += len(bad)
+            batch = [item for k, item in enumerate(batch) if k not in bad]
     return {"accepted": accepted, "refused": refused}
 
 

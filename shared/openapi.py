@@ -77,10 +77,12 @@ def operation(
     codes: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
     security: list[dict[str, list[str]]] | None = None,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": responses(codes or {})}
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        content = {"application/json": {"schema": body}}
+        op["requestBody"] = {"required": body_required, "content": content}
     if security is not None:
         op["security"] = security
         op["responses"]["401"] = {"description": "Missing or wrong bearer token", **_JSON_ERROR}

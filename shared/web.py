@@ -128,7 +128,8 @@ def request_rides(bounds: ValidationBounds, max_rides: int) -> Rides:
 def json_object() -> dict[str, Any]:
     """This request's body as a JSON object; an empty body is ``{}``."""
     payload = request_body()
-    if payload is not None and not isinstance(payload, dict):
+    given = payload is not None or request.get_data(cache=True).strip()  # JSON null is given
+    if given and not isinstance(payload, dict):
         raise RequestValidationError([FieldError("body", "expected a JSON object")])
     return payload or {}
 
