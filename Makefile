@@ -36,7 +36,16 @@ $(BIN)/.installed: pyproject.toml
 	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack]'
 	@touch $@
 
-install: $(BIN)/.installed ## Create .venv and install the project with dev tools
+# schemathesis (the OpenAPI fuzzer the suite runs against both services) pins its own
+# versions of click, hypothesis, pytest and werkzeug: it lives in a virtualenv of its own.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS := $(VENV)/schemathesis/bin/st
+$(SCHEMATHESIS): | $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV)/schemathesis
+	$(VENV)/schemathesis/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/schemathesis/bin/python -m pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'
+
+install: $(BIN)/.installed $(SCHEMATHESIS) ## Create .venv and install the project with dev tools
 
 demo: install ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tlc-yellow-sample for real)
 	$(BIN)/taxi-mlops demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))

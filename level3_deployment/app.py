@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from level3_deployment import state as st
 from level3_deployment.admin import Admin, AliasHooks, admin_blueprint
@@ -111,7 +112,7 @@ def create_app(
         monitoring sees bad input that never became a prediction."""
         try:
             payload = request_body()
-        except RequestValidationError:
+        except (RequestValidationError, HTTPException):
             payload = None
         items = payload if isinstance(payload, list) else [payload]
         rejections = []

@@ -22,10 +22,10 @@ def level3() -> None:
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
-    default=4,
+    default=8,
     show_default=True,
     help="Threads per worker: a client that stalls mid-request holds one thread for at most "
-    "10 s, so a few stalled clients cannot starve the service.",
+    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can).",
 )
 @click.option(
     "--pin-version",

@@ -25,7 +25,7 @@ class ServerOptions:
     port: int = 8000
     workers: int = 2
     #: threads per worker: a client stalled mid-request holds one for up to client_timeout_s
-    threads: int = 4
+    threads: int = 8
     #: a client's socket reads and writes give up after this long (shared/gunicorn_worker.py)
     client_timeout_s: float = 10.0
     timeout_s: int = 30

@@ -100,7 +100,21 @@ def parse_json(data: bytes) -> Any:
 
 def request_body() -> Any:
     """This request's JSON body (any content type), or None when it is empty. A body over
-    MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408."""
+    MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408.
+    Read and parsed once per request: a second call (to log what was refused) gets the same
+    answer, and does not wait on the client's socket again."""
+    if "taxi_body" not in g:
+        try:
+            g.taxi_body = (_read_body(), None)
+        except (RequestValidationError, HTTPException) as exc:
+            g.taxi_body = (None, exc)
+    payload, error = g.taxi_body
+    if error is not None:
+        raise error
+    return payload
+
+
+def _read_body() -> Any:
     try:
         data = request.get_data(cache=True)
     except (TimeoutError, ClientDisconnected):
