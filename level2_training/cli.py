@@ -304,10 +304,19 @@ def status() -> None:
         + (", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "no aliases")
     ]
     lines += [
-        f"  v{v['version']:<4} {v['family'] or '?':<7} val RMSE {v['val_rmse']} ({v['val_month']})"
+        f"  v{v['version']:<4} {v['family'] or '?':<7} val RMSE {_rmse(v['val_rmse'])} "
+        f"({v['val_month']})"
         for v in versions
     ]
     emit({"ok": True, "model": name, "aliases": aliases, "versions": versions}, lines)
+
+
+def _rmse(tag: str | None) -> str:
+    """A version's RMSE tag as a person reads it: 3 decimals (the 6th differs by CPU, BLAS)."""
+    try:
+        return f"{float(tag):.3f}" if tag is not None else "?"
+    except ValueError:
+        return str(tag)
 
 
 @level2.command()

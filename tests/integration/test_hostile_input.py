@@ -316,6 +316,22 @@ def test_an_unparseable_pickup_is_one_line_in_the_cli(tmp_path: Path) -> None:
     assert "Warning" not in output and len(output.splitlines()) == 1, output
 
 
+@pytest.mark.parametrize("token", ["x", " " + "a" * 40])
+def test_prod_refuses_to_serve_with_a_weak_token(tmp_path: Path, token: str) -> None:
+    env = {**os.environ, "TAXI_MLOPS_HOME": str(tmp_path), "TAXI_MLOPS_ENV": "prod"}
+    env |= {"TAXI_MLOPS_ADMIN_TOKEN": token, "TAXI_MLOPS_FEEDBACK_TOKEN": FEED_TOKEN}
+    done = subprocess.run(
+        [CLI, "level3", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "TAXI_MLOPS_ADMIN_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
 # -------------------------------------------- schemathesis: last, it changes deployments
 
 SCHEMATHESIS = Path(sys.executable).parents[1] / "schemathesis" / "bin" / "st"

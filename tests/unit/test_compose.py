@@ -57,6 +57,7 @@ def test_secrets_are_required_not_defaulted() -> None:
     for secret in (
         "TAXI_MLOPS_DB_PASSWORD",
         "TAXI_MLOPS_ADMIN_TOKEN",
+        "TAXI_MLOPS_FEEDBACK_TOKEN",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     ):

@@ -42,6 +42,7 @@ data "aws_iam_policy_document" "execution" {
     actions = ["secretsmanager:GetSecretValue"]
     resources = [
       aws_secretsmanager_secret.admin_token.arn,
+      aws_secretsmanager_secret.feedback_token.arn,
       aws_db_instance.mlflow.master_user_secret[0].secret_arn,
     ]
   }

@@ -19,6 +19,14 @@ resource "aws_secretsmanager_secret" "admin_token" {
   kms_key_id  = aws_kms_key.main.arn
 }
 
+# The token for POST /feedback (labels): a scope apart from the admin API, put by whoever runs
+# the system that reports actual durations (infra/README.md).
+resource "aws_secretsmanager_secret" "feedback_token" {
+  # checkov:skip=CKV2_AWS_57:Rotated like the admin token (infra/README.md); a rotation Lambda is out of scope.
+  name_prefix = "${local.name}-feedback-token-"
+  kms_key_id  = aws_kms_key.main.arn
+}
+
 locals {
   common_env = {
     TAXI_MLOPS_ENV      = "prod"
@@ -73,22 +81,25 @@ module "mlflow" {
 # --pin-version`); the ALB listener splits the traffic between them by weight. A pinned service
 # refuses the level-3 admin API's deployment changes: here they are Terraform variables.
 module "model" {
-  for_each             = { blue = var.blue_version, green = var.green_version }
-  source               = "../../modules/ecs_service"
-  name                 = "${local.name}-${each.key}"
-  region               = local.service.region
-  image                = local.service.image
-  execution_role_arn   = local.service.execution_role_arn
-  task_role_arn        = aws_iam_role.model.arn
-  log_group            = local.service.log_group
-  cluster_arn          = local.service.cluster_arn
-  subnet_ids           = local.service.subnet_ids
-  security_group_ids   = local.service.security_group_ids
-  target_group_arn     = aws_lb_target_group.model[each.key].arn
-  port                 = 8100
-  desired_count        = each.value == 0 ? 0 : var.service_count
-  environment          = local.common_env
-  secrets              = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
+  for_each           = { blue = var.blue_version, green = var.green_version }
+  source             = "../../modules/ecs_service"
+  name               = "${local.name}-${each.key}"
+  region             = local.service.region
+  image              = local.service.image
+  execution_role_arn = local.service.execution_role_arn
+  task_role_arn      = aws_iam_role.model.arn
+  log_group          = local.service.log_group
+  cluster_arn        = local.service.cluster_arn
+  subnet_ids         = local.service.subnet_ids
+  security_group_ids = local.service.security_group_ids
+  target_group_arn   = aws_lb_target_group.model[each.key].arn
+  port               = 8100
+  desired_count      = each.value == 0 ? 0 : var.service_count
+  environment        = local.common_env
+  secrets = {
+    TAXI_MLOPS_ADMIN_TOKEN    = aws_secretsmanager_secret.admin_token.arn
+    TAXI_MLOPS_FEEDBACK_TOKEN = aws_secretsmanager_secret.feedback_token.arn
+  }
   rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors[each.key].alarm_name, aws_cloudwatch_metric_alarm.latency[each.key].alarm_name]
   command = [
     "taxi-mlops", "level3", "serve", "--host", "0.0.0.0", "--port", "8100", "--workers", "2",
