@@ -60,7 +60,8 @@ def train(train_source: str, val_source: str, out: Path | None) -> None:
     default=8,
     show_default=True,
     help="Threads per worker: a client that stalls mid-request holds one thread for at most "
-    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can).",
+    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can). "
+    "1: gunicorn's sync workers, which a stalled client blocks.",
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @json_option

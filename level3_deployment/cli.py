@@ -25,7 +25,8 @@ def level3() -> None:
     default=8,
     show_default=True,
     help="Threads per worker: a client that stalls mid-request holds one thread for at most "
-    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can).",
+    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can). "
+    "1: gunicorn's sync workers, which a stalled client blocks.",
 )
 @click.option(
     "--pin-version",

@@ -96,7 +96,11 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "bind": f"{options.host}:{options.port}",
         "workers": options.workers,
         "threads": options.threads,
-        "worker_class": bounded_thread_worker(options.client_timeout_s),
+        # one thread: gunicorn's sync worker (the fastest for a CPU-bound model, but a client
+        # that stalls mid-request holds the whole worker until `timeout_s` kills it)
+        "worker_class": (
+            bounded_thread_worker(options.client_timeout_s) if options.threads > 1 else "sync"
+        ),
         "timeout": options.timeout_s,
         "graceful_timeout": 10,
         "preload_app": options.preload,
