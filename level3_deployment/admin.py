@@ -137,6 +137,38 @@ class Admin:
         self.slots.refresh()
         return new.to_dict()
 
+    def deploy(self, data: dict[str, Any]) -> Response | tuple[Response, int]:
+        """Load, warm up and health-check a version, then route its share to it."""
+        self.refuse_if_pinned()
+        version = version_of(data)
+        percent = number(data, "percent", 0.0, 100.0, default=10.0)
+        mode = mode_of(data, ("ab", "shadow"))
+        reason = reason_of(data) or f"deploy v{version} to green at {percent:g}% ({mode})"
+        try:
+            self.slots.prepare(version)  # before any traffic
+        except UnknownVersion as exc:
+            errors = [{"field": "version", "message": str(exc)}]
+            return jsonify({"error": str(exc), "errors": errors}), 404
+        except Exception as exc:
+            message = f"v{version} cannot be deployed: {type(exc).__name__}: {str(exc)[:300]}"
+            return jsonify({"error": message}), 422
+        new = self.change(lambda s: st.deploy(s, version, percent, mode, reason, _actor()))
+        return _recorded(new, lambda: self.aliases.deployed(version, reason))
+
+    def ab_report(self, min_samples: int, confidence: float) -> dict[str, Any]:
+        """The A/B report of the pair deployed now, on labels in the modelled range (the
+        training target's): a three-hour trip would swamp every squared error."""
+        current = self.store.current()
+        since = self.store.pairing_since()
+        versions = {"blue": str(current.blue)}
+        if current.green is not None:
+            versions["green"] = str(current.green)
+        label_range = (self.bounds.min_duration_min, self.bounds.max_duration_min)
+        errors = self.log.labelled_errors(since=since, versions=versions, actual_range=label_range)
+        report = ab_report(errors, min_samples=min_samples, confidence=confidence)
+        head = {"blue": current.blue, "green": current.green, "since": since}
+        return {**head, "label_range": label_range, **report.to_dict()}
+
 
 def _actor() -> str:
     return f"admin API ({request.remote_addr})"
@@ -156,23 +188,7 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
 
     @routes.post("/deploy")
     def deploy() -> Response | tuple[Response, int]:
-        admin.refuse_if_pinned()
-        data = json_object()
-        version = version_of(data)
-        percent = number(data, "percent", 0.0, 100.0, default=10.0)
-        mode = mode_of(data, ("ab", "shadow"))
-        reason = reason_of(data) or f"deploy v{version} to green at {percent:g}% ({mode})"
-        try:
-            admin.slots.prepare(version)  # load, warm up and health-check before any traffic
-        except UnknownVersion as exc:
-            return jsonify(
-                {"error": str(exc), "errors": [{"field": "version", "message": str(exc)}]}
-            ), 404
-        except Exception as exc:
-            message = f"v{version} cannot be deployed: {type(exc).__name__}: {str(exc)[:300]}"
-            return jsonify({"error": message}), 422
-        new = admin.change(lambda s: st.deploy(s, version, percent, mode, reason, _actor()))
-        return _recorded(new, lambda: admin.aliases.deployed(version, reason))
+        return admin.deploy(json_object())
 
     @routes.post("/split")
     def split() -> Response:
@@ -207,17 +223,6 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
     def ab() -> Response:
         min_samples = query_number("min_samples", 200, 1, 10**9)
         confidence = query_number("confidence", 0.95, 0.5, 0.999)
-        current = admin.store.current()
-        since = admin.store.pairing_since()
-        versions = {"blue": str(current.blue)}
-        if current.green is not None:
-            versions["green"] = str(current.green)
-        # Labels outside the modelled range (the training target's) are not evidence about
-        # either model: a three-hour trip would swamp every squared error.
-        label_range = (admin.bounds.min_duration_min, admin.bounds.max_duration_min)
-        errors = admin.log.labelled_errors(since=since, versions=versions, actual_range=label_range)
-        report = ab_report(errors, min_samples=int(min_samples), confidence=confidence)
-        head = {"blue": current.blue, "green": current.green, "since": since}
-        return jsonify({**head, "label_range": label_range, **report.to_dict()})
+        return jsonify(admin.ab_report(int(min_samples), confidence))
 
     return routes

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,158 @@ def _features(rides: Rides, i: int) -> dict[str, Any]:
     return {k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()}
 
 
+def _refused_rides(exc: RequestValidationError, bounds: ValidationBounds) -> list[Rejection]:
+    """The log's record of refused rides (by ride, with their pickup time when readable), so
+    monitoring sees bad input that never became a prediction."""
+    try:
+        payload = request_body()
+    except (RequestValidationError, HTTPException):
+        payload = None
+    items = payload if isinstance(payload, list) else [payload]
+    rejections = []
+    for error in exc.errors:
+        i = error.index
+        ride = items[i] if i is not None and i < len(items) else None
+        key = event_time = None
+        if isinstance(ride, dict):
+            key = ride_key(ride.get("ride_id")) or ride_key(request.headers.get(KEY_HEADER))
+            event_time = _event_time(ride.get(PICKUP), bounds)
+        rejections.append(Rejection("/predict", error.field, error.message, key, event_time))
+    return rejections
+
+
+def _score_groups(
+    rides: Rides, keys: list[str | None], request_id: str | None, groups: list[tuple]
+) -> tuple[np.ndarray, list[PredictionRecord]]:
+    """Each group's model scores its rides: the answers, and a log record per score. A group
+    is (variant, model, version, mask of its rides, shadow)."""
+    durations = np.empty(len(rides))
+    started = time.perf_counter()
+    records: list[PredictionRecord] = []
+    for variant, model, version, mask, shadow in groups:
+        if not mask.any():
+            continue
+        values = np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
+        if not shadow:
+            durations[mask] = values
+        latency = (time.perf_counter() - started) * 1000
+        for i, value in zip(np.flatnonzero(mask), values, strict=True):
+            ids = {}
+            if request_id is not None:  # a retry of this request maps to the same rows
+                ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
+            features = _features(rides, int(i))
+            record = PredictionRecord(
+                keys[i],
+                str(variant),
+                str(version),
+                features,
+                float(value),
+                latency,
+                shadow=shadow,
+                **ids,
+            )
+            records.append(record)
+    return durations, records
+
+
+def _route(
+    keys: list[str | None],
+    state: st.DeploymentState,
+    blue: Any,
+    green: Any,
+    pinned_as: Variant | None,
+) -> tuple[list[Variant], np.ndarray, list[tuple]]:
+    """Who answers each ride, which rides green answers, and the scoring groups."""
+    policy = state.policy if green is not None else st.SplitPolicy()
+    assigned = [assign(policy, key) for key in keys]
+    answers = [a.answer for a in assigned]
+    shadows = np.array([a.shadow for a in assigned], dtype=bool)
+    to_green = np.array([a is Variant.GREEN for a in answers], dtype=bool)
+    if pinned_as is not None:  # no green slot here: the one model answers, under its name
+        answers = [pinned_as] * len(keys)
+    groups = [(pinned_as or Variant.BLUE, blue, state.blue, ~to_green, False)]
+    groups += [(Variant.GREEN, green, state.green, to_green, False)]
+    groups += [(Variant.GREEN, green, state.green, shadows, True)]
+    return answers, to_green, groups
+
+
+def _answers(
+    rides: Rides,
+    answers: list[Variant],
+    durations: np.ndarray,
+    state: st.DeploymentState,
+    pinned_as: Variant | None,
+) -> list[dict[str, Any]]:
+    items = []
+    for i, variant in enumerate(answers):
+        green_answer = variant is Variant.GREEN and pinned_as is None
+        item: dict[str, Any] = {
+            "duration": round(float(durations[i]), 4),
+            "variant": str(variant),
+            "model_version": str(state.green if green_answer else state.blue),
+        }
+        if rides.ride_ids[i] is not None:
+            item["ride_id"] = rides.ride_ids[i]
+        items.append(item)
+    return items
+
+
+def _health(active: Any, pinned_as: Variant | None) -> dict[str, Any]:
+    state = active.state
+    ok = active.model(state.blue) is not None
+    return {
+        "status": "ok" if ok else "starting",
+        "generation": state.generation,
+        "blue": state.blue,
+        "green": state.green if active.model(state.green) is not None else None,
+        "mode": str(state.policy.mode),
+        "green_percent": state.green_percent,
+        "errors": {str(v): e for v, e in active.errors.items()},
+        "pinned_as": None if pinned_as is None else str(pinned_as),
+    }
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What ``POST /predict`` reads and writes."""
+
+    slots: SlotManager
+    log: PredictionLog
+    bounds: ValidationBounds
+    max_rides: int
+    pinned_as: Variant | None
+    metrics: ServiceMetrics
+
+
+def _predict(serving: _Serving) -> Response | tuple[Response, int]:
+    """Parse, route, score (and shadow-score), log whole, answer."""
+    request_id, header_key = _header(REQUEST_ID_HEADER), _header(KEY_HEADER)
+    try:
+        rides = request_rides(serving.bounds, serving.max_rides)
+    except RequestValidationError as exc:
+        serving.log.record_rejections(_refused_rides(exc, serving.bounds))
+        raise
+    active = serving.slots.active
+    state = active.state
+    blue, green = active.model(state.blue), active.model(state.green)
+    if blue is None:
+        return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
+    keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
+    answers, to_green, groups = _route(keys, state, blue, green, serving.pinned_as)
+    durations, records = _score_groups(rides, keys, request_id, groups)
+    for record in records:
+        serving.metrics.predictions.labels(variant=record.variant).inc()
+    try:
+        serving.log.append(records, _request_digest() if request_id is not None else None)
+    except IdempotencyConflict:
+        raise RequestValidationError(
+            [FieldError(REQUEST_ID_HEADER, "already used for a different request")], 422
+        ) from None
+    g.variant = "mixed" if 0 < to_green.sum() < len(rides) else str(answers[0])
+    items = _answers(rides, answers, durations, state, serving.pinned_as)
+    return jsonify(items[0] if rides.single else {"predictions": items})
+
+
 def create_app(
     slots: SlotManager,
     log: PredictionLog,
@@ -107,121 +260,16 @@ def create_app(
         status = 409 if isinstance(exc, st.ConflictError) else 422
         return jsonify({"error": str(exc)}), status
 
-    def record_refused_rides(exc: RequestValidationError) -> None:
-        """Count refused rides in the log (by ride, with their pickup time when readable), so
-        monitoring sees bad input that never became a prediction."""
-        try:
-            payload = request_body()
-        except (RequestValidationError, HTTPException):
-            payload = None
-        items = payload if isinstance(payload, list) else [payload]
-        rejections = []
-        for error in exc.errors:
-            i = error.index
-            ride = items[i] if i is not None and i < len(items) else None
-            key = event_time = None
-            if isinstance(ride, dict):
-                key = ride_key(ride.get("ride_id")) or ride_key(request.headers.get(KEY_HEADER))
-                event_time = _event_time(ride.get(PICKUP), bounds)
-            rejections.append(Rejection("/predict", error.field, error.message, key, event_time))
-        log.record_rejections(rejections)
+    serving = _Serving(slots, log, bounds, max_rides, pinned_as, metrics)
 
     @app.post("/predict")
     def predict() -> Response | tuple[Response, int]:
-        request_id, header_key = _header(REQUEST_ID_HEADER), _header(KEY_HEADER)
-        try:
-            rides = request_rides(bounds, max_rides)
-        except RequestValidationError as exc:
-            record_refused_rides(exc)
-            raise
-        active = slots.active
-        state = active.state
-        blue, green = active.model(state.blue), active.model(state.green)
-        if blue is None:
-            return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
-        policy = state.policy if green is not None else st.SplitPolicy()
-        keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
-        assigned = [assign(policy, key) for key in keys]
-        answers = [a.answer for a in assigned]
-        shadows = np.array([a.shadow for a in assigned], dtype=bool)
-        to_green = np.array([a is Variant.GREEN for a in answers], dtype=bool)
-        if pinned_as is not None:  # no green slot here: the one model answers, under its name
-            answers = [pinned_as] * len(rides)
-        groups = [(pinned_as or Variant.BLUE, blue, state.blue, ~to_green, False)]
-        groups += [(Variant.GREEN, green, state.green, to_green, False)]
-        groups += [(Variant.GREEN, green, state.green, shadows, True)]
-        durations, records = score_groups(rides, keys, request_id, groups)
-        try:
-            log.append(records, _request_digest() if request_id is not None else None)
-        except IdempotencyConflict:
-            raise RequestValidationError(
-                [FieldError(REQUEST_ID_HEADER, "already used for a different request")], 422
-            ) from None
-        g.variant = "mixed" if 0 < to_green.sum() < len(rides) else str(answers[0])
-        items = []
-        for i, variant in enumerate(answers):
-            green_answer = variant is Variant.GREEN and pinned_as is None
-            item: dict[str, Any] = {
-                "duration": round(float(durations[i]), 4),
-                "variant": str(variant),
-                "model_version": str(state.green if green_answer else state.blue),
-            }
-            if rides.ride_ids[i] is not None:
-                item["ride_id"] = rides.ride_ids[i]
-            items.append(item)
-        return jsonify(items[0] if rides.single else {"predictions": items})
-
-    def score_groups(
-        rides: Rides, keys: list[str | None], request_id: str | None, groups: list[tuple]
-    ) -> tuple[np.ndarray, list[PredictionRecord]]:
-        """Each group's model scores its rides; the answers, and a log record per score."""
-        durations = np.empty(len(rides))
-        started = time.perf_counter()
-        records: list[PredictionRecord] = []
-        for variant, model, version, mask, shadow in groups:
-            if not mask.any():
-                continue
-            values = np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
-            if not shadow:
-                durations[mask] = values
-            latency = (time.perf_counter() - started) * 1000
-            for i, value in zip(np.flatnonzero(mask), values, strict=True):
-                ids = {}
-                if request_id is not None:  # a retry of this request maps to the same rows
-                    ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
-                features = _features(rides, int(i))
-                records.append(
-                    PredictionRecord(
-                        keys[i],
-                        str(variant),
-                        str(version),
-                        features,
-                        float(value),
-                        latency,
-                        shadow=shadow,
-                        **ids,
-                    )
-                )
-                metrics.predictions.labels(variant=str(variant)).inc()
-        return durations, records
+        return _predict(serving)
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
-        active = slots.active
-        state = active.state
-        ok = active.model(state.blue) is not None
-        return jsonify(
-            {
-                "status": "ok" if ok else "starting",
-                "generation": state.generation,
-                "blue": state.blue,
-                "green": state.green if active.model(state.green) is not None else None,
-                "mode": str(state.policy.mode),
-                "green_percent": state.green_percent,
-                "errors": {str(v): e for v, e in active.errors.items()},
-                "pinned_as": None if pinned_as is None else str(pinned_as),
-            }
-        ), (200 if ok else 503)
+        body = _health(slots.active, pinned_as)
+        return jsonify(body), (200 if body["status"] == "ok" else 503)
 
     @app.get("/openapi.json")
     def openapi() -> Response:

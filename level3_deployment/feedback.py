@@ -61,18 +61,23 @@ def _outcome_error(key: str, outcome: Labelled, field: str) -> FieldError | None
     return None
 
 
+def _record_refusals(log: PredictionLog, refused: list[tuple[str | None, FieldError]]) -> None:
+    """Refused labels go to the log, placed in time by their ride's prediction."""
+    log.record_rejections(
+        Rejection(
+            "/feedback",
+            error.field,
+            error.message,
+            key,
+            log.event_time_of(key) if key is not None else None,
+        )
+        for key, error in refused
+    )
+
+
 def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
     def refuse(refused: list[tuple[str | None, FieldError]]) -> None:
-        log.record_rejections(
-            Rejection(
-                "/feedback",
-                error.field,
-                error.message,
-                key,
-                log.event_time_of(key) if key is not None else None,
-            )
-            for key, error in refused
-        )
+        _record_refusals(log, refused)
 
     @app.post("/feedback")
     def feedback() -> tuple[Response, int]:

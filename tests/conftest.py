@@ -37,6 +37,7 @@ HEAVIEST = (
     "test_demo.py",
     "test_level3_service.py",
     "test_level2_cli.py",
+    "test_hostile_input.py",
     "test_infra_local.py",
     "test_readme_commands.py",
 )
