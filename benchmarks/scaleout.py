@@ -32,6 +32,7 @@ from pathlib import Path
 
 import click
 
+from shared.errors import ConfigError
 from taxi_mlops.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack import nginx
 
@@ -76,27 +77,10 @@ def start_replica(home: Path, port: int) -> ServiceProcess:
 
 
 def start_nginx(root: Path, upstreams: list[int]) -> ServiceProcess:
-    binary = nginx.find_binary()
-    if binary is None:
-        raise SystemExit("nginx is not installed: apt-get install nginx")
-    port = free_port()
-    folder = root / f"nginx-{port}"
-    user = nginx.prepare_temp(folder / "temp")
-    paths = nginx.NginxPaths(
-        pid=str(folder / "nginx.pid"),
-        error_log=str(folder / "error.log"),
-        access_log="off",
-        temp=str(folder / "temp"),
-    )
-    conf = folder / "nginx.conf"
-    servers = [f"127.0.0.1:{p}" for p in upstreams]
-    conf.write_text(nginx.render(f"127.0.0.1:{port}", servers, paths, user=user))
-    return start_service(
-        nginx.command(binary, folder, conf, paths.error_log),
-        f"http://127.0.0.1:{port}",
-        folder / "stdout.log",
-        health_path="/nginx-health",
-    )
+    try:
+        return nginx.start_proxy(root, upstreams)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def load_wrk(url: str, seconds: float, connections: int, script: Path) -> dict:

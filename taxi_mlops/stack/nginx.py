@@ -10,6 +10,10 @@ Why these settings:
 - ``max_fails=1 fail_timeout=5s``: a dead replica is skipped for 5 s after one failure, so
   a kill costs one retried request per worker, not a retry on every request.
 - ``proxy_read_timeout 120s``: an admin deploy loads, warms up and health-checks a model.
+- ``proxy_request_buffering on`` and 10 s client timeouts: nginx reads a whole request before it
+  picks a replica, so a client that stalls mid-body costs nginx a connection, never a gunicorn
+  thread; after 10 s of silence it gets a 408.
+- ``client_max_body_size 1m``: the services' own limit (a bigger body is refused here, 413).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import pwd
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.errors import ConfigError
+from taxi_mlops.services import ServiceProcess, free_port, start_service
 
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -89,7 +96,9 @@ http {{
 
     server {{
         listen {listen};
-        client_max_body_size 8m;  # feedback batches of up to 5,000 labels
+        client_max_body_size 1m;  # the services' limit (5,000 labels fit in ~300 KB)
+        client_header_timeout 10s;
+        client_body_timeout 10s;
 
         location = /nginx-health {{
             access_log off;
@@ -99,6 +108,7 @@ http {{
 
         location / {{
             proxy_pass http://level3;
+            proxy_request_buffering on;
             proxy_set_header Host $host;
             proxy_set_header X-Request-Id $taxi_request_id;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -135,6 +145,32 @@ def prepare_temp(temp: Path) -> str | None:
 def command(binary: str, prefix: Path, conf: Path, error_log: str) -> list[str]:
     """nginx in the foreground on ``conf`` (``prefix`` for its relative paths)."""
     return [binary, "-p", str(prefix), "-c", str(conf), "-e", error_log, "-g", "daemon off;"]
+
+
+def start_proxy(root: Path, upstream_ports: list[int]) -> ServiceProcess:
+    """nginx on a free loopback port in front of ``upstream_ports`` (benchmarks and tests),
+    its files under ``root``; stop it with the returned process."""
+    binary = find_binary()
+    if binary is None:
+        raise ConfigError("nginx is not installed: apt-get install nginx")
+    port = free_port()
+    folder = root / f"nginx-{port}"
+    user = prepare_temp(folder / "temp")
+    paths = NginxPaths(
+        pid=str(folder / "nginx.pid"),
+        error_log=str(folder / "error.log"),
+        access_log="off",
+        temp=str(folder / "temp"),
+    )
+    conf = folder / "nginx.conf"
+    servers = [f"127.0.0.1:{p}" for p in upstream_ports]
+    conf.write_text(render(f"127.0.0.1:{port}", servers, paths, user=user))
+    return start_service(
+        command(binary, folder, conf, paths.error_log),
+        f"http://127.0.0.1:{port}",
+        folder / "stdout.log",
+        health_path="/nginx-health",
+    )
 
 
 #: docker-compose.yml's replica services and the port every container listens on

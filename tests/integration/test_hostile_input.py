@@ -169,8 +169,10 @@ def test_errors_carry_their_headers(either: ServiceProcess) -> None:
 # ------------------------------------------------------------------------ slow clients
 
 
-def test_four_stalled_clients_leave_health_answering(either: ServiceProcess) -> None:
-    port = int(either.url.rsplit(":", 1)[1])
+def stall_and_probe(url: str) -> bytes:
+    """Four clients send headers and one byte of a 100-byte body; ten /health probes must each
+    answer within a second meanwhile. Returns what the first stalled client finally got."""
+    port = int(url.rsplit(":", 1)[1])
     stalled = []
     try:
         for _ in range(4):
@@ -183,15 +185,44 @@ def test_four_stalled_clients_leave_health_answering(either: ServiceProcess) -> 
         time.sleep(0.5)  # each has a thread reading its body by now
         for _ in range(10):
             began = time.monotonic()
-            status, _ = http_json("GET", f"{either.url}/health", timeout=5)
+            status, _ = http_json("GET", f"{url}/health", timeout=5)
             assert status == 200
             assert time.monotonic() - began < 1.0
-        # the stalled requests end, with a 408, once their deadline passes (10 s)
         stalled[0].settimeout(20)
-        assert stalled[0].recv(100).startswith(b"HTTP/1.1 408")
+        return stalled[0].recv(100)
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_four_stalled_clients_leave_health_answering(either: ServiceProcess) -> None:
+    # the stalled requests end, with a 408, once their deadline passes (10 s)
+    assert stall_and_probe(either.url).startswith(b"HTTP/1.1 408")
+
+
+def test_behind_nginx_stalled_clients_never_reach_a_worker(
+    level1: ServiceProcess, tmp_path: Path
+) -> None:
+    """Even gunicorn's sync workers (``--threads 1``), which four stalled clients block when
+    they are reached directly, keep answering behind nginx: it buffers whole requests."""
+    from taxi_mlops.stack import nginx
+
+    if nginx.find_binary() is None:
+        pytest.skip("nginx is not installed (.ci/run installs it): apt-get install nginx")
+    model = next(Path(level1.log_path).parent.glob("*.joblib"))
+    port = free_port()
+    command = [CLI, "level1", "serve", "--model", str(model), "--port", str(port)]
+    command += ["--threads", "1"]
+    url = f"http://127.0.0.1:{port}"
+    env = {"TAXI_MLOPS_HOME": str(tmp_path / "home")}
+    with (
+        start_service(command, url, tmp_path / "sync.log", env=env) as sync,
+        nginx.start_proxy(tmp_path, [port]) as proxy,
+    ):
+        # nginx drops a client silent for 10 s (client_body_timeout), with or without a 408
+        reply = stall_and_probe(proxy.url)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply
+        assert http_json("GET", f"{sync.url}/health")[0] == 200
 
 
 # ----------------------------------------------------------------------------- metrics
