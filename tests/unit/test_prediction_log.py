@@ -140,3 +140,33 @@ def test_batch_feedback_reports_unknown_keys(log: PredictionLog) -> None:
     assert log.record_feedback_batch([("a", 5.0), ("zzz", 7.0), ("b", 6.0)]) == [1, 0, 1]
     errors = log.labelled_errors(actual_range=(1.0, 5.5))
     assert errors["blue"].tolist() == [5.0]
+
+
+def test_first_label_wins_and_unknown_rides_store_nothing(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "p.db")
+    log.append([record("a"), record("a", "green", 11)])
+    first, again, other, unknown = log.record_labels(
+        [("a", 20.0), ("a", 20.0), ("a", 5.0), ("z", 1.0)]
+    )
+    assert (first.status, first.predictions) == ("stored", 2)
+    assert again.status == "duplicate"
+    assert (other.status, other.stored_actual) == ("conflict", 20.0)
+    assert unknown.status == "unknown"
+    log.append([record("z")])  # a later prediction for the refused label's ride
+    frame = log.frame()
+    assert frame.loc[frame.request_key == "a", "actual"].tolist() == [20.0, 20.0]
+    assert frame.loc[frame.request_key == "z", "actual"].isna().all()
+    # the A/B report reads the label copied onto the prediction, as monitoring does
+    assert sum(len(e) for e in log.labelled_errors().values()) == 2
+
+
+def test_a_reused_prediction_id_needs_the_same_request(tmp_path: Path) -> None:
+    from level3_deployment.prediction_log import IdempotencyConflict
+
+    log = PredictionLog(tmp_path / "p.db")
+    row = record("a")
+    log.append([row], request_digest="d1")
+    log.append([row], request_digest="d1")  # a retry: kept once
+    with pytest.raises(IdempotencyConflict):
+        log.append([row], request_digest="d2")
+    assert log.count() == 1

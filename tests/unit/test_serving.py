@@ -84,3 +84,100 @@ def test_pickup_time_is_read_or_defaults_to_now() -> None:
     stamps = rides.columns["pickup_datetime"]
     assert stamps[0] == np.datetime64("2019-02-11T08:30:00")
     assert abs(stamps[1] - np.datetime64("now", "s")) < np.timedelta64(5, "s")
+
+
+@pytest.mark.parametrize(
+    ("pickup", "accepted"),
+    [
+        ("2019-01-01", True),
+        ("2019-01-01T10:00:00Z", True),
+        ("2019-01-01 10:00", True),
+        ("2019-01-01T10:00:00.123456+00:00", True),
+        ("2020-02-29T00:00:00", True),  # a leap day
+        ("2019-02-29T00:00:00", False),
+        ("2019-04-31T00:00:00", False),
+        ("NaT", False),
+        ("", False),
+        ("today", False),
+        ("0001-01-01T00:00:00", False),
+        ("100000-01-01T00:00:00", False),
+        ("2008-12-31T23:59:59", False),
+        ("2100-01-01T00:00:00", False),
+        ("2019-01-01T00:00:00+05:00", False),  # times are UTC
+        ("\u0662\u0660\u0661\u0669-01-01", False),  # Arabic-Indic digits match \\d, not a date
+        ("2019-01-01\n", False),
+    ],
+)
+def test_one_validator_for_pickup_times(pickup: str, accepted: bool) -> None:
+    from shared.data.validate import PICKUP_PATTERN, parse_pickup
+
+    if accepted:
+        parse_pickup(pickup, BOUNDS)
+    else:
+        with pytest.raises(ValueError, match="date-time"):
+            parse_pickup(pickup, BOUNDS)
+        assert errors_of(ride(pickup_datetime=pickup))[0][0] == "pickup_datetime"
+    # the OpenAPI documents publish the same rule
+    import re
+
+    assert bool(re.fullmatch(PICKUP_PATTERN.strip("^$"), pickup)) == accepted
+
+
+@pytest.mark.parametrize(
+    ("ride_id", "problem"),
+    [
+        ("x" * 129, "longer than 128"),
+        ("", "empty"),
+        ("\ud800", "lone surrogate"),
+        (10**400, "64 bits"),
+        (1.5, "got a float"),
+        ([], "got a list"),
+        (True, "got a bool"),
+    ],
+)
+def test_ride_ids_have_one_rule(ride_id: object, problem: str) -> None:
+    from shared.serving import ride_id_problem, ride_key
+
+    assert problem in (ride_id_problem(ride_id) or "")
+    assert ride_key(ride_id) is None
+
+
+def test_integral_float_ids_and_huge_numbers_are_handled() -> None:
+    from shared.serving import ride_key
+
+    assert ride_key(4814.0) == "4814" and parse_rides(ride(ride_id=12.0), BOUNDS).ride_ids == [12]
+    assert errors_of(ride(PULocationID=10**400))[0][0] == "PULocationID"
+    assert errors_of(ride(trip_distance=10**400))[0][0] == "trip_distance"
+    message = errors_of(ride(trip_distance="x" * 10_000))[0][1]
+    assert len(message) < 100  # a client's value is repeated short
+
+
+def test_refusals_name_the_ride_they_are_about() -> None:
+    with pytest.raises(RequestValidationError) as info:
+        parse_rides([ride(), ride(PULocationID=0), ride(trip_distance=-1)], BOUNDS)
+    assert [e.index for e in info.value.errors] == [1, 2]
+
+
+def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prometheus_client was imported long before (by this test process, as by MLflow in a
+    service): preparing the folder must still switch it to files, or /metrics is empty."""
+    import prometheus_client  # noqa: F401 - imported first on purpose
+    from prometheus_client import values
+
+    from shared.gunicorn_runner import prepare_metrics_dir
+    from shared.metrics import ServiceMetrics
+
+    before = values.ValueClass
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    try:
+        prepare_metrics_dir(tmp_path / "metrics")
+        metrics = ServiceMetrics("probe")
+        metrics.observe("/predict", 200, 0.01)
+        assert list((tmp_path / "metrics").glob("*.db"))
+        text = metrics.render()[0].decode()
+        assert 'probe_requests_total{endpoint="/predict",status="200"} 1.0' in text
+    finally:
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        values.ValueClass = before
