@@ -41,7 +41,28 @@ def artifacts_destination(settings: Settings) -> str:
     )
 
 
+#: what MLflow allows by default and a local health check or CLI needs (its private-IP
+#: patterns are dropped once names are given: list them too if clients call by IP)
+_LOOPBACK = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[[]::1]:*")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host headers the server accepts: the configured names (a bare name also with any
+    port), then loopback; empty: MLflow's own default (loopback and private IPs)."""
+    names = [h.strip() for h in settings.mlflow_allowed_hosts.split(",") if h.strip()]
+    for name in names:
+        if any(c.isspace() or c in "/@" for c in name):
+            raise ConfigError(
+                f"TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS: {name!r} is not a host or host:port"
+            )
+    if not names:
+        return []
+    with_ports = [n if ":" in n or n == "*" else f"{n}:*" for n in names]
+    return list(dict.fromkeys([*names, *with_ports, *_LOOPBACK]))
+
+
 def server_command(settings: Settings, host: str, port: int, workers: int) -> list[str]:
+    hosts = allowed_hosts(settings)
     return [
         str(Path(sys.executable).with_name("mlflow")),
         "server",
@@ -55,4 +76,5 @@ def server_command(settings: Settings, host: str, port: int, workers: int) -> li
         str(port),
         "--workers",
         str(workers),
+        *(["--allowed-hosts", ",".join(hosts)] if hosts else []),
     ]

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     db_name: str = "mlflow"
     db_user: str | None = None
     db_password: SecretStr = SecretStr("")
+    #: names clients call the MLflow server by (comma-separated, ``host`` or ``host:port``,
+    #: ``*`` wildcards): MLflow 3.17 answers 403 to any other Host header but loopback and
+    #: private IPs, so ``http://mlflow:5000`` (compose) or an internal DNS name (AWS) must be
+    #: listed. Loopback stays allowed.
+    mlflow_allowed_hosts: str = ""
 
     experiment_name: str = "taxi-trip-duration"
     registered_model_name: str = "taxi-trip-duration"

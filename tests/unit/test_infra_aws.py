@@ -259,3 +259,18 @@ def test_the_platform_image_holds_every_package() -> None:
     copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.M))
     assert copied == packages
     assert '".[cloud]"' in dockerfile  # PostgreSQL and S3 clients for the MLflow task
+
+
+def test_mlflow_allows_the_name_the_tasks_call_it_by() -> None:
+    """MLflow 3.17 answers 403 to Host headers it does not know; the tasks call it by
+    local.mlflow_url's internal DNS name."""
+    local_values = {k: v for d in parsed() for item in d.get("locals", []) for k, v in item.items()}
+    host = re.match(r"https?://([^/]+?)(:\d+)?$", local_values["mlflow_url"]).group(1)
+    allowed = blocks("module", "mlflow")["environment"]["TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS"]
+    assert host in [h.strip() for h in allowed.split(",")]
+
+
+def test_the_level3_services_get_the_feedback_token_from_secrets_manager() -> None:
+    assert "feedback_token" in blocks("resource", "aws_secretsmanager_secret")
+    text = (AWS / "services.tf").read_text()
+    assert "TAXI_MLOPS_FEEDBACK_TOKEN = aws_secretsmanager_secret.feedback_token.arn" in text

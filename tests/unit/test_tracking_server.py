@@ -51,3 +51,16 @@ def test_cloud_destinations_pass_through(tmp_path: Path) -> None:
     ]
     assert command[5] == "s3://bucket/mlflow"
     assert command[-4:] == ["--port", "5000", "--workers", "2"]
+
+
+def test_names_clients_call_the_server_by_are_allowed_with_loopback(tmp_path: Path) -> None:
+    from level2_training.tracking_server import allowed_hosts
+
+    assert allowed_hosts(settings(tmp_path)) == []  # MLflow's default: loopback, private IPs
+    s = settings(tmp_path, mlflow_allowed_hosts="mlflow, mlflow.taxi.internal:5000")
+    hosts = allowed_hosts(s)
+    assert {"mlflow", "mlflow:*", "mlflow.taxi.internal:5000", "127.0.0.1:*"} <= set(hosts)
+    command = server_command(s, "0.0.0.0", 5000, 2)  # noqa: S104 - a container's listener
+    assert command[command.index("--allowed-hosts") + 1] == ",".join(hosts)
+    with pytest.raises(ConfigError, match="TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS"):
+        allowed_hosts(settings(tmp_path, mlflow_allowed_hosts="http://mlflow"))

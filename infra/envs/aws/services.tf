@@ -69,7 +69,9 @@ module "mlflow" {
     TAXI_MLOPS_DB_HOST                      = aws_db_instance.mlflow.address
     TAXI_MLOPS_DB_NAME                      = aws_db_instance.mlflow.db_name
     TAXI_MLOPS_MLFLOW_ARTIFACTS_DESTINATION = "s3://${aws_s3_bucket.artifacts.bucket}/mlflow"
-    MLFLOW_DISABLE_TELEMETRY                = "true"
+    # the name the tasks call it by (local.mlflow_url): MLflow refuses other Host headers (403)
+    TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS = "mlflow.${aws_service_discovery_private_dns_namespace.internal.name}"
+    MLFLOW_DISABLE_TELEMETRY        = "true"
   }
   secrets = {
     TAXI_MLOPS_DB_USER     = "${aws_db_instance.mlflow.master_user_secret[0].secret_arn}:username::"
