@@ -375,7 +375,9 @@ RUNS = {
 
 
 @pytest.mark.parametrize("run", list(RUNS))
-def test_schemathesis_finds_nothing(request: pytest.FixtureRequest, run: str) -> None:
+def test_schemathesis_finds_nothing(
+    request: pytest.FixtureRequest, run: str, tmp_path: Path
+) -> None:
     """Every check schemathesis has, on examples generated from the published OpenAPI
     document (a fixed seed, so a failure reproduces); with and without each token."""
     if not SCHEMATHESIS.exists():
@@ -383,8 +385,13 @@ def test_schemathesis_finds_nothing(request: pytest.FixtureRequest, run: str) ->
     service: ServiceProcess = request.getfixturevalue(RUNS[run][0])
     command = [str(SCHEMATHESIS), "run", f"{service.url}/openapi.json", "--checks", "all"]
     command += ["--max-examples", "100", "--seed", "20261201", "--workers", "1", "--no-color"]
-    done = subprocess.run(
-        [*command, *RUNS[run][1]], capture_output=True, text=True, timeout=300, check=False
+    done = subprocess.run(  # in tmp_path: hypothesis keeps its example database in the cwd
+        [*command, *RUNS[run][1]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert re.search(r"\d+ generated, \d+ passed", done.stdout), done.stdout[-2000:]
