@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,19 @@ from taxi_mlops.output import emit, json_option
 
 if TYPE_CHECKING:
     from flask import Flask
+
+
+def threads_option(func: Any) -> Any:
+    """``--threads``: gunicorn threads per worker (the level-1 and level-3 services)."""
+    return click.option(
+        "--threads",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Threads per worker: a client that stalls mid-request holds one thread for at "
+        "most 10 s, so a few stalled clients cannot starve the service (behind nginx, none "
+        "can). 1: gunicorn's sync workers, which a stalled client blocks.",
+    )(func)
 
 
 @click.group()
@@ -54,15 +67,7 @@ def train(train_source: str, val_source: str, out: Path | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Threads per worker: a client that stalls mid-request holds one thread for at most "
-    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can). "
-    "1: gunicorn's sync workers, which a stalled client blocks.",
-)
+@threads_option
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @json_option
 def serve(

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from level1_devops.cli import threads_option
 from shared.settings import admin_token, feedback_token, get_settings
 from taxi_mlops.output import emit, fail, json_option
 
@@ -19,15 +20,7 @@ def level3() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8100, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Threads per worker: a client that stalls mid-request holds one thread for at most "
-    "10 s, so a few stalled clients cannot starve the service (behind nginx, none can). "
-    "1: gunicorn's sync workers, which a stalled client blocks.",
-)
+@threads_option
 @click.option(
     "--pin-version",
     type=click.IntRange(min=1),

@@ -177,6 +177,31 @@ def _named_items(answer: Any, prefix: str) -> set[int]:
     }
 
 
+def post_dropping_refused(
+    url: str,
+    batch: list[Any],
+    body: Any,
+    prefix: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[Any, list[Any], int]:
+    """POST ``body(batch)`` until it is accepted. A refusal (400) names its bad items by index
+    (``[3].trip_distance``, ``feedback[3].duration``, after ``prefix``): those are dropped and
+    the rest resent, as a client of a validating API does. Returns the answer, the batch it
+    answers, and how many items were dropped (an empty batch is never sent)."""
+    dropped = 0
+    answer: Any = None
+    while batch:
+        status, answer = http_json("POST", url, body(batch), headers=headers, timeout=60)
+        if status == 200:
+            return answer, batch, dropped
+        bad = _named_items(answer, prefix)
+        if status != 400 or not bad:
+            raise ConfigError(f"{url}: HTTP {status}: {answer}")
+        dropped += len(bad)
+        batch = [item for k, item in enumerate(batch) if k not in bad]
+    return answer, batch, dropped
+
+
 def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray, int]:
     """Predict every ride in batches. A refused batch names its bad rides (``[i].field``): those
     are dropped and the rest resent, as a client of a validating API does. Returns
@@ -186,19 +211,16 @@ def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np
     refused = 0
     indexed = [(i, r) for i, r in enumerate(rides) if r is not None]
     for offset in range(0, len(indexed), PREDICT_BATCH):
-        batch = indexed[offset : offset + PREDICT_BATCH]
-        while batch:
-            status, answer = http_json("POST", f"{url}/predict", [r for _, r in batch], timeout=60)
-            if status == 200:
-                for (i, _), item in zip(batch, answer["predictions"], strict=True):
-                    predicted[i] = item["duration"]
-                    versions[i] = int(item["model_version"])
-                break
-            bad = _named_items(answer, "[")
-            if status != 400 or not bad:
-                raise ConfigError(f"{url}/predict: HTTP {status}: {answer}")
-            refused += len(bad)
-            batch = [item for k, item in enumerate(batch) if k not in bad]
+        answer, batch, dropped = post_dropping_refused(
+            f"{url}/predict",
+            indexed[offset : offset + PREDICT_BATCH],
+            lambda kept: [r for _, r in kept],
+            "[",
+        )
+        refused += dropped
+        for (i, _), item in zip(batch, answer["predictions"] if batch else [], strict=True):
+            predicted[i] = item["duration"]
+            versions[i] = int(item["model_version"])
     return predicted, versions, refused
 
 
@@ -253,25 +275,18 @@ def send_feedback(
     ]
     accepted = refused = 0
     for offset in range(0, len(items), FEEDBACK_BATCH):
-        batch = items[offset : offset + FEEDBACK_BATCH]
-        while batch:
-            status, answer = http_json(
-                "POST",
-                f"{url}/feedback",
-                {"feedback": batch},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=60,
-            )
-            if status == 200:
-                accepted += answer["accepted"]
-                refused += len(answer["rejected"])
-                break
-            # a malformed label refuses its batch, named by index: drop those, send the rest
-            bad = _named_items(answer, "feedback[")
-            if status != 400 or not bad:
-                raise ConfigError(f"{url}/feedback: HTTP {status}: {answer}")
-            refused += len(bad)
-            batch = [item for k, item in enumerate(batch) if k not in bad]
+        # a malformed label refuses its whole batch, named by index: dropped, the rest resent
+        answer, batch, dropped = post_dropping_refused(
+            f"{url}/feedback",
+            items[offset : offset + FEEDBACK_BATCH],
+            lambda kept: {"feedback": kept},
+            "feedback[",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        refused += dropped
+        if batch:
+            accepted += answer["accepted"]
+            refused += len(answer["rejected"])
     return {"accepted": accepted, "refused": refused}
 
 

@@ -155,40 +155,32 @@ DEV_FEEDBACK_TOKEN = "dev-feedback-token"  # noqa: S105 - likewise
 MIN_PROD_TOKEN_CHARS = 32
 
 
-def _token(value: str, variable: str, dev_default: str, env: str) -> str:
+def _token(settings: Settings, field: str, dev_default: str) -> str:
     """A bearer token to enforce. Outside dev it must be set, not the dev default, and long
     enough to be a secret; anywhere, whitespace (which no Authorization header can carry
     intact) is refused rather than left to never match."""
+    value = getattr(settings, field).get_secret_value()
+    variable = env_var(field)
     if value != value.strip() or any(c.isspace() for c in value):
         raise ConfigError(f"{variable}: contains whitespace, which no bearer token can carry")
-    if env == "dev":
-        return value or dev_default
+    if settings.env == "dev":
+        return str(value or dev_default)
     if not value or value == dev_default or len(value) < MIN_PROD_TOKEN_CHARS:
         raise ConfigError(
             f"{variable} must be set to a secret of at least {MIN_PROD_TOKEN_CHARS} characters "
-            f"(not empty, not the dev default) when TAXI_MLOPS_ENV={env}"
+            f"(not empty, not the dev default) when TAXI_MLOPS_ENV={settings.env}"
         )
-    return value
+    return str(value)
 
 
 def admin_token(settings: Settings) -> str:
     """The admin token to enforce; a missing, default or short one is an error outside dev."""
-    return _token(
-        settings.admin_token.get_secret_value(),
-        "TAXI_MLOPS_ADMIN_TOKEN",
-        DEV_ADMIN_TOKEN,
-        settings.env,
-    )
+    return _token(settings, "admin_token", DEV_ADMIN_TOKEN)
 
 
 def feedback_token(settings: Settings) -> str:
     """The token that may post labels; the same rules as the admin token."""
-    return _token(
-        settings.feedback_token.get_secret_value(),
-        "TAXI_MLOPS_FEEDBACK_TOKEN",
-        DEV_FEEDBACK_TOKEN,
-        settings.env,
-    )
+    return _token(settings, "feedback_token", DEV_FEEDBACK_TOKEN)
 
 
 def env_var(field_name: str) -> str:
