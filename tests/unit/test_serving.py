@@ -158,19 +158,19 @@ def test_refusals_name_the_ride_they_are_about() -> None:
     assert [e.index for e in info.value.errors] == [1, 2]
 
 
-def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(tmp_path) -> None:
     """prometheus_client was imported long before (by this test process, as by MLflow in a
     service): preparing the folder must still switch it to files, or /metrics is empty."""
+    import os
+
     import prometheus_client  # noqa: F401 - imported first on purpose
     from prometheus_client import values
 
     from shared.gunicorn_runner import prepare_metrics_dir
     from shared.metrics import ServiceMetrics
 
-    before = values.ValueClass
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # restored by hand, not by monkeypatch: prepare_metrics_dir sets the variable itself
+    before, saved = values.ValueClass, os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         prepare_metrics_dir(tmp_path / "metrics")
         metrics = ServiceMetrics("probe")
@@ -179,5 +179,7 @@ def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(
         text = metrics.render()[0].decode()
         assert 'probe_requests_total{endpoint="/predict",status="200"} 1.0' in text
     finally:
-        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if saved is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
         values.ValueClass = before
