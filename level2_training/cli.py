@@ -144,11 +144,35 @@ def train_command(
     train, val = _sources(
         train_files, val_file, data_dir, data_url, generated, train_months, val_month, rows, seed
     )
-    from level2_training.flow import TrainingConfig, training_flow
+    from level2_training.flow import training_flow
 
     runtime.hide_expected_tracebacks()
 
-    config = TrainingConfig(
+    config = _config(settings, train, val, families, trials, seed, margin, on_worker)
+    try:
+        if on_worker:
+            result = _run_on_worker(config, settings.prefect_api_url, timeout_s)
+        else:
+            result = training_flow(config)
+    except TaxiMlopsError as exc:
+        fail(f"{exc} Nothing was registered.")
+    emit({"ok": True, **result}, _result_lines(result))
+
+
+def _config(
+    settings: Any,
+    train: Any,
+    val: Any,
+    families: list[str],
+    trials: int,
+    seed: int,
+    margin: float | None,
+    on_worker: bool,
+) -> Any:
+    from level2_training import runtime
+    from level2_training.flow import TrainingConfig
+
+    return TrainingConfig(
         train=train,
         val=val,
         families=families,
@@ -164,13 +188,9 @@ def train_command(
         actor=f"{getpass.getuser()} via taxi-mlops level2 train"
         + (" (Prefect worker)" if on_worker else ""),
     )
-    try:
-        if on_worker:
-            result = _run_on_worker(config, settings.prefect_api_url, timeout_s)
-        else:
-            result = training_flow(config)
-    except TaxiMlopsError as exc:
-        fail(f"{exc} Nothing was registered.")
+
+
+def _result_lines(result: dict[str, Any]) -> list[str]:
     reg = result["registered"]
     lines = [
         f"baseline ({result['baseline']['family']}): validation RMSE "
@@ -188,7 +208,7 @@ def train_command(
     ]
     if "flow_run" in result:
         lines.append(f"ran on a Prefect worker: flow run {result['flow_run']['name']}")
-    emit({"ok": True, **result}, lines)
+    return lines
 
 
 def _champion(model_name: str) -> int | None:

@@ -373,135 +373,162 @@ def deterministic(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------- run
 
 
+@dataclass
+class _Run:
+    """What every month of a replay uses."""
+
+    config: ReplayConfig
+    settings: Any
+    policy: Any
+    bounds: ValidationBounds
+    work: Path
+    frames: dict[str, pd.DataFrame]
+    say: Any
+    static_l1: Any = None
+    static_champion: Any = None
+    url: str = ""
+
+
 def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
     """Run the whole replay; ``progress(line)`` gets a line per month. Needs the runtime
     configured for ``config.out_dir`` as TAXI_MLOPS_HOME (the CLI does it)."""
-    import mlflow.sklearn
-
-    from level4_automation.flow import monitoring_flow, retrainer
     from level4_automation.policy import load_policy
-    from level4_automation.store import MonitoringStore, store_path
-    from shared.features import BASELINE, build_pipeline, split_xy
-    from shared.settings import feedback_token, get_settings
+    from shared.settings import get_settings
 
     say = progress or (lambda line: None)
     started = time.perf_counter()
     settings = get_settings()
     if settings.home.resolve() != config.out_dir.resolve():
         raise ConfigError("run_replay: TAXI_MLOPS_HOME must be the replay folder")
-    policy = load_policy(config.policy_path)
-    bounds = ValidationBounds()
     work = config.out_dir / "replay"
     work.mkdir(parents=True, exist_ok=True)
-
-    first = config.months[0]
     frames = {m: load_trips(config, m, i) for i, m in enumerate(config.months)}
     say(f"loaded {len(frames)} months from {config.data_dir}")
+    run = _Run(
+        config, settings, load_policy(config.policy_path), ValidationBounds(), work, frames, say
+    )
+    initial = _first_models(run)
+    port = free_port()
+    run.url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "taxi_mlops", "level3", "serve", "--port", str(port)]
+    command += ["--workers", str(config.workers)]
+    log = settings.logs_dir / f"replay-level3-{port}.log"
+    with start_service(command, run.url, log, timeout_s=120):
+        table = [
+            _replay_month(run, index, month)
+            for index, month in enumerate(config.months[1:], start=1)
+        ]
+    return _outputs(run, initial, table, time.perf_counter() - started)
 
-    # The initial champion (level 2) and the static level-1 model, both from the first month.
-    request = write_training_files([frames[first]], work / "initial", policy.retrain.holdout_share)
+
+def _first_models(run: _Run) -> dict[str, Any]:
+    """The initial champion (level 2) and the static level-1 model, both from the first
+    month; the champion is registered, the two static models kept for comparison."""
+    import mlflow.sklearn
+
+    from level4_automation.flow import retrainer
+    from shared.features import BASELINE, build_pipeline, split_xy
+
+    first = run.config.months[0]
+    request = write_training_files(
+        [run.frames[first]], run.work / "initial", run.policy.retrain.holdout_share
+    )
     initial = retrainer(
-        settings, policy, auto_champion=True, actor="taxi-mlops level4 replay (initial champion)"
+        run.settings,
+        run.policy,
+        auto_champion=True,
+        actor="taxi-mlops level4 replay (initial champion)",
     )(request)
-    champion_version = initial["registered"]["version"]
-    say(
-        f"initial champion v{champion_version} ({initial['best']['family']}) trained on {first}: "
+    version = initial["registered"]["version"]
+    run.say(
+        f"initial champion v{version} ({initial['best']['family']}) trained on {first}: "
         f"holdout RMSE {initial['best']['val_rmse']:.3f}"
     )
-    clean_first, _ = clean_trips(frames[first], bounds, month=first, source=first)
-    static_l1 = build_pipeline(BASELINE).fit(*split_xy(clean_first, BASELINE))
-    static_champion = mlflow.sklearn.load_model(
-        f"models:/{settings.registered_model_name}/{champion_version}"
+    clean_first, _ = clean_trips(run.frames[first], run.bounds, month=first, source=first)
+    run.static_l1 = build_pipeline(BASELINE).fit(*split_xy(clean_first, BASELINE))
+    run.static_champion = mlflow.sklearn.load_model(
+        f"models:/{run.settings.registered_model_name}/{version}"
     )
+    return {"version": version, **initial["best"]}
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "taxi_mlops",
-        "level3",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(config.workers),
-    ]
-    table: list[dict[str, Any]] = []
-    with start_service(
-        command, url, settings.logs_dir / f"replay-level3-{port}.log", timeout_s=120
-    ):
-        for index, month in enumerate(config.months[1:], start=1):
-            for injection in config.injections:
-                if injection.month == month and injection.kind == "bad-candidate":
-                    _deploy_bad_candidate(
-                        frames[config.months[index - 1]], config, policy, work, url, say
-                    )
-                    settle(url)
-            frame = inject(frames[month], month, config.injections, config.seed + index)
-            rides = ride_payloads(frame, month)
-            predicted, versions, refused = stream(url, rides)
-            actual = durations(frame)
-            labels = send_feedback(url, rides, predicted, actual, feedback_token(settings))
-            next_month = str(pd.Period(month, "M") + 1)
-            result = monitoring_flow(
-                start=f"{month}-01T00:00:00",
-                end=f"{next_month}-01T00:00:00",
-                policy_path=str(config.policy_path) if config.policy_path else None,
-                level3_url=url,
-            )
-            decision = result["decision"]
+
+def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
+    """One month: its rides through the service, their labels, a monitoring cycle; the row."""
+    from level4_automation.flow import monitoring_flow
+    from shared.settings import feedback_token
+
+    config, url = run.config, run.url
+    for injection in config.injections:
+        if injection.month == month and injection.kind == "bad-candidate":
+            previous = run.frames[config.months[index - 1]]
+            _deploy_bad_candidate(previous, config, run.policy, run.work, url, run.say)
             settle(url)
-            valid = valid_mask(frame, month, bounds)
-            clean = frame[valid]
-            truth = actual[valid]
-            _, state = http_json("GET", f"{url}/health")
-            row = {
-                "month": month,
-                "rides": len(frame),
-                "refused_rides": refused,
-                "refused_labels": labels["refused"],
-                "valid_rides": int(valid.sum()),
-                "rmse_static_level1": rmse(static_l1.predict(clean), truth),
-                "rmse_static_champion": rmse(static_champion.predict(clean), truth),
-                "rmse_automated": rmse(predicted[valid], truth),
-                "served_by": {
-                    str(v): int(n)
-                    for v, n in zip(*np.unique(versions[valid], return_counts=True), strict=True)
-                },
-                "action": decision["action"],
-                "rule": decision["rule"],
-                "reason": decision["reason"],
-                "blue_after": state["blue"],
-                "green_after": state["green"],
-            }
-            table.append(row)
-            say(
-                f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
-                f"{_f(row['rmse_static_level1'])}, static champion "
-                f"{_f(row['rmse_static_champion'])}, automated {_f(row['rmse_automated'])} -> "
-                f"{decision['action']} ({decision['rule']})"
-            )
+    frame = inject(run.frames[month], month, config.injections, config.seed + index)
+    rides = ride_payloads(frame, month)
+    predicted, versions, refused = stream(url, rides)
+    actual = durations(frame)
+    labels = send_feedback(url, rides, predicted, actual, feedback_token(run.settings))
+    result = monitoring_flow(
+        start=f"{month}-01T00:00:00",
+        end=f"{pd.Period(month, 'M') + 1}-01T00:00:00",
+        policy_path=str(config.policy_path) if config.policy_path else None,
+        level3_url=url,
+    )
+    decision = result["decision"]
+    settle(url)
+    valid = valid_mask(frame, month, run.bounds)
+    clean, truth = frame[valid], actual[valid]
+    _, state = http_json("GET", f"{url}/health")
+    served = zip(*np.unique(versions[valid], return_counts=True), strict=True)
+    row = {
+        "month": month,
+        "rides": len(frame),
+        "refused_rides": refused,
+        "refused_labels": labels["refused"],
+        "valid_rides": int(valid.sum()),
+        "rmse_static_level1": rmse(run.static_l1.predict(clean), truth),
+        "rmse_static_champion": rmse(run.static_champion.predict(clean), truth),
+        "rmse_automated": rmse(predicted[valid], truth),
+        "served_by": {str(v): int(n) for v, n in served},
+        "action": decision["action"],
+        "rule": decision["rule"],
+        "reason": decision["reason"],
+        "blue_after": state["blue"],
+        "green_after": state["green"],
+    }
+    run.say(
+        f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
+        f"{_f(row['rmse_static_level1'])}, static champion "
+        f"{_f(row['rmse_static_champion'])}, automated {_f(row['rmse_automated'])} -> "
+        f"{decision['action']} ({decision['rule']})"
+    )
+    return row
 
-    decisions = MonitoringStore(store_path(settings.home)).decisions()
+
+def _outputs(
+    run: _Run, initial: dict[str, Any], table: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
+    """The replay's files (decision log, table, plot) and its result."""
+    from level4_automation.store import MonitoringStore, store_path
+
+    config = run.config
+    decisions = MonitoringStore(store_path(run.settings.home)).decisions()
     (config.out_dir / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
     (config.out_dir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
     (config.out_dir / "table.md").write_text(markdown_table(table))
     plot = config.out_dir / "rmse.png"
     write_plot(table, config.injections, plot)
-    after = _after_first_injection(table, config.injections)
+    retrain_actions = ("canary_deployed", "gate_failed", "retrain_blocked")
     return {
         "out_dir": str(config.out_dir),
         "months": config.months,
         "injections": [asdict(i) for i in config.injections],
-        "initial_champion": {"version": champion_version, **initial["best"]},
+        "initial_champion": initial,
         "table": table,
         "promotions": sum(1 for r in table if r["action"] == "promote"),
         "rollbacks": sum(1 for r in table if r["action"] == "rollback"),
-        "retrains": sum(
-            1 for r in table if r["action"] in ("canary_deployed", "gate_failed", "retrain_blocked")
-        ),
-        "mean_rmse_after_injection": after,
+        "retrains": sum(1 for r in table if r["action"] in retrain_actions),
+        "mean_rmse_after_injection": _after_first_injection(table, config.injections),
         "decisions": deterministic(decisions),
         "files": {
             "plot": str(plot),
@@ -509,7 +536,7 @@ def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
             "decisions": str(config.out_dir / "decisions.json"),
             "reports": str(config.out_dir / "level4" / "reports"),
         },
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
     }
 
 

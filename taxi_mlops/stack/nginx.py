@@ -50,6 +50,36 @@ CONTAINER_PATHS = NginxPaths(
 )
 
 
+def _server_block(listen: str) -> str:
+    """The ``server`` section: health, limits and client timeouts, the proxied routes."""
+    return """    server {
+        listen LISTEN;
+        client_max_body_size 1m;  # the services' limit (5,000 labels fit in ~300 KB)
+        client_header_timeout 10s;
+        client_body_timeout 10s;
+
+        location = /nginx-health {
+            access_log off;
+            default_type text/plain;
+            return 200 "ok\\n";
+        }
+
+        location / {
+            proxy_pass http://level3;
+            proxy_request_buffering on;
+            proxy_set_header Host $host;
+            proxy_set_header X-Request-Id $taxi_request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 120s;
+            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+            proxy_next_upstream_tries 2;
+            proxy_next_upstream_timeout 30s;
+        }
+    }
+""".replace("LISTEN", listen)
+
+
 def render(
     listen: str,
     upstreams: list[str],
@@ -94,32 +124,7 @@ http {{
 {servers}
     }}
 
-    server {{
-        listen {listen};
-        client_max_body_size 1m;  # the services' limit (5,000 labels fit in ~300 KB)
-        client_header_timeout 10s;
-        client_body_timeout 10s;
-
-        location = /nginx-health {{
-            access_log off;
-            default_type text/plain;
-            return 200 "ok\\n";
-        }}
-
-        location / {{
-            proxy_pass http://level3;
-            proxy_request_buffering on;
-            proxy_set_header Host $host;
-            proxy_set_header X-Request-Id $taxi_request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 120s;
-            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-            proxy_next_upstream_tries 2;
-            proxy_next_upstream_timeout 30s;
-        }}
-    }}
-}}
+{_server_block(listen)}}}
 """
 
 
