@@ -17,21 +17,22 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from level3_deployment.prediction_log import Labelled, PredictionLog, Rejection
+from shared.data.validate import ValidationBounds
+from shared.errors import shown
 from shared.serving import (
     FieldError,
     RequestValidationError,
     canonical_ride_id,
     ride_id_problem,
     ride_key,
-    shown,
 )
 from shared.web import json_object, require_bearer
 
 MAX_FEEDBACK_BATCH = 5000
 #: how many malformed labels a refused batch names
 _MAX_NAMED = 100
-#: a label above a day is a meter left running, not a trip
-MAX_DURATION_MIN = 24 * 60.0
+#: a label above this is a meter left running, not a trip (the same bound as training data's)
+MAX_DURATION_MIN = ValidationBounds().max_plausible_duration_min
 
 
 def _label(item: Any, prefix: str) -> tuple[str | None, float | None, FieldError | None]:
@@ -76,8 +77,6 @@ def _record_refusals(log: PredictionLog, refused: list[tuple[str | None, FieldEr
 
 
 def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
-    def refuse(refused: list[tuple[str | None, FieldError]]) -> None:
-        _record_refusals(log, refused)
 
     @app.post("/feedback")
     def feedback() -> tuple[Response, int]:
@@ -87,7 +86,7 @@ def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
             return feedback_batch(data["feedback"])
         key, actual, error = _label(data, "")
         if error is not None or key is None or actual is None:
-            refuse([(key, error)] if error is not None and key is not None else [])
+            _record_refusals(log, [(key, error)] if error is not None and key is not None else [])
             raise RequestValidationError([error or FieldError("body", "expected a label")])
         (outcome,) = log.record_labels([(key, actual)])
         error = _outcome_error(key, outcome, "ride_id")
@@ -117,14 +116,14 @@ def install_feedback(app: Flask, log: PredictionLog, token: str) -> None:
             else:
                 good.append((key, actual))
         if refused:
-            refuse(refused)  # counted for monitoring, though the batch is refused
+            _record_refusals(log, refused)  # counted for monitoring, though the batch is refused
             raise RequestValidationError([e for _, e in refused][:_MAX_NAMED])
         outcomes = log.record_labels(good)
         for i, ((key, _), outcome) in enumerate(zip(good, outcomes, strict=True)):
             error = _outcome_error(key, outcome, f"feedback[{i}].ride_id")
             if error is not None:
                 refused.append((key, error))
-        refuse(refused)
+        _record_refusals(log, refused)
         accepted = sum(1 for o in outcomes if o.status in ("stored", "duplicate"))
         rejected = [{"field": e.field, "message": e.message} for _, e in refused]
         return jsonify({"accepted": accepted, "rejected": rejected}), 200

@@ -204,7 +204,7 @@ class PredictionLog:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if rows:
+            if rows and request_digest is not None:  # without a key, ids are fresh uuids
                 logged = conn.execute(
                     "SELECT request_digest FROM predictions WHERE prediction_id = ?", (rows[0][0],)
                 ).fetchone()

@@ -28,3 +28,14 @@ class ModelLoadError(TaxiMlopsError):
 
 class ConfigError(TaxiMlopsError, ValueError):
     """A parameter or setting has a value the project cannot use."""
+
+
+#: how much of a client's value an error message repeats
+_SHOWN_CHARS = 40
+
+
+def shown(value: object) -> str:
+    """A client's value as an error message repeats it: its repr, cut short (a message must
+    not echo, or store, a megabyte the client sent)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."

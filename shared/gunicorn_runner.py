@@ -16,7 +16,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from shared.gunicorn_worker import bounded_thread_worker
+from shared.gunicorn_worker import DEFAULT_CLIENT_TIMEOUT_S, bounded_thread_worker
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ServerOptions:
     #: threads per worker: a client stalled mid-request holds one for up to client_timeout_s
     threads: int = 8
     #: a client's socket reads and writes give up after this long (shared/gunicorn_worker.py)
-    client_timeout_s: float = 10.0
+    client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S
     timeout_s: int = 30
     pidfile: Path | None = None
     metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start

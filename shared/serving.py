@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.data.validate import ValidationBounds, parse_pickup
+from shared.errors import shown
 
 MAX_RIDE_ID_LENGTH = 128
 #: integer ride ids stay within 64 bits: a 400-digit number is not an id
@@ -23,15 +24,6 @@ MAX_RIDE_ID_INT = 2**63 - 1
 #: the largest integer a float (a JSON number written 12.0) holds exactly
 _MAX_EXACT_FLOAT_INT = 2**53
 _MAX_REPORTED_ERRORS = 20
-#: how much of a client's value an error message repeats
-_SHOWN_CHARS = 40
-
-
-def shown(value: Any) -> str:
-    """A client's value as an error message repeats it: its repr, cut short (a message must
-    not echo, or store, a megabyte the client sent)."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU, REQUIRED_COLUMNS, TARGET
-from shared.errors import DataQualityError, SchemaError
+from shared.errors import DataQualityError, SchemaError, shown
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +108,15 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
     it. The one date validator: the services' requests and their logs' event times use it.
     The pattern fixes the years to 2009-2099; ``bounds`` may narrow them."""
-    shown = text if len(text) <= 40 else text[:40] + "..."
     if not _SHAPE.fullmatch(text):
-        raise ValueError(f"{shown!r} is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)")
+        raise ValueError(f"{shown(text)} is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)")
     if not _PICKUP.fullmatch(text):
-        raise ValueError(f"{shown!r} is not a UTC calendar date-time of 2009-2099")
-    bare = re.sub(r"(?:Z|[+-]00:?00)$", "", text).replace(" ", "T")
-    try:
-        stamp = np.datetime64(bare, "s")
-    except ValueError:
-        raise ValueError(f"{shown!r} is not a calendar date-time") from None
+        raise ValueError(f"{shown(text)} is not a UTC calendar date-time of 2009-2099")
+    # the pattern admits only real calendar dates: numpy cannot refuse what is left
+    stamp = np.datetime64(re.sub(r"(?:Z|[+-]00:?00)$", "", text).replace(" ", "T"), "s")
     if not np.datetime64(bounds.first_pickup) <= stamp < np.datetime64(bounds.last_pickup):
         raise ValueError(
-            f"{shown!r} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"
+            f"{shown(text)} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"
         )
     return stamp
 
