@@ -32,6 +32,7 @@ from shared.errors import TaxiMlopsError
 from shared.metrics import ServiceMetrics
 from shared.openapi import MAX_RIDES
 from shared.serving import FieldError, RequestValidationError, Rides, ride_key
+from shared.statedb.database import StateUnavailable
 from shared.web import install_json_errors, install_request_metrics, request_body, request_rides
 
 __all__ = ["AliasHooks", "create_app"]
@@ -256,7 +257,12 @@ def create_app(
         slots.ensure_polling()
 
     @app.errorhandler(TaxiMlopsError)
-    def _refused(exc: TaxiMlopsError) -> tuple[Response, int]:
+    def _refused(exc: TaxiMlopsError) -> Response | tuple[Response, int]:
+        if isinstance(exc, StateUnavailable):
+            # nothing is answered that was not logged: the client retries (same X-Request-Id)
+            response = jsonify({"error": "the prediction log is unavailable; retry shortly"})
+            response.status_code, response.headers["Retry-After"] = 503, "1"
+            return response
         status = 409 if isinstance(exc, st.ConflictError) else 422
         return jsonify({"error": str(exc)}), status
 

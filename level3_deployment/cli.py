@@ -58,16 +58,17 @@ def serve(
         preload=False,
     )
 
-    # Create both databases (schema, WAL mode) here, before gunicorn forks: workers starting
-    # at once would otherwise race to switch a new file to WAL ("database is locked").
+    # Migrate both stores here, before gunicorn forks: workers would otherwise all queue on the
+    # migration lock at once (and, on a new SQLite file, race to switch it to WAL).
     from level3_deployment.prediction_log import PredictionLog
     from level3_deployment.routing import Variant
     from level3_deployment.service import Pin, ensure_pinned
-    from level3_deployment.state import StateStore, store_paths
+    from level3_deployment.state import StateStore
+    from shared.statedb import state_locations
 
-    state_path, log_path = store_paths(settings.home)
-    store = StateStore(state_path)
-    PredictionLog(log_path).close()
+    where = state_locations(settings.home, settings.state_url)
+    store = StateStore(where.deployment)
+    PredictionLog(where.predictions).close()
     _check_registry(settings.registered_model_name, pin_version)
     pin = None if pin_version is None else Pin(pin_version, Variant(pin_variant))
     if pin is not None:

@@ -20,6 +20,7 @@ from level3_deployment.routing import Variant
 from level3_deployment.slots import SlotManager, UnknownVersion
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token, feedback_token
+from shared.statedb import state_locations
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
     """``pin``: serve one registry version under a fixed variant name (a blue or green service
     behind a load balancer that does the split) instead of the champion plus a deployed green."""
     token = admin_token(settings)
-    state_path, log_path = st.store_paths(settings.home)
-    store = st.StateStore(state_path)
+    where = state_locations(settings.home, settings.state_url)
+    store = st.StateStore(where.deployment)
     client = MlflowClient()
     name = settings.registered_model_name
     if pin is None:
@@ -118,7 +119,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
     hooks = AliasHooks(champion, champion, deployed, split)
     return create_app(
         slots,
-        PredictionLog(log_path),
+        PredictionLog(where.predictions),
         store,
         token=token,
         feedback_token=feedback_token(settings),

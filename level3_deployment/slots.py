@@ -20,6 +20,7 @@ import numpy as np
 
 from level3_deployment.state import DeploymentState, StateStore
 from shared.errors import TaxiMlopsError
+from shared.statedb.database import StateUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class SlotManager:
         while not self._stop.is_set():
             try:
                 self.refresh()
+            except StateUnavailable as exc:  # keep serving the last state it read
+                logger.warning("deployment state unreadable (%s); retrying", exc)
             except Exception:
                 logger.exception("refreshing the deployment state failed; retrying")
             self._stop.wait(self.poll_s)

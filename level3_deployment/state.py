@@ -1,6 +1,6 @@
 """Deployment state shared by every serving worker: which version is blue, which is green, and
-how traffic is split. One SQLite row per generation (append-only, so the past is kept);
-workers poll the latest generation and apply it.
+how traffic is split. One row per generation (append-only, so the past is kept) in the state
+database; workers, on one machine or many, poll the latest generation and apply it.
 
 The transitions are pure functions; :class:`StateStore` writes them with a compare-and-swap on
 the generation, so two operators cannot silently overwrite each other's change.
@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
 from level3_deployment.routing import Mode, SplitPolicy
 from shared.errors import TaxiMlopsError
-from shared.sqlite_store import SqliteStore
+from shared.statedb import Database, tables
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deployment (
-    generation INTEGER PRIMARY KEY,
-    state TEXT NOT NULL,
-    ts REAL NOT NULL
-);
-"""
-
-
-def store_paths(home: Path) -> tuple[Path, Path]:
-    """The deployment state and the prediction log of a TAXI_MLOPS_HOME."""
-    return home / "level3" / "deployment.db", home / "level3" / "predictions.db"
+T = tables.deployment
 
 
 class ConflictError(TaxiMlopsError):
@@ -143,53 +135,46 @@ def rollback(state: DeploymentState, reason: str, actor: str) -> DeploymentState
 # ------------------------------------------------------------------------------ store
 
 
-class StateStore(SqliteStore):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA, timeout_s=10)
+class StateStore:
+    """The generations in the state database (a SQLite file, or PostgreSQL shared by every
+    replica). The compare-and-swap holds on both: the next generation's primary key can be
+    inserted only once, so of two operators changing the same generation one wins and the
+    other gets a :class:`ConflictError`."""
+
+    def __init__(self, db: Database | str | Path) -> None:
+        self.db = db if isinstance(db, Database) else Database(db)
+        self.db.migrate("deployment")
 
     def current(self) -> DeploymentState:
-        with closing(self._connect()) as conn:
-            row = conn.execute(
-                "SELECT state FROM deployment ORDER BY generation DESC LIMIT 1"
-            ).fetchone()
+        query = sa.select(T.c.state).order_by(T.c.generation.desc()).limit(1)
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
         return DeploymentState.from_dict(json.loads(row[0])) if row else DeploymentState()
 
     def generation(self) -> int:
         """Cheap enough to poll often."""
-        with closing(self._connect()) as conn:
-            (value,) = conn.execute(
-                "SELECT COALESCE(MAX(generation), 0) FROM deployment"
-            ).fetchone()
-        return int(value)
+        with self.db.read() as conn:
+            return _latest(conn)
 
     def write(self, new: DeploymentState, expected_generation: int) -> DeploymentState:
         """Store ``new`` as the next generation, unless someone changed it since."""
         stored = replace(new, generation=expected_generation + 1)
-        with closing(self._connect()) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            (latest,) = conn.execute(
-                "SELECT COALESCE(MAX(generation), 0) FROM deployment"
-            ).fetchone()
-            if latest != expected_generation:
-                conn.execute("ROLLBACK")
-                raise ConflictError(
-                    f"the deployment changed (generation {latest}, expected "
-                    f"{expected_generation}); check `taxi-mlops level3 status` and retry"
-                )
-            conn.execute(
-                "INSERT INTO deployment (generation, state, ts) VALUES (?, ?, ?)",
-                (stored.generation, json.dumps(stored.to_dict()), time.time()),
-            )
-            conn.execute("COMMIT")
+        row = {"generation": stored.generation, "state": json.dumps(stored.to_dict())}
+        try:
+            with self.db.write() as conn:
+                latest = _latest(conn)
+                if latest != expected_generation:
+                    raise _changed(latest, expected_generation)
+                conn.execute(sa.insert(T).values(**row, ts=time.time()))
+        except IntegrityError:  # another writer inserted that generation first
+            raise _changed(expected_generation + 1, expected_generation) from None
         return stored
 
     def pairing_since(self) -> float | None:
         """When the current blue/green pair was first put in place (None without a green):
         A/B evidence about this pair starts there."""
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                "SELECT state, ts FROM deployment ORDER BY generation DESC"
-            ).fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(T.c.state, T.c.ts).order_by(T.c.generation.desc())).all()
         if not rows:
             return None
         latest = json.loads(rows[0][0])
@@ -204,6 +189,17 @@ class StateStore(SqliteStore):
         return float(since)
 
     def history(self) -> list[DeploymentState]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT state FROM deployment ORDER BY generation").fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(T.c.state).order_by(T.c.generation)).all()
         return [DeploymentState.from_dict(json.loads(r[0])) for r in rows]
+
+
+def _latest(conn: Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(T.c.generation), 0))).scalar())
+
+
+def _changed(latest: int, expected: int) -> ConflictError:
+    return ConflictError(
+        f"the deployment changed (generation {latest}, expected {expected}); "
+        "check `taxi-mlops level3 status` and retry"
+    )

@@ -13,12 +13,18 @@ from level3_deployment.cli import url_option
 from shared.data.sources import GENERATED, month_range
 from shared.errors import ConfigError
 from shared.settings import get_settings
+from shared.statedb import StateLocations, state_locations
 from taxi_mlops.output import emit, fail, json_option
 
 
 @click.group()
 def level4() -> None:
     """Level 4 - automation: drift and error monitoring, retraining, gated canaries."""
+
+
+def _state() -> StateLocations:
+    settings = get_settings()
+    return state_locations(settings.home, settings.state_url)
 
 
 def _policy_option(func: Any) -> Any:
@@ -144,13 +150,13 @@ def schedule(cron: str, window_hours: float, name: str, policy_path: str | None,
 @json_option
 def decisions(last: int | None) -> None:
     """The audit log: every decision with its evidence, thresholds and the rule that fired."""
-    from level4_automation.store import MonitoringStore, store_path
+    from level4_automation.store import MonitoringStore
 
-    path = store_path(get_settings().home)
-    if not path.exists():
+    where = _state()
+    if not where.present("loop"):
         emit({"ok": True, "decisions": []}, ["no decisions yet (run `taxi-mlops level4 monitor`)"])
         return
-    rows = MonitoringStore(path).decisions()
+    rows = MonitoringStore(where.loop).decisions()
     if last:
         rows = rows[-last:]
     lines = [
@@ -163,10 +169,10 @@ def decisions(last: int | None) -> None:
 @json_option
 def windows() -> None:
     """The monitoring time series: one line per window."""
-    from level4_automation.store import MonitoringStore, store_path
+    from level4_automation.store import MonitoringStore
 
-    path = store_path(get_settings().home)
-    found = MonitoringStore(path).windows() if path.exists() else []
+    where = _state()
+    found = MonitoringStore(where.loop).windows() if where.present("loop") else []
 
     def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"

@@ -25,15 +25,15 @@ from level2_training import runtime
 from level2_training.flow import TrainingConfig, training_flow
 from level2_training.tracking import REFERENCE_ARTIFACT
 from level3_deployment.prediction_log import PredictionLog
-from level3_deployment.state import store_paths
 from level4_automation import loop
 from level4_automation.alerts import Alerter
 from level4_automation.level3_client import Level3Client
 from level4_automation.policy import Policy, load_policy
-from level4_automation.store import MonitoringStore, store_path
+from level4_automation.store import MonitoringStore
 from shared.data.sources import MonthSource
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token, get_settings
+from shared.statedb import state_locations
 
 
 def reference_source(settings: Settings) -> loop.ReferenceSource:
@@ -94,15 +94,17 @@ def retrainer(
 
 
 def build_context(settings: Settings, policy: Policy, level3_url: str) -> loop.LoopContext:
-    _, log_path = store_paths(settings.home)
-    if not log_path.exists():
+    where = state_locations(settings.home, settings.state_url)
+    if not where.present("predictions"):
         raise ConfigError(
-            f"{log_path}: no prediction log yet; start `taxi-mlops level3 serve` and send traffic"
+            f"{where.predictions.removeprefix('sqlite:///')}: no prediction log yet; start "
+            "`taxi-mlops level3 serve` and send traffic (or set TAXI_MLOPS_STATE_DB_URL to the "
+            "database the level-3 service logs to)"
         )
     return loop.LoopContext(
         policy=policy,
-        log=PredictionLog(log_path),
-        store=MonitoringStore(store_path(settings.home)),
+        log=PredictionLog(where.predictions),
+        store=MonitoringStore(where.loop),
         level3=Level3Client(level3_url, admin_token(settings)),
         alerter=Alerter(policy.alerts.webhook_url, policy.alerts.timeout_s),
         references=reference_source(settings),

@@ -32,6 +32,7 @@ from shared.data.sources import GENERATED, MonthSource, load_source
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.evaluate import rmse as shared_rmse
+from shared.statedb import state_locations
 from taxi_mlops.services import free_port, http_json, start_service
 
 logger = logging.getLogger(__name__)
@@ -509,10 +510,11 @@ def _outputs(
     run: _Run, initial: dict[str, Any], table: list[dict[str, Any]], seconds: float
 ) -> dict[str, Any]:
     """The replay's files (decision log, table, plot) and its result."""
-    from level4_automation.store import MonitoringStore, store_path
+    from level4_automation.store import MonitoringStore
 
     config = run.config
-    decisions = MonitoringStore(store_path(run.settings.home)).decisions()
+    where = state_locations(run.settings.home, run.settings.state_url)
+    decisions = MonitoringStore(where.loop).decisions()
     (config.out_dir / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
     (config.out_dir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
     (config.out_dir / "table.md").write_text(markdown_table(table))

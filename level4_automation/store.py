@@ -1,47 +1,36 @@
-"""Level 4's own records, in one SQLite file under TAXI_MLOPS_HOME: the monitoring time series
-(one row per window), the audit log of decisions, and the loop's state between windows.
+"""Level 4's own records in the state database: the monitoring time series (one row per
+window), the audit log of decisions (each with what became of its alert), and the loop's state
+between windows.
 
-A cycle holds an exclusive lock file, so two schedulers (or a scheduled run and a manual one)
-cannot act on the same deployment at once.
+A cycle holds an exclusive lock, so two schedulers (or a scheduled run and a manual one, on one
+machine or two) cannot act on the same deployment at once: an advisory lock on PostgreSQL, a
+lock file beside the SQLite file otherwise.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from level4_automation.monitor import WindowMetrics
 from shared.errors import TaxiMlopsError
-from shared.sqlite_store import SqliteStore
+from shared.statedb import Database, tables
+from shared.statedb.database import LockHeld
+from shared.statedb.tables import upsert
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS windows (
-    start TEXT PRIMARY KEY,
-    "end" TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    recorded_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    window_start TEXT NOT NULL,
-    action TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    details TEXT NOT NULL,
-    recorded_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS loop_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    state TEXT NOT NULL
-);
-"""
+D = tables.decisions
+S = tables.loop_state
+W = tables.windows
+
+#: the name of the lock a monitoring cycle holds
+CYCLE_LOCK = "level4-cycle"
 
 
 class BusyError(TaxiMlopsError):
@@ -75,89 +64,73 @@ class Decision:
 
 
 def store_path(home: Path) -> Path:
+    """The embedded default's file (``TAXI_MLOPS_STATE_DB_URL`` unset)."""
     return home / "level4" / "monitoring.db"
 
 
-class MonitoringStore(SqliteStore):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA, timeout_s=30)
+class MonitoringStore:
+    def __init__(self, db: Database | str | Path) -> None:
+        self.db = db if isinstance(db, Database) else Database(db, busy_timeout_s=30)
+        self.db.migrate("loop")
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        lock_path = self.path.with_suffix(".lock")
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BusyError(
-                    f"another monitoring cycle is running (lock {lock_path}); try again later"
-                ) from None
-            yield
-        finally:
-            os.close(fd)
+            with self.db.exclusive(CYCLE_LOCK):
+                yield
+        except LockHeld as exc:
+            raise BusyError(
+                f"another monitoring cycle is running ({exc}); try again later"
+            ) from None
 
     # ------------------------------------------------------------------------ windows
 
     def save_window(self, metrics: WindowMetrics) -> None:
-        with closing(self._connect()) as conn:
+        statement = upsert(self.db.dialect, W, "start", ["end", "metrics", "recorded_at"])
+        with self.db.write() as conn:
             conn.execute(
-                'INSERT OR REPLACE INTO windows (start, "end", metrics, recorded_at) '
-                "VALUES (?, ?, ?, ?)",
-                (metrics.start, metrics.end, json.dumps(metrics.to_dict()), time.time()),
+                statement,
+                {
+                    "start": metrics.start,
+                    "end": metrics.end,
+                    "metrics": json.dumps(metrics.to_dict()),
+                    "recorded_at": time.time(),
+                },
             )
 
     def windows(self) -> list[WindowMetrics]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT metrics FROM windows ORDER BY start").fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(W.c.metrics).order_by(W.c.start)).all()
         return [WindowMetrics.from_dict(json.loads(r[0])) for r in rows]
 
     # ---------------------------------------------------------------------- decisions
 
     def record(self, decision: Decision) -> None:
-        with closing(self._connect()) as conn:
+        with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO decisions (window_start, action, rule, reason, details, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    decision.window_start,
-                    decision.action,
-                    decision.rule,
-                    decision.reason,
-                    json.dumps(decision.details, sort_keys=True),
-                    time.time(),
-                ),
+                sa.insert(D).values(
+                    window_start=decision.window_start,
+                    action=decision.action,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                    details=json.dumps(decision.details, sort_keys=True),
+                    recorded_at=time.time(),
+                )
             )
 
     def decisions(self) -> list[dict[str, Any]]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                "SELECT id, window_start, action, rule, reason, details, recorded_at "
-                "FROM decisions ORDER BY id"
-            ).fetchall()
-        return [
-            {
-                "id": r[0],
-                "window_start": r[1],
-                "action": r[2],
-                "rule": r[3],
-                "reason": r[4],
-                "details": json.loads(r[5]),
-                "recorded_at": r[6],
-            }
-            for r in rows
-        ]
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(D).order_by(D.c.id)).mappings().all()
+        return [{**row, "details": json.loads(row["details"])} for row in rows]
 
     # -------------------------------------------------------------------------- state
 
     def state(self) -> LoopState:
-        with closing(self._connect()) as conn:
-            row = conn.execute("SELECT state FROM loop_state WHERE id = 1").fetchone()
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(S.c.state).where(S.c.id == 1)).first()
         return LoopState(**json.loads(row[0])) if row else LoopState()
 
     def save_state(self, state: LoopState) -> None:
-        with closing(self._connect()) as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO loop_state (id, state) VALUES (1, ?)",
-                (json.dumps(state.to_dict()),),
-            )
+        statement = upsert(self.db.dialect, S, "id", ["state"])
+        with self.db.write() as conn:
+            conn.execute(statement, {"id": 1, "state": json.dumps(state.to_dict())})

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"
 
+    #: all operational state (level 3's deployments and prediction log, level 4's loop state,
+    #: decisions and lock) in one database that every machine shares: a SQLAlchemy URL, e.g.
+    #: ``postgresql+psycopg2://user:password@host:5432/taxi``. Unset: SQLite files under home.
+    state_db_url: SecretStr | None = None
+
     # Scale-out mode on one machine (`taxi-mlops stack`): ports are offsets from a base, every
     # service binds 127.0.0.1. Artifacts go to this S3 endpoint (a moto server the stack starts
     # when unset); AWS credentials come from the usual AWS_* variables for a real endpoint.
@@ -97,6 +102,10 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("TAXI_MLOPS_TLC_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def state_url(self) -> str | None:
+        return self.state_db_url.get_secret_value() if self.state_db_url else None
 
     @cached_property
     def download_cache_dir(self) -> Path:

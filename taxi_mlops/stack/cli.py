@@ -101,11 +101,15 @@ def restart(component: str) -> None:
 @json_option
 def env() -> None:
     """The variables that point taxi-mlops at the stack: eval "$(taxi-mlops stack env)"."""
-    from taxi_mlops.stack.plan import plan_from
+    import shlex
 
-    variables = plan_from(get_settings()).client_env()
+    from taxi_mlops.stack.plan import database_password, plan_from
+
+    settings = get_settings()
+    plan = plan_from(settings)
+    variables = plan.client_env(database_password(plan, settings))
     if is_json():
         emit({"ok": True, "env": variables})
     else:
         for key, value in variables.items():
-            click.echo(f"export {key}={value}")
+            click.echo(f"export {key}={shlex.quote(value)}")

@@ -318,11 +318,15 @@ class PrefectWorker(Component):
     name = "worker"
     start_timeout_s = 90.0
 
+    def __init__(self, plan: Plan, password: Secret) -> None:
+        super().__init__(plan)
+        self.password = password
+
     def command(self) -> list[str]:
         return self.plan.worker_command()
 
     def env(self) -> dict[str, str]:
-        return self.plan.worker_env()
+        return self.plan.worker_env(self.password())
 
     def health(self) -> Health:
         if self.pid() is None:
@@ -341,9 +345,9 @@ class PrefectWorker(Component):
 class Replica(HttpService):
     start_timeout_s = 180.0
 
-    def __init__(self, plan: Plan, index: int) -> None:
+    def __init__(self, plan: Plan, index: int, password: Secret) -> None:
         super().__init__(plan)
-        self.index = index
+        self.index, self.password = index, password
         self.name = f"level3-{index + 1}"
         self.port, self.url = plan.replica_port(index), plan.replica_url(index)
 
@@ -351,7 +355,7 @@ class Replica(HttpService):
         return self.plan.replica_command(self.index)
 
     def env(self) -> dict[str, str]:
-        return self.plan.replica_env()
+        return self.plan.replica_env(self.index, self.password())
 
 
 class Nginx(HttpService):

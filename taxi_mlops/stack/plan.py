@@ -10,7 +10,8 @@ nginx (level-3 URL)     base      callers, `level3 deploy/promote/...`, level 4
 level-3 replicas        base+1..  nginx only
 MLflow server           base+10   training (clients, the worker), the replicas, level 4
 Prefect server          base+20   `level2 train --on-worker`, the worker, level 4
-PostgreSQL              base+30   the MLflow and Prefect servers
+PostgreSQL              base+30   the MLflow and Prefect servers; the replicas, the worker,
+                                  level 4 and the CLI (operational state)
 S3 (moto)               base+40   the MLflow server (it proxies artifacts for everyone else)
 ======================  ========  ==========================================================
 """
@@ -30,7 +31,18 @@ from shared.settings import Settings, admin_token, feedback_token
 from .processes import MARKER
 
 DB_USER = "taxi"
-DATABASES = ("mlflow", "prefect")
+#: never passed from the caller's environment to a stack process: another store or home
+_NOT_INHERITED = (
+    "PREFECT_",
+    "MLFLOW_TRACKING_URI",
+    "TAXI_MLOPS_MLFLOW_",
+    "TAXI_MLOPS_HOME",
+    "TAXI_MLOPS_STATE_DB_URL",
+)
+#: the MLflow backend, the Prefect server's database, and the operational state (level 3's
+#: deployments and prediction log, level 4's loop) that every replica and client shares
+DATABASES = ("mlflow", "prefect", "state")
+STATE_DATABASE = "state"
 POOL = "taxi-training"
 #: moto accepts any credentials; a real endpoint takes the usual AWS_* variables instead
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "moto"}
@@ -132,6 +144,11 @@ class Plan:
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
+    def process_home(self, name: str) -> Path:
+        """The process's own TAXI_MLOPS_HOME: scratch only. Nothing in it is shared (no
+        database, no model): every process reaches the others through URLs alone."""
+        return self.root / "homes" / name
+
     def pidfile(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
 
@@ -139,15 +156,10 @@ class Plan:
     def base_env(self) -> dict[str, str]:
         """What every stack process gets: this environment minus anything that would point
         it at another store, plus the stack marker."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("PREFECT_", "MLFLOW_TRACKING_URI", "TAXI_MLOPS_MLFLOW_"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
         env.update(
             {
                 MARKER: self.stack_id,
-                "TAXI_MLOPS_HOME": str(self.home),
                 "MLFLOW_DISABLE_TELEMETRY": "true",
                 "DO_NOT_TRACK": "true",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -155,10 +167,11 @@ class Plan:
         )
         return env
 
-    def client_env(self) -> dict[str, str]:
-        """The settings that point any taxi-mlops command at this stack (`stack env`)."""
+    def client_env(self, password: str) -> dict[str, str]:
+        """The settings that point any taxi-mlops command, in any home, at this stack (`stack
+        env`): URLs and the state database's credentials, nothing on disk."""
         return {
-            "TAXI_MLOPS_HOME": str(self.home),
+            "TAXI_MLOPS_STATE_DB_URL": self.state_url(password),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "PREFECT_API_URL": self.prefect_api_url,
             "TAXI_MLOPS_LEVEL3_URL": self.level3_url,
@@ -175,9 +188,23 @@ class Plan:
         credentials = f"{DB_USER}:{quote(password, safe='')}"
         return f"{driver}://{credentials}@127.0.0.1:{self.postgres_port}/{database}"
 
+    def state_url(self, password: str) -> str:
+        return self.database_url("postgresql+psycopg2", STATE_DATABASE, password)
+
+    def process_env(self, name: str, password: str) -> dict[str, str]:
+        """A taxi-mlops process of the stack: its own empty home, the stack's URLs."""
+        home = self.process_home(name)
+        return {
+            **self.base_env(),
+            **self.client_env(password),
+            "TAXI_MLOPS_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+        }
+
     def mlflow_env(self, password: str) -> dict[str, str]:
         return {
             **self.base_env(),
+            "TAXI_MLOPS_HOME": str(self.process_home("mlflow")),
             **self.s3_env(),
             "TAXI_MLOPS_DB_HOST": "127.0.0.1",
             "TAXI_MLOPS_DB_PORT": str(self.postgres_port),
@@ -196,15 +223,12 @@ class Plan:
             ),
         }
 
-    def worker_env(self) -> dict[str, str]:
-        return {
-            **self.base_env(),
-            **self.client_env(),
-            "PREFECT_HOME": str(self.root / "prefect-worker"),
-        }
+    def worker_env(self, password: str) -> dict[str, str]:
+        """The worker, and the flow runs it starts (they inherit its environment)."""
+        return self.process_env("worker", password)
 
-    def replica_env(self) -> dict[str, str]:
-        return {**self.base_env(), **self.client_env(), "PREFECT_HOME": str(self.root / "prefect")}
+    def replica_env(self, index: int, password: str) -> dict[str, str]:
+        return self.process_env(f"level3-{index + 1}", password)
 
     def moto_env(self) -> dict[str, str]:
         # The recorder appends every request to a file; replaying it at start restores the

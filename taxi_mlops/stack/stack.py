@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -59,11 +60,12 @@ class Stack:
             ObjectStore(self.plan),
             MlflowServer(self.plan, self.password),
             PrefectServer(self.plan, self.password),
-            PrefectWorker(self.plan),
+            PrefectWorker(self.plan, self.password),
         ]
 
     def serving(self) -> list[Component]:
-        return [*(Replica(self.plan, i) for i in range(self.plan.replicas)), Nginx(self.plan)]
+        replicas = (Replica(self.plan, i, self.password) for i in range(self.plan.replicas))
+        return [*replicas, Nginx(self.plan)]
 
     def components(self) -> list[Component]:
         return [*self.infrastructure(), *self.serving()]
@@ -108,7 +110,7 @@ class Stack:
             [self.plan.tool("taxi-mlops"), *args],
             capture_output=True,
             text=True,
-            env={**self.plan.base_env(), **self.plan.client_env()},
+            env=self.plan.process_env("cli", self.password()),
             check=False,
             timeout=timeout_s,
         )
@@ -145,7 +147,7 @@ class Stack:
         )
 
     def _summary(self, actions: dict[str, str], started: float) -> dict[str, Any]:
-        env = self.plan.client_env()
+        env = self.plan.client_env(self.password())
         state = {
             "ok": True,
             "actions": actions,
@@ -159,9 +161,12 @@ class Stack:
             },
             "seconds": round(time.perf_counter() - started, 1),
         }
-        (self.plan.root / "stack.env").write_text(
-            "".join(f"export {k}={v}\n" for k, v in env.items())
+        # it holds the state database's password: readable by its owner only
+        descriptor = os.open(
+            self.plan.root / "stack.env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
         )
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
         return state
 
     # --------------------------------------------------------------------------- down

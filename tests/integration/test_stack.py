@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy
 
 from level4_automation.replay import (
     Injection,
@@ -110,6 +110,32 @@ class Stack:
 
     def pid(self, name: str) -> int | None:
         return read_pid(self.home / "stack" / "run" / f"{name}.pid")
+
+    def replica_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{int(self.env['TAXI_MLOPS_STACK_PORT_BASE']) + 1 + index}"
+
+    def state_query(self, sql: str) -> tuple:
+        """One row from the stack's shared state database (PostgreSQL)."""
+        engine = sqlalchemy.create_engine(self.env["TAXI_MLOPS_STATE_DB_URL"])
+        try:
+            with engine.connect() as conn:
+                return tuple(conn.execute(sqlalchemy.text(sql)).one())
+        finally:
+            engine.dispose()
+
+    def elsewhere(self, home: Path, *args: str) -> dict:
+        """A taxi-mlops command from a home of its own that knows only the stack's URLs."""
+        env = {k: v for k, v in self.env.items() if k != "TAXI_MLOPS_HOME"}
+        completed = subprocess.run(
+            [CLI, *args, "--json"],
+            capture_output=True,
+            text=True,
+            env={**env, "TAXI_MLOPS_HOME": str(home)},
+            timeout=300,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+        return json.loads(completed.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -231,11 +257,10 @@ def test_a_killed_replica_and_an_mlflow_restart_lose_no_request(stack: Stack) ->
     access = stack.log("nginx-access").read_text()
     assert "upstream_status=502, 200" in access or "upstream_status=504, 200" in access
     # ...and with the same X-Request-Id, so each answered request is logged exactly once
-    with sqlite3.connect(stack.home / "level3" / "predictions.db") as db:
-        logged, distinct = db.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT prediction_id) FROM predictions "
-            "WHERE request_key LIKE 'drill-%'"
-        ).fetchone()
+    logged, distinct = stack.state_query(
+        "SELECT COUNT(*), COUNT(DISTINCT prediction_id) FROM predictions "
+        "WHERE request_key LIKE 'drill-%'"
+    )
     assert logged == distinct == len(results)
 
     status = stack.cli("stack", "status", ok=False)
@@ -293,6 +318,51 @@ def test_the_level4_loop_retrains_and_deploys_a_canary_by_settings_alone(stack: 
         time.sleep(0.5)
     status = stack.cli("level3", "status")
     assert (status["state"]["green"], status["state"]["green_percent"]) == (registered, 20.0)
+
+
+def test_processes_in_homes_of_their_own_share_everything_through_urls(
+    stack: Stack, tmp_path: Path
+) -> None:
+    first, second = stack.replica_url(0), stack.replica_url(1)
+    # a change sent to one replica is served by the other (the state is in PostgreSQL)
+    split = stack.elsewhere(tmp_path / "operator", "level3", "set-split", "--share", "40",
+                            "--url", first)["state"]  # fmt: skip
+    wait_until_served(second, split, timeout_s=30)
+    # a ride gets the same variant from every replica
+    rides = [ride(f"mh-{i}") for i in range(60)]
+    answers = [
+        [http_json("POST", f"{url}/predict", r)[1] for r in rides] for url in (first, second)
+    ]
+    pairs = [[(a["variant"], a["model_version"]) for a in per] for per in answers]
+    assert pairs[0] == pairs[1] and {v for v, _ in pairs[0]} == {"blue", "green"}
+    # labels posted to one replica join predictions made on another
+    only_second = [ride(f"mh2-{i}") for i in range(20)]
+    for r in only_second:
+        assert http_json("POST", f"{second}/predict", r)[0] == 200
+    labels = [{"ride_id": r["ride_id"], "duration": 12.0} for r in only_second]
+    status, answer = http_json(
+        "POST", f"{first}/feedback", {"feedback": labels},
+        headers={"Authorization": f"Bearer {DEV_FEEDBACK_TOKEN}"},
+    )  # fmt: skip
+    assert (status, answer["accepted"], answer["rejected"]) == (200, 20, []), answer
+    (joined,) = stack.state_query(
+        "SELECT COUNT(*) FROM predictions WHERE request_key LIKE 'mh2-%' AND actual = 12.0"
+    )
+    assert joined == 20
+    # the A/B report and level 4's audit log, from yet another home, see all of it
+    report = stack.elsewhere(tmp_path / "analyst", "level3", "ab-report", "--min-samples", "1",
+                             "--url", first)  # fmt: skip
+    assert sum(v["n"] for v in report["variants"].values()) >= 20, report
+    decisions = stack.elsewhere(tmp_path / "auditor", "level4", "decisions")["decisions"]
+    assert any(d["action"] == "canary_deployed" for d in decisions), decisions
+    # no process home holds a database: nothing is shared through a disk
+    homes = stack.home / "stack" / "homes"
+    assert {p.name for p in homes.iterdir()} >= {"level3-1", "level3-2", "worker", "cli"}
+    files = [p for p in homes.rglob("*") if p.is_file()]
+    databases = [p for p in files if p.suffix in (".db", ".sqlite") or "-wal" in p.name]
+    assert databases == [], databases
+    # nor does the operator's: the level-3 and level-4 state went to PostgreSQL
+    assert list(stack.home.glob("level[34]/*.db")) == []
 
 
 def stopped_cleanly(stack: Stack) -> None:

@@ -39,8 +39,8 @@ def test_ports_are_offsets_of_one_base(monkeypatch: pytest.MonkeyPatch) -> None:
         24030,
         24040,
     )
-    assert plan.client_env() == {
-        "TAXI_MLOPS_HOME": str(plan.home),
+    assert plan.client_env("pw") == {
+        "TAXI_MLOPS_STATE_DB_URL": "postgresql+psycopg2://taxi:pw@127.0.0.1:24030/state",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:24010",
         "PREFECT_API_URL": "http://127.0.0.1:24020/api",
         "TAXI_MLOPS_LEVEL3_URL": "http://127.0.0.1:24000",
@@ -74,9 +74,11 @@ def test_stack_processes_never_inherit_another_store(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/other.db")
     plan = plan_from(Settings())
-    for env in (plan.worker_env(), plan.replica_env()):
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_URL", "sqlite:////tmp/other-state.db")
+    for env in (plan.worker_env("x"), plan.replica_env(0, "x")):
         assert env["PREFECT_API_URL"] == plan.prefect_api_url
         assert env["MLFLOW_TRACKING_URI"] == plan.mlflow_url
+        assert env["TAXI_MLOPS_STATE_DB_URL"] == plan.state_url("x")
     assert "PREFECT_API_URL" not in plan.prefect_server_env("x")
 
 
@@ -181,3 +183,20 @@ def test_stack_env_prints_exports() -> None:
     result = CliRunner().invoke(main, ["stack", "env"])
     assert result.exit_code == 0
     assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:18010" in result.output
+
+
+def test_every_stack_process_has_its_own_home_and_shares_only_urls(isolated_home: Path) -> None:
+    plan = plan_from(Settings())
+    homes = [
+        plan.replica_env(0, "x")["TAXI_MLOPS_HOME"],
+        plan.replica_env(1, "x")["TAXI_MLOPS_HOME"],
+        plan.worker_env("x")["TAXI_MLOPS_HOME"],
+        plan.process_env("cli", "x")["TAXI_MLOPS_HOME"],
+        plan.mlflow_env("x")["TAXI_MLOPS_HOME"],
+    ]
+    assert len(set(homes)) == len(homes) and str(plan.home) not in homes
+    assert all(Path(h).is_relative_to(plan.root / "homes") for h in homes)
+    assert "TAXI_MLOPS_HOME" not in plan.base_env() and "TAXI_MLOPS_HOME" not in plan.client_env(
+        "x"
+    )
+    assert plan.replica_env(0, "x")["PREFECT_HOME"].startswith(homes[0])

@@ -1,0 +1,298 @@
+"""A database of operational state: a SQLAlchemy engine that is safe across fork() and threads,
+transactions that behave alike on SQLite and PostgreSQL, a named exclusive lock, and the
+Alembic migrations of one store.
+
+On SQLite every write transaction is ``BEGIN IMMEDIATE``: the writer lock is taken up front,
+so two writers queue on the busy timeout instead of one failing when it upgrades a read lock.
+Reads run in a deferred transaction and never block writers (WAL). On PostgreSQL the default
+READ COMMITTED isolation applies; the stores' statements are written to be correct under it
+(unique keys and ``ON CONFLICT`` decide races, not a prior SELECT).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from shared.errors import ConfigError, TaxiMlopsError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: the stores, each an Alembic branch of its own (so each SQLite file holds only its tables,
+#: and one shared database holds them all)
+BRANCHES = ("deployment", "predictions", "loop")
+SUPPORTED = ("sqlite", "postgresql")
+_READ_OPTION = "taxi_mlops_read"
+
+
+class StateUnavailable(TaxiMlopsError):  # noqa: N818 - named for what the caller sees
+    """The state database cannot be reached or refused the statement (HTTP 503)."""
+
+
+class LockHeld(TaxiMlopsError):  # noqa: N818
+    """Someone else holds the named lock."""
+
+
+@dataclass(frozen=True)
+class StateLocations:
+    """Where each store lives: one SQLite file each under a home, or one shared database."""
+
+    deployment: str
+    predictions: str
+    loop: str
+
+    @property
+    def shared(self) -> bool:
+        return not self.deployment.startswith("sqlite")
+
+    def present(self, store: str) -> bool:
+        """Whether the store exists yet: a shared database always does (its tables are made on
+        first use); a SQLite file only once something wrote it."""
+        url = getattr(self, store)
+        return self.shared or Path(url.removeprefix("sqlite:///")).exists()
+
+
+def state_locations(home: Path, url: str | None) -> StateLocations:
+    """The embedded default (SQLite files under ``home``), or ``url`` for all of it."""
+    if url:
+        return StateLocations(url, url, url)
+    return StateLocations(
+        deployment=f"sqlite:///{home / 'level3' / 'deployment.db'}",
+        predictions=f"sqlite:///{home / 'level3' / 'predictions.db'}",
+        loop=f"sqlite:///{home / 'level4' / 'monitoring.db'}",
+    )
+
+
+def parse_url(url: str | Path) -> URL:
+    """A SQLAlchemy URL for SQLite or PostgreSQL; a bare path is a SQLite file."""
+    if isinstance(url, Path):
+        return make_url(f"sqlite:///{url}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "TAXI_MLOPS_STATE_DB_URL: not a database URL (expected e.g. "
+            "postgresql+psycopg2://user:password@host:5432/taxi or sqlite:////path/state.db)"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise ConfigError(
+            f"TAXI_MLOPS_STATE_DB_URL: {parsed.get_backend_name()!r} is not supported "
+            f"(one of: {', '.join(SUPPORTED)})"
+        )
+    if parsed.get_backend_name() == "sqlite" and not parsed.database:
+        raise ConfigError("TAXI_MLOPS_STATE_DB_URL: a SQLite URL needs a file path")
+    return parsed
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Database:
+    """One state database. Cheap to build; the engine is made on first use in each process."""
+
+    def __init__(self, url: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.url = parse_url(url)
+        self._busy_timeout_s = busy_timeout_s
+        self._engine: Engine | None = None
+        self._pid = 0
+        self._guard = threading.Lock()
+        self._migrated: set[str] = set()
+        if self.dialect == "sqlite":
+            Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def dialect(self) -> str:
+        return str(self.url.get_backend_name())
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(str(self.url.database)) if self.dialect == "sqlite" else None
+
+    def __str__(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------------------- engine
+    @property
+    def engine(self) -> Engine:
+        # Connections must not cross fork() (gunicorn forks workers from its master): a child
+        # drops the inherited pool without closing the parent's sockets, and opens its own.
+        with self._guard:
+            if self._engine is None or self._pid != os.getpid():
+                if self._engine is not None:
+                    self._engine.dispose(close=False)
+                self._engine, self._pid = self._create_engine(), os.getpid()
+            return self._engine
+
+    def _create_engine(self) -> Engine:
+        if self.dialect == "postgresql":
+            try:
+                return sa.create_engine(
+                    self.url,
+                    pool_pre_ping=True,  # a restarted server leaves dead pooled connections
+                    pool_size=8,
+                    max_overflow=8,
+                    pool_timeout=5,
+                    json_serializer=_compact_json,
+                    connect_args={"connect_timeout": 3, "application_name": "taxi-mlops"},
+                )
+            except (NoSuchModuleError, ModuleNotFoundError) as exc:
+                raise ConfigError(
+                    f"{self}: the PostgreSQL driver is missing ({exc}); "
+                    "install taxi-mlops[cloud] (psycopg2-binary)"
+                ) from None
+        engine = sa.create_engine(
+            self.url,
+            json_serializer=_compact_json,
+            connect_args={"timeout": self._busy_timeout_s, "check_same_thread": False},
+        )
+        _sqlite_transactions(engine, int(self._busy_timeout_s * 1000))
+        return engine
+
+    def dispose(self) -> None:
+        with self._guard:
+            if self._engine is not None and self._pid == os.getpid():
+                self._engine.dispose()
+            self._engine = None
+
+    # ------------------------------------------------------------------- transactions
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back on an error."""
+        with self._unavailable_as_error(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A consistent read that takes no write lock."""
+        with (
+            self._unavailable_as_error(),
+            self.engine.connect().execution_options(**{_READ_OPTION: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            if not _is_outage(exc):
+                raise
+            logger.error("state database %s unavailable: %s", self, exc.orig)
+            raise StateUnavailable(
+                f"the state database {self} is unavailable: {str(exc.orig).strip()[:300]}"
+            ) from None
+
+    # ------------------------------------------------------------------------- a lock
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` for the block, or raise :class:`LockHeld` at once. On
+        PostgreSQL an advisory lock on a connection held for the block (released if the holder
+        dies: the server ends its session); on SQLite a lock file beside the database."""
+        if self.dialect == "postgresql":
+            with self._advisory_lock(name):
+                yield
+            return
+        path = Path(str(self.sqlite_path)).with_suffix(f".{name}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(f"lock {name!r} is held (lock file {path})") from None
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _advisory_lock(self, name: str) -> Iterator[None]:
+        key = _lock_key(name)
+        with (
+            self._unavailable_as_error(),
+            self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+        ):
+            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            if not taken:
+                raise LockHeld(f"lock {name!r} is held (PostgreSQL advisory lock {key} on {self})")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+    # --------------------------------------------------------------------- migrations
+    def migrate(self, branch: str) -> None:
+        """Bring ``branch``'s tables to the newest revision (once per process). Concurrent
+        callers queue: on the writer lock (SQLite) or an advisory lock (PostgreSQL)."""
+        if branch not in BRANCHES:
+            raise ValueError(f"unknown state branch {branch!r}")
+        if branch in self._migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("migrate")}
+                )
+            config.attributes["connection"] = conn
+            command.upgrade(config, f"{branch}@head")
+        self._migrated.add(branch)
+
+
+#: what SQLite says when the file is busy beyond the timeout or cannot be reached (its other
+#: OperationalErrors, such as a missing table, are bugs to surface)
+_SQLITE_OUTAGES = ("database is locked", "unable to open", "disk i/o", "readonly database")
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """A lost, refused or overloaded connection: not a bad statement."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    if exc.orig is not None and type(exc.orig).__module__.startswith("sqlite3"):
+        return any(text in str(exc.orig).lower() for text in _SQLITE_OUTAGES)
+    return True
+
+
+def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
+    """pysqlite's own transaction handling defers BEGIN; take it over (SQLAlchemy's documented
+    recipe) so a write begins IMMEDIATE and a read begins DEFERRED."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # a committed row survives the writer being SIGKILLed; only power loss can take it
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        reading = conn.get_execution_options().get(_READ_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
