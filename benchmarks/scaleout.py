@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 
 from shared.errors import ConfigError
-from taxi_mlops.services import ServiceProcess, free_port, http_json, start_service
+from shared.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack import nginx
 
 BIN = Path(sys.executable).parent

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.scaleout import LUA, load_python, load_wrk
 from shared.data.generator import generate_month
-from taxi_mlops.services import ServiceProcess, free_port, start_service
+from shared.services import ServiceProcess, free_port, start_service
 
 CLI = str(Path(sys.executable).with_name("taxi-mlops"))
 PROBE_TIMEOUT_S = 3.0

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from shared.cli_output import emit, json_option
 from shared.data.validate import ValidationBounds
 from shared.settings import get_settings
-from taxi_mlops.output import emit, json_option
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
+from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, MonthSource, month_range
 from shared.errors import ConfigError, TaxiMlopsError
 from shared.models import FAMILIES, get_family
 from shared.settings import get_settings
-from taxi_mlops.output import emit, fail, json_option
 
 
 @click.group()

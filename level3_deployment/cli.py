@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from level1_devops.cli import threads_option
+from level3_deployment.client import AdminClient
+from shared.cli_output import emit, fail, json_option
 from shared.settings import admin_token, feedback_token, get_settings
-from taxi_mlops.output import emit, fail, json_option
 
 
 @click.group()
@@ -114,20 +115,9 @@ def _check_registry(model_name: str, version: int | None) -> None:
         fail(f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first")
 
 
-def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:
-    from taxi_mlops.services import http_json
-
-    token = admin_token(get_settings())
-    try:
-        status, answer = http_json(
-            method, f"{url}{path}", body, headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
-    except OSError as exc:
-        fail(f"{url}: cannot reach the level-3 service ({exc})")
-    if status >= 400:
-        message = answer.get("error") if isinstance(answer, dict) else str(answer)
-        fail(f"{path}: HTTP {status}: {message}")
-    return answer
+def _admin(url: str) -> AdminClient:
+    """The admin client for ``url`` (its errors end the command with a clean message)."""
+    return AdminClient(url, admin_token(get_settings()), timeout_s=60)
 
 
 def _settings_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -165,12 +155,7 @@ def _state_lines(state: dict) -> list[str]:
 @json_option
 def deploy(version: int, share: float, mode: str, reason: str | None, url: str) -> None:
     """Load a registry version into green (warm-up, health check), then route SHARE % to it."""
-    state = _call(
-        "POST",
-        url,
-        "/admin/deploy",
-        {"version": version, "percent": share, "mode": mode, "reason": reason},
-    )
+    state = _admin(url).deploy(version, share, mode, reason)
     emit({"ok": True, "state": state}, _state_lines(state))
 
 
@@ -181,7 +166,7 @@ def deploy(version: int, share: float, mode: str, reason: str | None, url: str) 
 @json_option
 def set_split(share: float, mode: str, url: str) -> None:
     """Change green's share of traffic (sticky and monotone per ride id)."""
-    state = _call("POST", url, "/admin/split", {"percent": share, "mode": mode})
+    state = _admin(url).set_split(share, mode)
     emit({"ok": True, "state": state}, _state_lines(state))
 
 
@@ -191,7 +176,7 @@ def set_split(share: float, mode: str, url: str) -> None:
 @json_option
 def promote(reason: str | None, url: str) -> None:
     """Green becomes blue for every worker at once; the champion alias moves."""
-    state = _call("POST", url, "/admin/promote", {"reason": reason} if reason else {})
+    state = _admin(url).promote(reason)
     emit({"ok": True, "state": state}, _state_lines(state))
 
 
@@ -201,7 +186,7 @@ def promote(reason: str | None, url: str) -> None:
 @json_option
 def rollback(reason: str | None, url: str) -> None:
     """Green gets no traffic; right after a promotion, the previous blue comes back."""
-    state = _call("POST", url, "/admin/rollback", {"reason": reason} if reason else {})
+    state = _admin(url).rollback(reason)
     emit({"ok": True, "state": state}, _state_lines(state))
 
 
@@ -210,7 +195,7 @@ def rollback(reason: str | None, url: str) -> None:
 @json_option
 def status(url: str) -> None:
     """The deployment state and its recent history."""
-    answer = _call("GET", url, "/admin/state")
+    answer = _admin(url).status()
     emit({"ok": True, **answer}, _state_lines(answer["state"]))
 
 
@@ -220,7 +205,7 @@ def status(url: str) -> None:
 @json_option
 def ab_report(min_samples: int, url: str) -> None:
     """Per-variant RMSE and MAE with 95 % intervals, a test on the difference, and a verdict."""
-    report = _call("GET", url, f"/admin/ab-report?min_samples={min_samples}")
+    report = _admin(url).ab_report(min_samples)
     lines = [
         f"{variant}: n={q['n']} RMSE {q['rmse']:.3f} [{q['rmse_ci'][0]:.3f}, {q['rmse_ci'][1]:.3f}]"
         f" MAE {q['mae']:.3f} [{q['mae_ci'][0]:.3f}, {q['mae_ci'][1]:.3f}]"
@@ -237,7 +222,7 @@ def ab_report(min_samples: int, url: str) -> None:
 def smoke(rides: int, url: str) -> None:
     """Send RIDES sample rides (ids spread over both variants); fail unless every one gets a
     200 with a plausible duration and the service reports healthy."""
-    from taxi_mlops.services import http_json
+    from shared.services import http_json
 
     failures: list[str] = []
     variants: dict[str, int] = {}

@@ -10,11 +10,11 @@ from typing import Any
 import click
 
 from level3_deployment.cli import url_option
+from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, month_range
 from shared.errors import ConfigError
 from shared.settings import get_settings
 from shared.statedb import StateLocations, state_locations
-from taxi_mlops.output import emit, fail, json_option
 
 
 @click.group()
@@ -264,7 +264,7 @@ def replay(
     replay_settings = get_settings()
     runtime.configure(replay_settings)
     runtime.hide_expected_tracebacks()
-    from taxi_mlops.output import is_json
+    from shared.cli_output import is_json
 
     progress = None if is_json() else click.echo
     result = run_replay(config, progress)

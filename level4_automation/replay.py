@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from level3_deployment.client import AdminClient
 from level4_automation.loop import write_training_files
 from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU
 from shared.data.sources import GENERATED, MonthSource, load_source
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.evaluate import rmse as shared_rmse
+from shared.services import free_port, http_json, start_service
 from shared.statedb import state_locations
-from taxi_mlops.services import free_port, http_json, start_service
 
 logger = logging.getLogger(__name__)
 
@@ -223,42 +224,6 @@ def stream(url: str, rides: list[dict[str, Any] | None]) -> tuple[np.ndarray, np
             predicted[i] = item["duration"]
             versions[i] = int(item["model_version"])
     return predicted, versions, refused
-
-
-def settle(url: str, timeout_s: float = 60.0) -> None:
-    """Wait until every worker serves the latest deployment state, so the next month's rides
-    are routed by it (workers apply a change within a poll interval; the replay must not race
-    it, or the same replay would split differently from run to run)."""
-    from shared.settings import admin_token, get_settings
-
-    token = admin_token(get_settings())
-    _, answer = http_json(
-        "GET", f"{url}/admin/state", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    wait_until_served(url, answer["state"], timeout_s)
-
-
-def served_state(state: dict[str, Any]) -> tuple[int, int | None]:
-    """What ``/health`` shows of a deployment state: its generation, and green if it has traffic."""
-    return state["generation"], state["green"] if state["mode"] != "off" else None
-
-
-def wait_until_served(
-    url: str, state: dict[str, Any], timeout_s: float = 60.0, in_a_row: int = 12
-) -> None:
-    """Wait until ``in_a_row`` health answers in a row show ``state``. Each answer comes from
-    some worker: 12 in a row see both of a service's 2 workers with certainty ~1 - 2**-12; more
-    workers (replicas behind a balancer) need more."""
-    expected = served_state(state)
-    streak, deadline = 0, time.monotonic() + timeout_s
-    while streak < in_a_row:
-        if time.monotonic() > deadline:
-            raise ConfigError(f"{url}: workers did not apply generation {expected[0]} in time")
-        _, health = http_json("GET", f"{url}/health", timeout=30)
-        current = served_state(health)
-        streak = streak + 1 if current == expected else 0
-        if current != expected:
-            time.sleep(0.2)
 
 
 def send_feedback(
@@ -456,14 +421,15 @@ def _first_models(run: _Run) -> dict[str, Any]:
 def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
     """One month: its rides through the service, their labels, a monitoring cycle; the row."""
     from level4_automation.flow import monitoring_flow
-    from shared.settings import feedback_token
+    from shared.settings import admin_token, feedback_token
 
     config, url = run.config, run.url
+    admin = AdminClient(url, admin_token(run.settings))
     for injection in config.injections:
         if injection.month == month and injection.kind == "bad-candidate":
             previous = run.frames[config.months[index - 1]]
-            _deploy_bad_candidate(previous, config, run.policy, run.work, url, run.say)
-            settle(url)
+            _deploy_bad_candidate(previous, config, run.policy, run.work, admin, run.say)
+            admin.settle()
     frame = inject(run.frames[month], month, config.injections, config.seed + index)
     rides = ride_payloads(frame, month)
     predicted, versions, refused = stream(url, rides)
@@ -476,7 +442,7 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
         level3_url=url,
     )
     decision = result["decision"]
-    settle(url)
+    admin.settle()
     valid = valid_mask(frame, month, run.bounds)
     clean, truth = frame[valid], actual[valid]
     _, state = http_json("GET", f"{url}/health")
@@ -567,12 +533,17 @@ def _after_first_injection(
 
 
 def _deploy_bad_candidate(
-    previous: pd.DataFrame, config: ReplayConfig, policy: Any, work: Path, url: str, say: Any
+    previous: pd.DataFrame,
+    config: ReplayConfig,
+    policy: Any,
+    work: Path,
+    admin: AdminClient,
+    say: Any,
 ) -> None:
     """Register a model trained on shuffled durations and put it in green as a canary, as a
     careless human might: the A/B rule must roll it back."""
     from level4_automation.flow import retrainer
-    from shared.settings import admin_token, get_settings
+    from shared.settings import get_settings
 
     settings = get_settings()
     rng = np.random.default_rng(config.seed)
@@ -589,18 +560,10 @@ def _deploy_bad_candidate(
         actor="taxi-mlops level4 replay (deliberately bad candidate)",
     )(request)
     version = result["registered"]["version"]
-    status, answer = http_json(
-        "POST",
-        f"{url}/admin/deploy",
-        {
-            "version": version,
-            "percent": policy.canary.share,
-            "mode": "ab",
-            "reason": "replay: a deliberately bad candidate (trained on shuffled durations)",
-        },
-        headers={"Authorization": f"Bearer {admin_token(settings)}"},
-        timeout=120,
+    admin.deploy(
+        version,
+        policy.canary.share,
+        "ab",
+        "replay: a deliberately bad candidate (trained on shuffled durations)",
     )
-    if status != 200:
-        raise ConfigError(f"deploying the bad candidate failed: HTTP {status}: {answer}")
     say(f"deployed a deliberately bad candidate v{version} to green at {policy.canary.share:g}%")

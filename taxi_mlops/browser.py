@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import TaxiMlopsError
-from taxi_mlops.services import http_json
+from shared.services import http_json
 
 FLAGS = [
     "--headless",

@@ -12,9 +12,9 @@ import sys
 
 import click
 
+from shared.cli_output import EXIT_USER_ERROR
 from shared.errors import ConfigError
 from shared.settings import get_settings
-from taxi_mlops.output import EXIT_USER_ERROR
 
 #: subcommand -> (module:attribute, one-line help)
 LAZY_GROUPS: dict[str, tuple[str, str]] = {

@@ -20,11 +20,12 @@ from typing import Any
 
 import click
 
-from level4_automation.replay import settle
+from level3_deployment.client import AdminClient
+from shared.cli_output import emit, is_json, json_option
 from shared.errors import ConfigError
+from shared.services import free_port, http_json, start_service
+from shared.settings import admin_token, get_settings
 from taxi_mlops import report
-from taxi_mlops.output import emit, is_json, json_option
-from taxi_mlops.services import free_port, http_json, start_service
 from taxi_mlops.steps import Say, cli, month_files, run_cli
 
 #: variables that would point a level at the user's own servers instead of this run's home
@@ -226,7 +227,8 @@ def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any],
                 service.url,
             ],
         )
-        settle(service.url)  # every worker serves it: the deployment is done
+        admin = AdminClient(service.url, admin_token(get_settings()))
+        admin.settle()  # every worker serves it: the deployment is done
         deployed_s = time.perf_counter() - started
         served = _predicts(service.url)["model_version"]
         started = time.perf_counter()
@@ -234,7 +236,7 @@ def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any],
             "level3_rollback",
             ["level3", "rollback", "--reason", "compare: rollback drill", "--url", service.url],
         )
-        settle(service.url)
+        admin.settle()
         rollback_s = round(time.perf_counter() - started, 3)
         after = _predicts(service.url)["model_version"]
     if served != version or after != blue_before:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from shared.cli_output import emit, fail, json_option
 from shared.data.download import download_month
 from shared.data.generator import Drift, fit_stats, generate_month
 from shared.data.load import check_month, load_month, read_trip_file
 from shared.data.validate import ValidationBounds, check_quality, clean_trips
 from shared.errors import DataQualityError
 from shared.settings import get_settings
-from taxi_mlops.output import emit, fail, json_option
 
 
 @click.group()

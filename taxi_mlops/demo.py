@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
+from shared.cli_output import emit, is_json, json_option
 from shared.data.sources import month_range
 from shared.settings import get_settings
 from taxi_mlops import report
 from taxi_mlops.compare import CompareConfig, default_injection, run_compare
-from taxi_mlops.output import emit, is_json, json_option
 
 MONTHS = "2019-01..2019-05"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from shared.cli_output import emit, json_option
 from shared.settings import get_settings
-from taxi_mlops.output import emit, json_option
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "level0_notebook" / "duration-prediction.ipynb"
 

@@ -4,48 +4,32 @@ where PostgreSQL's server programs are not installed (`.ci/run` installs them)."
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from taxi_mlops.stack.postgres import Cluster, find_bin_dir
-
-USER = "taxi"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from taxi_mlops.stack.postgres import TempCluster, find_bin_dir, temporary_cluster
 
 
 @dataclass(frozen=True)
 class PostgresServer:
-    cluster: Cluster
-    password: str
+    temp: TempCluster
 
     def url(self, database: str = "postgres") -> str:
-        return (
-            f"postgresql+psycopg2://{USER}:{self.password}@127.0.0.1:{self.cluster.port}/{database}"
-        )
+        return self.temp.url(database)
 
     def _admin(self):
         import psycopg2
 
+        cluster = self.temp.cluster
         conn = psycopg2.connect(
             host="127.0.0.1",
-            port=self.cluster.port,
-            user=USER,
-            password=self.password,
+            port=cluster.port,
+            user=cluster.user,
+            password=self.temp.password,
             dbname="postgres",
         )
         conn.autocommit = True
@@ -63,27 +47,12 @@ class PostgresServer:
         finally:
             conn.close()
 
-    def restart(self) -> None:
-        self.cluster.stop()
-        self.cluster.start()
-
 
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     try:
-        bin_dir = find_bin_dir(None)
+        find_bin_dir(None)
     except Exception as exc:
         pytest.skip(f"PostgreSQL is not installed ({exc}); `.ci/run` installs it")
-    # the server runs as the postgres user when we are root: its folder's parents must be
-    # traversable, which pytest's 0700 temp folders are not
-    parent = Path(tempfile.mkdtemp(prefix="taxi-mlops-pg-"))
-    parent.chmod(0o755)
-    cluster = Cluster(bin_dir, parent / "cluster", free_port(), USER, dict(os.environ))
-    password = secrets.token_hex(16)
-    cluster.init(password)
-    cluster.start()
-    try:
-        yield PostgresServer(cluster, password)
-    finally:
-        cluster.stop()
-        shutil.rmtree(parent, ignore_errors=True)
+    with temporary_cluster() as temp:
+        yield PostgresServer(temp)

@@ -7,8 +7,8 @@ import sys
 
 import click
 
+from shared.cli_output import emit, is_json, json_option
 from shared.settings import get_settings
-from taxi_mlops.output import emit, is_json, json_option
 
 
 def _progress(message: str) -> None:

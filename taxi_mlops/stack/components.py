@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ConfigError, TaxiMlopsError
-from taxi_mlops.services import http_json
+from shared.services import http_json
 
 from . import nginx, postgres
 from .plan import DATABASES, DB_USER, POOL, Plan

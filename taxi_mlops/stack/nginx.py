@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ConfigError
-from taxi_mlops.services import ServiceProcess, free_port, start_service
+from shared.services import ServiceProcess, free_port, start_service
 
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,3 +209,40 @@ class Cluster:
             password=password,
         )
         return True
+
+
+@contextmanager
+def temporary_cluster(user: str = "taxi", bin_dir: Path | None = None) -> Iterator[TempCluster]:
+    """A throwaway cluster on a free loopback port (tests, benchmarks), removed afterwards.
+    Its folder is made traversable: the server runs as the postgres user when we are root."""
+    parent = Path(tempfile.mkdtemp(prefix="taxi-mlops-pg-"))
+    parent.chmod(0o755)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    cluster = Cluster(find_bin_dir(bin_dir), parent / "cluster", port, user, dict(os.environ))
+    password = secrets.token_hex(16)
+    try:
+        cluster.init(password)
+        cluster.start()
+        yield TempCluster(cluster, password)
+    finally:
+        cluster.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TempCluster:
+    cluster: Cluster
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return (
+            f"postgresql+psycopg2://{self.cluster.user}:{self.password}@127.0.0.1:"
+            f"{self.cluster.port}/{database}"
+        )
+
+    def create_database(self, name: str) -> str:
+        """A new database owned by the cluster's user; its URL."""
+        self.cluster.ensure_database(name, self.password)
+        return self.url(name)

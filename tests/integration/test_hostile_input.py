@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from shared.data.generator import generate_month
-from taxi_mlops.services import ServiceProcess, free_port, http_json, start_service
+from shared.services import ServiceProcess, free_port, http_json, start_service
 from tests.factories import ride
 from tests.integration.test_level3_service import register_two_versions
 

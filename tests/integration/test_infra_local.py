@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_mlops.services import free_port, http_json
+from shared.services import free_port, http_json
 from taxi_mlops.stack.processes import alive  # a zombie counts as gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

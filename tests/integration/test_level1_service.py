@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shared.data.generator import generate_month
-from taxi_mlops.services import ServiceProcess, free_port, http_json, start_service
+from shared.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack.processes import alive
 from tests.factories import ride
 

@@ -23,8 +23,8 @@ from shared.data.schema import to_canonical
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.features import split_xy
 from shared.models import build_model, get_family
+from shared.services import free_port, http_json, start_service
 from shared.settings import Settings
-from taxi_mlops.services import free_port, http_json, start_service
 from tests.integration.traffic import Traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_mlops.services import free_port, start_service
+from shared.services import free_port, start_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("cli_prefect")]
 CLI = str(Path(sys.executable).with_name("taxi-mlops"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_mlops.services import free_port, http_json, start_service
+from shared.services import free_port, http_json, start_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent

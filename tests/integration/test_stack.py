@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import sqlalchemy
 
+from level3_deployment.client import wait_until_served
 from level4_automation.replay import (
     Injection,
     ReplayConfig,
@@ -36,10 +37,9 @@ from level4_automation.replay import (
     ride_payloads,
     send_feedback,
     stream,
-    wait_until_served,
 )
+from shared.services import http_json
 from shared.settings import DEV_FEEDBACK_TOKEN
-from taxi_mlops.services import http_json
 from taxi_mlops.stack import nginx
 from taxi_mlops.stack.postgres import find_bin_dir
 from taxi_mlops.stack.processes import alive, marked_processes, read_pid

@@ -245,7 +245,7 @@ def test_processes_migrating_at_once_leave_one_schema_at_head(state_url: str) ->
     db = Database(state_url)
     with db.read() as conn:
         heads = sorted(
-            r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            r[0] for r in conn.execute(sa.text("SELECT version_num FROM taxi_mlops_state_version"))
         )
     assert heads == ["deployment_0001", "loop_0001", "predictions_0001"]
     db.dispose()

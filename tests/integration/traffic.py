@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 
-from taxi_mlops.services import http_json
+from shared.services import http_json
 
 
 class Traffic:

@@ -12,7 +12,7 @@ import pytest
 from shared.data.download import download_month
 from shared.data.load import load_month
 from shared.errors import DataSourceError
-from taxi_mlops.services import free_port
+from shared.services import free_port
 from tests.factories import trips
 
 

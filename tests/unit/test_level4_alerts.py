@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from level4_automation.alerts import Alerter
-from taxi_mlops.services import free_port
+from shared.services import free_port
 
 
 @pytest.fixture

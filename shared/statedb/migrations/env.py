@@ -9,6 +9,13 @@ from alembic import context
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run the state migrations through shared.statedb.Database.migrate")
-context.configure(connection=connection, target_metadata=None, transactional_ddl=True)
+# its own version table: the database may be shared with MLflow, whose Alembic history uses
+# the default "alembic_version"
+context.configure(
+    connection=connection,
+    target_metadata=None,
+    transactional_ddl=True,
+    version_table="taxi_mlops_state_version",
+)
 with context.begin_transaction():
     context.run_migrations()
