@@ -39,11 +39,15 @@ class PostgresServer:
     def database(self) -> Iterator[str]:
         """A new, empty database; dropped afterwards (its connections closed first)."""
         name = f"t_{uuid.uuid4().hex[:12]}"
+        self._sql(f"CREATE DATABASE {name}")
+        yield self.url(name)
+        # a new connection: the test may have restarted the server meanwhile
+        self._sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def _sql(self, statement: str) -> None:
         conn = self._admin()
         try:
-            conn.cursor().execute(f"CREATE DATABASE {name}")
-            yield self.url(name)
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.cursor().execute(statement)
         finally:
             conn.close()
 

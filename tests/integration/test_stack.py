@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import time
 import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +46,11 @@ from taxi_mlops.stack import nginx
 from taxi_mlops.stack.postgres import find_bin_dir
 from taxi_mlops.stack.processes import alive, marked_processes, read_pid
 from tests.integration.traffic import Traffic
+from tests.workflows import clean_copy, failure, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+#: a production-grade admin token: the deploy and monitor workflows run with TAXI_MLOPS_ENV=prod
+ADMIN_TOKEN = secrets.token_hex(32)
 CLI = str(Path(sys.executable).with_name("taxi-mlops"))
 #: every offset of the stack's port layout (taxi_mlops/stack/plan.py)
 OFFSETS = (0, 1, 2, 10, 20, 30, 40)
@@ -155,7 +160,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for k, v in os.environ.items()
         if not k.startswith(("TAXI_MLOPS_", "MLFLOW_", "PREFECT_"))
     }
-    env.update({"TAXI_MLOPS_HOME": str(home), "TAXI_MLOPS_STACK_PORT_BASE": str(free_base())})
+    env.update(
+        {
+            "TAXI_MLOPS_HOME": str(home),
+            "TAXI_MLOPS_STACK_PORT_BASE": str(free_base()),
+            "TAXI_MLOPS_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+    )
     bare = Stack(home, env, {})
     up = bare.cli("stack", "up", "--seed-rows", "4000", timeout=1500)
     running = Stack(home, {**env, **up["env"]}, up)
@@ -363,6 +374,76 @@ def test_processes_in_homes_of_their_own_share_everything_through_urls(
     assert databases == [], databases
     # nor does the operator's: the level-3 and level-4 state went to PostgreSQL
     assert list(stack.home.glob("level[34]/*.db")) == []
+
+
+def recent_rides(prefix: str, n: int) -> list[dict]:
+    """Rides picked up in the last half hour: what `make monitor`'s last-hour window reads."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return [
+        {**ride(f"{prefix}-{i}"), "pickup_datetime": (now - timedelta(minutes=30)).isoformat()}
+        for i in range(n)
+    ]
+
+
+def test_the_workflows_close_the_loop_as_fresh_runners(stack: Stack, tmp_path: Path) -> None:
+    """train.yml, deploy.yml and monitor.yml: their own `run:` steps, each in a fresh clone
+    with an empty home and only the env and secrets the workflow declares."""
+    secrets_ = {
+        "MLFLOW_TRACKING_URI": stack.url("mlflow"),
+        "LEVEL3_URL": stack.url("level3"),
+        "TAXI_MLOPS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TAXI_MLOPS_STATE_DB_URL": stack.env["TAXI_MLOPS_STATE_DB_URL"],
+    }
+
+    def runner(workflow: str, job: str, clone: str, **inputs: object) -> list:
+        runs = run_job(workflow, job, clean_copy(tmp_path / clone), secrets=secrets_,
+                       inputs=inputs)  # fmt: skip
+        assert runs and runs[-1].returncode == 0, failure(workflow, job, runs)
+        return runs
+
+    before = stack.cli("level2", "status")["versions"][-1]["version"]
+    runner("train.yml", "train", "train-runner", train_args=(
+        "--generated --train-months 2019-02 --val-month 2019-03 --rows 4000 --models ridge "
+        "--trials 1"))  # fmt: skip
+    version = stack.cli("level2", "status")["versions"][-1]["version"]
+    assert version == before + 1  # registered in the stack's registry, not a runner's file
+    generation = stack.cli("level3", "status")["state"]["generation"]
+    runner("deploy.yml", "deploy", "deploy-runner", version=version, canary_share="10",
+           final_share="50")  # fmt: skip
+    history = stack.cli("level3", "status")["history"]
+    steps = [(h["green"], h["green_percent"], h["blue"]) for h in history
+             if h["generation"] > generation]  # fmt: skip
+    assert steps[0][:2] == (version, 10.0) and steps[1][:2] == (version, 50.0), steps
+    assert steps[-1][2] == version  # promoted after both smoke checks
+
+    # the monitor reads the shared log: rides (with labels) in the last hour, on any replica
+    rides = recent_rides("wf", 120)
+    for r in rides:
+        assert http_json("POST", f"{stack.url('level3')}/predict", r)[0] == 200
+    labels = [{"ride_id": r["ride_id"], "duration": 11.0} for r in rides]
+    http_json("POST", f"{stack.url('level3')}/feedback", {"feedback": labels},
+              headers={"Authorization": f"Bearer {DEV_FEEDBACK_TOKEN}"})  # fmt: skip
+    decided = len(stack.cli("level4", "decisions")["decisions"])
+    runner("monitor.yml", "monitor", "monitor-runner-1")
+    first = stack.cli("level4", "decisions")["decisions"]
+    # it saw the canary the earlier loop left (replaced since by the deploy): state, not a file
+    assert len(first) == decided + 1 and first[-1]["rule"] == "canary_gone", first[-1]
+    window = stack.cli("level4", "windows")["windows"][-1]
+    assert window["rows"] >= 120 and window["labelled"] >= 120, window
+    runner("monitor.yml", "monitor", "monitor-runner-2")
+    second = stack.cli("level4", "decisions")["decisions"]
+    # the second runner continued from the first one's state (watching, no canary to judge)
+    assert len(second) == decided + 2 and second[-1]["rule"] != "canary_gone", second[-1]
+
+    # two cycles at once: while one holds the lock, a runner's cycle is refused, by name
+    from level4_automation.store import MonitoringStore
+
+    with MonitoringStore(stack.env["TAXI_MLOPS_STATE_DB_URL"]).locked():
+        runs = run_job("monitor.yml", "monitor", clean_copy(tmp_path / "monitor-runner-3"),
+                       secrets=secrets_)  # fmt: skip
+    assert runs[-1].returncode != 0
+    assert "another monitoring cycle is running" in runs[-1].stdout + runs[-1].stderr
+    assert len(stack.cli("level4", "decisions")["decisions"]) == decided + 2  # it did nothing
 
 
 def stopped_cleanly(stack: Stack) -> None:

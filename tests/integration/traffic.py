@@ -20,8 +20,11 @@ class Traffic:
         threads: int = 6,
         retries: int = 0,
         prefix: str = "ride",
+        retry_statuses: tuple[int, ...] = (),
     ) -> None:
-        self.retries = retries
+        self.retries, self.retry_statuses = retries, retry_statuses
+        #: every attempt: (status, seconds until its answer)
+        self.attempts: list[tuple[int, float]] = []
         self.url, self.keys = url, [f"{prefix}-{i}" for i in range(keys)]
         self.results: list[tuple[float, float, str, int, str, str]] = []
         self._counter, self._lock, self._stop = (
@@ -46,11 +49,16 @@ class Traffic:
             # idempotency key, so the service logs it once.
             headers = {"X-Request-Id": f"{key}-{sent}"}
             for attempt in range(self.retries + 1):
+                began = time.monotonic()
                 try:
                     status, body = http_json(
                         "POST", f"{self.url}/predict", ride, timeout=30, headers=headers
                     )
-                    break
+                    with self._lock:
+                        self.attempts.append((status, time.monotonic() - began))
+                    if status not in self.retry_statuses or attempt == self.retries:
+                        break
+                    time.sleep(0.05)
                 except (OSError, http.client.HTTPException) as exc:
                     # A worker killed mid-response truncates the body (IncompleteRead): as
                     # failed as a reset connection, and retried the same way.
