@@ -37,12 +37,11 @@ _MAX_TEXT_CHARS = 300
 #: two labels for a ride agree when they differ by less than this (minutes)
 _SAME_LABEL_MIN = 1e-6
 #: the feature columns a monitoring window reads, extracted by the database (json_extract on
-#: SQLite, ->> on PostgreSQL): parsing the JSON in Python costs ~10x more at a million rows
-_WINDOW_FEATURES = (
-    ("PULocationID", "as_integer"),
-    ("DOLocationID", "as_integer"),
-    ("trip_distance", "as_float"),
-)
+#: SQLite, ->> on PostgreSQL): parsing the JSON in Python costs ~10x more at a million rows.
+#: All are read as numbers: a zone id may be logged as 234.0, which PostgreSQL will not cast
+#: to an integer; the zone ids become integers in the frame.
+_WINDOW_FEATURES = ("PULocationID", "DOLocationID", "trip_distance")
+_ZONE_IDS = ("PULocationID", "DOLocationID")
 
 
 @dataclass(frozen=True)
@@ -164,9 +163,7 @@ class PredictionLog:
         """Predictions whose ride started in [start, end) (ISO 8601), with labels if any."""
         with self.db.read() as conn:
             event_time = self._window_column(conn, start, end)
-            features = [
-                getattr(P.c.features[name], cast)().label(name) for name, cast in _WINDOW_FEATURES
-            ]
+            features = [P.c.features[name].as_float().label(name) for name in _WINDOW_FEATURES]
             query = sa.select(
                 P.c.prediction_id,
                 P.c.event_time,
@@ -179,8 +176,11 @@ class PredictionLog:
                 P.c.actual,
             ).where(event_time >= start, event_time < end)
             frame = pd.read_sql_query(query, conn)
-        frame["trip_distance"] = frame["trip_distance"].astype("float64")
-        frame["actual"] = frame["actual"].astype("float64")
+        for column in (*_WINDOW_FEATURES, "actual"):
+            frame[column] = frame[column].astype("float64")
+        for column in _ZONE_IDS:
+            if not frame[column].isna().any():  # as SQLite's CAST did: truncated to integers
+                frame[column] = frame[column].astype("int64")
         return frame
 
     def _window_column(self, conn: Connection, start: str, end: str) -> sa.ColumnElement[Any]:

@@ -156,6 +156,7 @@ def test_the_monitoring_window_is_selected_and_unpacked_in_the_database(
     frame = log.window("2024-03-01T10:00:00", "2024-03-01T11:00:00")
     assert frame["request_key"].tolist() == ["b"]
     assert frame.loc[0, "PULocationID"] == 7 and frame.loc[0, "trip_distance"] == 2.5
+    assert str(frame["PULocationID"].dtype) == "int64"
     assert frame.loc[0, "actual"] == 12.5
     window_sql = [s for s in statements if "event_time" in s and "prediction_id" in s]
     assert window_sql, statements
