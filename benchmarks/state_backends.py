@@ -1,6 +1,7 @@
 """What logging every prediction to PostgreSQL costs against SQLite, in one run, as a ratio.
 
-The same level-3 service (one champion as blue, 2 gunicorn workers, single-ride requests with
+The same level-3 service (a linear champion as blue, so the model does not hide the logging;
+2 gunicorn workers, single-ride requests with
 a ride id each, so every answer is one logged row) is started twice: with the embedded state
 (SQLite files in its home) and with ``TAXI_MLOPS_STATE_DB_URL`` on a private PostgreSQL
 cluster (127.0.0.1, default durability: each commit is flushed to the WAL). The two run in
@@ -56,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or Path(".taxi-mlops/reports/bench/state_backends.json").resolve()
@@ -68,7 +69,7 @@ def main() -> None:
         registry = trainer / "mlflow" / "mlflow.db"
         click.echo("training a champion...")
         cli(trainer, "level2", "train", "--generated", "--rows", "20000", "--trials", "1",
-            "--train-months", "2019-01", "--val-month", "2019-02", "--models", "hgb")  # fmt: skip
+            "--train-months", "2019-01", "--val-month", "2019-02", "--models", "ridge")  # fmt: skip
         pg = stack.enter_context(temporary_cluster())
         urls = {
             "SQLite": f"sqlite:///{root / 'sqlite-home' / 'level3' / 'predictions.db'}",

@@ -92,6 +92,11 @@ class PredictionLog:
     def __init__(self, db: Database | str | Path) -> None:
         self.db = db if isinstance(db, Database) else Database(db)
         self.db.migrate("predictions")
+        # built once: the hot path only binds rows
+        self._insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
+        self._digest = sa.select(P.c.request_digest).where(
+            P.c.prediction_id == sa.bindparam("prediction_id")
+        )
 
     def close(self) -> None:
         self.db.dispose()
@@ -103,17 +108,13 @@ class PredictionLog:
         rows = [_row(r, request_digest) for r in records]
         if not rows:
             return 0
-        insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
         with self.db.write() as conn:
-            conn.execute(insert, rows)
+            conn.execute(self._insert, rows)
             # Checked after the insert: on PostgreSQL a concurrent insert of the same id waits
             # for the other transaction, so the row read here is the one that won.
             if request_digest is not None:  # without a key, ids are fresh uuids
-                logged = conn.execute(
-                    sa.select(P.c.request_digest).where(
-                        P.c.prediction_id == rows[0]["prediction_id"]
-                    )
-                ).scalar()
+                first = {"prediction_id": rows[0]["prediction_id"]}
+                logged = conn.execute(self._digest, first).scalar()
                 if logged != request_digest:
                     raise IdempotencyConflict(rows[0]["prediction_id"])
         return len(rows)

@@ -368,7 +368,7 @@ def test_processes_in_homes_of_their_own_share_everything_through_urls(
     assert any(d["action"] == "canary_deployed" for d in decisions), decisions
     # no process home holds a database: nothing is shared through a disk
     homes = stack.home / "stack" / "homes"
-    assert {p.name for p in homes.iterdir()} >= {"level3-1", "level3-2", "worker", "cli"}
+    assert {p.name for p in homes.iterdir()} >= {"level3-1", "level3-2"}
     files = [p for p in homes.rglob("*") if p.is_file()]
     databases = [p for p in files if p.suffix in (".db", ".sqlite") or "-wal" in p.name]
     assert databases == [], databases
