@@ -203,6 +203,29 @@ def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any],
         f"baseline; registered v{registered['version']} as {', '.join(registered['aliases'])}"
     )
     run.say(f"   browse the runs: TAXI_MLOPS_HOME={run.home} taxi-mlops level2 ui")
+    trained, version, deployed_s, rollback_s = _level3_drill(run, m2, m3, trials)
+    level2 = {
+        "val_rmse": first["best"]["val_rmse"],
+        "new_val_rmse": trained["best"]["val_rmse"],
+        "time_to_model_s": trained["_seconds"],
+        "time_to_served_s": None,
+        "rollback_s": None,
+        "family": first["best"]["family"],
+        "registered_version": registered["version"],
+    }
+    level3 = {
+        **level2,
+        "time_to_served_s": round(trained["_seconds"] + deployed_s, 3),
+        "rollback_s": rollback_s,
+        "deployed_version": int(version),
+    }
+    return level2, level3
+
+
+def _level3_drill(
+    run: _Run, m2: str, m3: str, trials: str
+) -> tuple[dict[str, Any], str, float, float]:
+    """Train the new month's model, deploy and promote it, roll it back; how long each took."""
     run.say("\n== Level 3: blue/green from the registry; the new month's model goes live ==")
     service, _ = run.serve(["level3", "serve"], "level3")
     with service:
@@ -249,22 +272,7 @@ def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any],
         f"{deployed_s:.1f} s after the deploy command; rolled back to v{blue_before} in "
         f"{rollback_s:.1f} s"
     )
-    level2 = {
-        "val_rmse": first["best"]["val_rmse"],
-        "new_val_rmse": trained["best"]["val_rmse"],
-        "time_to_model_s": trained["_seconds"],
-        "time_to_served_s": None,
-        "rollback_s": None,
-        "family": first["best"]["family"],
-        "registered_version": registered["version"],
-    }
-    level3 = {
-        **level2,
-        "time_to_served_s": round(trained["_seconds"] + deployed_s, 3),
-        "rollback_s": rollback_s,
-        "deployed_version": int(version),
-    }
-    return level2, level3
+    return trained, version, deployed_s, rollback_s
 
 
 def _level4(run: _Run, files: list[str]) -> dict[str, Any]:

@@ -369,11 +369,13 @@ def test_processes_in_homes_of_their_own_share_everything_through_urls(
     # no process home holds a database: nothing is shared through a disk
     homes = stack.home / "stack" / "homes"
     assert {p.name for p in homes.iterdir()} >= {"level3-1", "level3-2"}
+    # (by content: Prometheus's multiprocess files are named *.db but are not databases)
     files = [p for p in homes.rglob("*") if p.is_file()]
-    databases = [p for p in files if p.suffix in (".db", ".sqlite") or "-wal" in p.name]
-    assert databases == [], databases
+    databases = [p for p in files if p.read_bytes()[:16] == b"SQLite format 3\x00"]
+    assert files and databases == [], databases
     # nor does the operator's: the level-3 and level-4 state went to PostgreSQL
     assert list(stack.home.glob("level[34]/*.db")) == []
+    assert not any(p.name.endswith("-wal") for p in files)
 
 
 def recent_rides(prefix: str, n: int) -> list[dict]:

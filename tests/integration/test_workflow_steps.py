@@ -29,12 +29,16 @@ def runs_here(job: dict) -> bool:
     )
 
 
+def has_steps_to_run(job: dict) -> bool:
+    return any("run" in step and step["run"].strip() not in SKIPPED_STEPS for step in job["steps"])
+
+
 def runnable() -> list[tuple[str, str]]:
     return [
         (path.name, name)
         for path in sorted(WORKFLOWS.glob("*.yml"))
         for name, job in load(path.name)["jobs"].items()
-        if runs_here(job)
+        if runs_here(job) and has_steps_to_run(job)
     ]
 
 
