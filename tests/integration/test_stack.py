@@ -338,7 +338,9 @@ def test_processes_in_homes_of_their_own_share_everything_through_urls(
     # a change sent to one replica is served by the other (the state is in PostgreSQL)
     split = stack.elsewhere(tmp_path / "operator", "level3", "set-split", "--share", "40",
                             "--url", first)["state"]  # fmt: skip
-    wait_until_served(second, split, timeout_s=30)
+    # every worker of both replicas applies it (the one that took the change has a second)
+    for url in (first, second):
+        wait_until_served(url, split, timeout_s=30)
     # a ride gets the same variant from every replica
     rides = [ride(f"mh-{i}") for i in range(60)]
     answers = [
