@@ -147,6 +147,32 @@ def load_python(url: str, seconds: float, connections: int) -> dict:
     }
 
 
+def best_of_rounds(
+    configs: dict[str, str], rounds: int, seconds: float, connections: int, script: Path
+) -> tuple[dict[str, dict], dict[str, int]]:
+    """Load each config's URL in rotation, ``rounds`` times; the best round of each, and how
+    many requests each answered in all (wrk when installed, else Python clients)."""
+    tool = "wrk" if shutil.which("wrk") else "python"
+    best: dict[str, dict] = {}
+    answered = dict.fromkeys(configs, 0)
+    width = max(len(name) for name in configs) + 1
+    for round_ in range(rounds):
+        for name, url in configs.items():
+            if tool == "wrk":
+                result = load_wrk(url, seconds, connections, script)
+            else:
+                result = load_python(url, seconds, connections)
+            answered[name] += round(result["requests_per_s"] * seconds)
+            click.echo(
+                f"round {round_ + 1} {name:<{width}} {result['requests_per_s']:8.0f} req/s  "
+                f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+                f"failed {result['failed']}"
+            )
+            if name not in best or result["requests_per_s"] > best[name]["requests_per_s"]:
+                best[name] = result
+    return best, answered
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -180,20 +206,7 @@ def main() -> None:
             "nginx -> 1 replica": one.url,
             "nginx -> 2 replicas": two.url,
         }
-        best: dict[str, dict] = {}
-        for round_ in range(args.rounds):
-            for name, url in configs.items():
-                if tool == "wrk":
-                    result = load_wrk(url, args.seconds, args.connections, script)
-                else:
-                    result = load_python(url, args.seconds, args.connections)
-                click.echo(
-                    f"round {round_ + 1} {name:<22} {result['requests_per_s']:8.0f} req/s  "
-                    f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-                    f"failed {result['failed']}"
-                )
-                if name not in best or result["requests_per_s"] > best[name]["requests_per_s"]:
-                    best[name] = result
+        best, _ = best_of_rounds(configs, args.rounds, args.seconds, args.connections, script)
 
     base = best["nginx -> 1 replica"]["requests_per_s"]
     results = {

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from benchmarks.scaleout import BIN, LUA, cli, load_python, load_wrk
+from benchmarks.scaleout import BIN, LUA, best_of_rounds, cli
 from shared.services import ServiceProcess, free_port, start_service
 from taxi_mlops.stack.postgres import temporary_cluster
 
@@ -83,22 +83,10 @@ def main() -> None:
         }
         script = root / "post.lua"
         script.write_text(LUA)
-        best: dict[str, dict] = {}
-        answered = dict.fromkeys(services, 0)
-        for round_ in range(args.rounds):
-            for name, service in services.items():
-                if tool == "wrk":
-                    result = load_wrk(service.url, args.seconds, args.connections, script)
-                else:
-                    result = load_python(service.url, args.seconds, args.connections)
-                answered[name] += round(result["requests_per_s"] * args.seconds)
-                click.echo(
-                    f"round {round_ + 1} {name:<11} {result['requests_per_s']:8.0f} req/s  "
-                    f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-                    f"failed {result['failed']}"
-                )
-                if name not in best or result["requests_per_s"] > best[name]["requests_per_s"]:
-                    best[name] = result
+        urls_of = {name: service.url for name, service in services.items()}
+        best, answered = best_of_rounds(
+            urls_of, args.rounds, args.seconds, args.connections, script
+        )
         rows = {name: logged_rows(url) for name, url in urls.items()}
 
     ratio = best["PostgreSQL"]["requests_per_s"] / best["SQLite"]["requests_per_s"]

@@ -64,9 +64,9 @@ class AdminClient:
         return dict(self.call("POST", "/admin/rollback", {"reason": reason} if reason else {}))
 
     def ab_report(self, min_samples: int, confidence: float | None = None) -> dict[str, Any]:
-        query = {"min_samples": min_samples}
+        query: dict[str, float] = {"min_samples": min_samples}
         if confidence is not None:
-            query["confidence"] = confidence  # type: ignore[assignment]
+            query["confidence"] = confidence
         return dict(self.call("GET", f"/admin/ab-report?{urlencode(query)}"))
 
     def settle(self, timeout_s: float = 60.0, in_a_row: int = 12) -> None:

@@ -256,7 +256,8 @@ class PredictionLog:
         query = sa.select(P).where(*_ts_between(since, until)).order_by(P.c.id)
         with self.db.read() as conn:
             frame = pd.read_sql_query(query, conn)
-        features = pd.json_normalize(frame.pop("features").map(_as_dict).tolist())
+        # the JSON column comes back as dicts (SQLAlchemy's JSON type parses SQLite's text)
+        features = pd.json_normalize(frame.pop("features").tolist())
         return pd.concat([frame, features], axis=1)
 
 
@@ -303,9 +304,3 @@ def _ts_between(since: float | None, until: float | None) -> list[sa.ColumnEleme
     if until is not None:
         conditions.append(P.c.ts < until)
     return conditions
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    import json
-
-    return json.loads(value) if isinstance(value, str) else dict(value)

@@ -236,14 +236,7 @@ def replay(
         from level4_automation.policy import load_policy
 
         load_policy(Path(policy_path))
-    folder = (
-        Path(out_dir)
-        if out_dir
-        else (settings.home / "replays" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    )
-    if folder.exists() and any(folder.iterdir()):
-        raise click.BadParameter(f"{folder} is not empty: pick a new folder", param_hint="--out")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _replay_folder(settings.home, out_dir)
     config = ReplayConfig(
         months=month_range(months),
         out_dir=folder.resolve(),
@@ -253,28 +246,47 @@ def replay(
         seed=seed,
         policy_path=Path(policy_path).resolve() if policy_path else None,
     )
-    # The replay is its own world: its own home, registry and stores, whatever the user's are.
-    # Only Prefect's flow-run history stays the caller's: a new Prefect database would cost a
-    # migration (~10 s) per replay, and the runs belong in the caller's history anyway.
-    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
-    os.environ["TAXI_MLOPS_HOME"] = str(config.out_dir)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from level2_training import runtime
-
-    replay_settings = get_settings()
-    runtime.configure(replay_settings)
-    runtime.hide_expected_tracebacks()
+    _enter_replay_world(config.out_dir)
     from shared.cli_output import is_json
 
-    progress = None if is_json() else click.echo
-    result = run_replay(config, progress)
+    result = run_replay(config, None if is_json() else click.echo)
+    emit({"ok": True, **result}, _replay_lines(result, config.out_dir))
+
+
+def _replay_folder(home: Path, out_dir: str | None) -> Path:
+    """The replay's folder: new or empty (made here)."""
+    folder = (
+        Path(out_dir) if out_dir else home / "replays" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    )
+    if folder.exists() and any(folder.iterdir()):
+        raise click.BadParameter(f"{folder} is not empty: pick a new folder", param_hint="--out")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _enter_replay_world(out_dir: Path) -> None:
+    """The replay is its own world: its own home, registry and stores, whatever the user's are
+    (a shared state database included). Only Prefect's flow-run history stays the caller's: a
+    new Prefect database would cost a migration (~10 s) per replay, and the runs belong in the
+    caller's history anyway."""
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
+    os.environ["TAXI_MLOPS_HOME"] = str(out_dir)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("TAXI_MLOPS_STATE_DB_URL", None)
+    from level2_training import runtime
+
+    runtime.configure(get_settings())
+    runtime.hide_expected_tracebacks()
+
+
+def _replay_lines(result: dict[str, Any], out_dir: Path) -> list[str]:
     lines = [
         "",
         Path(result["files"]["table"]).read_text(),
         f"promotions {result['promotions']}, rollbacks {result['rollbacks']}, "
         f"retrainings {result['retrains']}; {result['seconds']:.0f} s",
         f"plot: {result['files']['plot']}",
-        f"decision log: {result['files']['decisions']} (or TAXI_MLOPS_HOME={config.out_dir} "
+        f"decision log: {result['files']['decisions']} (or TAXI_MLOPS_HOME={out_dir} "
         "taxi-mlops level4 decisions)",
         f"Evidently reports: {result['files']['reports']}",
     ]
@@ -286,4 +298,4 @@ def replay(
             f"{after['static_level1']}, static champion {after['static_champion']}, automated "
             f"{after['automated']}",
         )
-    emit({"ok": True, **result}, lines)
+    return lines

@@ -63,11 +63,6 @@ class Decision:
         return asdict(self)
 
 
-def store_path(home: Path) -> Path:
-    """The embedded default's file (``TAXI_MLOPS_STATE_DB_URL`` unset)."""
-    return home / "level4" / "monitoring.db"
-
-
 class MonitoringStore:
     def __init__(self, db: Database | str | Path) -> None:
         self.db = db if isinstance(db, Database) else Database(db, busy_timeout_s=30)
