@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,15 +23,26 @@ from typing import Any
 from shared.errors import TaxiMlopsError
 from shared.services import http_json
 
+logger = logging.getLogger(__name__)
+
 FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--no-first-run",
+    "--no-default-browser-check",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-extensions",
+    # a container's /dev/shm can be too small for the renderer, which then hangs at start
+    "--disable-dev-shm-usage",
 ]
+#: a machine with no session bus: chromium otherwise waits on D-Bus calls that never answer
+_ENV = {"DBUS_SESSION_BUS_ADDRESS": "disabled:"}
+#: a start that hangs (seen once in CI on a loaded 2-core runner) is retried in a new profile
+START_ATTEMPTS = 2
 
 _IMAGES = """JSON.stringify({
   title: document.title,
@@ -140,45 +152,81 @@ def check_page(
     binary = chromium or find_chromium()
     if binary is None:
         raise BrowserError("chromium is not installed (Debian: apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="taxi-mlops-chromium-") as profile:
-        process = subprocess.Popen(  # noqa: S603 - a fixed browser command line
-            [
-                binary,
-                *FLAGS,
-                f"--user-data-dir={profile}",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-                "--window-size=1280,900",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return _check(process, Path(profile), page, screenshot, timeout_s)
+            return _check_in_new_browser(binary, page, screenshot, timeout_s)
+        except _StartError as exc:
+            if attempt == START_ATTEMPTS:
+                raise BrowserError(str(exc)) from None
+            logger.warning("%s; starting chromium again (attempt %d)", exc, attempt + 1)
+    raise AssertionError("unreachable")
+
+
+class _StartError(Exception):
+    """Chromium did not come up: worth one more try in a new profile."""
+
+
+def _check_in_new_browser(binary: str, page: Path, screenshot: Path, timeout_s: float) -> PageCheck:
+    with tempfile.TemporaryDirectory(prefix="taxi-mlops-chromium-") as scratch:
+        profile, log = Path(scratch) / "profile", Path(scratch) / "chromium.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(  # noqa: S603 - a fixed browser command line
+                [
+                    binary,
+                    *FLAGS,
+                    f"--user-data-dir={profile}",
+                    "--remote-debugging-address=127.0.0.1",
+                    "--remote-debugging-port=0",
+                    "--window-size=1280,900",
+                    "about:blank",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **_ENV},
+                start_new_session=True,
+            )
+        try:
+            port = _devtools_port(process, profile, log, timeout_s)
+            return _check(port, page, screenshot, timeout_s)
         finally:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            _stop(process)
 
 
-def _check(
-    process: subprocess.Popen, profile: Path, page: Path, screenshot: Path, timeout_s: float
-) -> PageCheck:
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        process.wait(timeout=10)
+
+
+def _log_tail(log: Path, lines: int = 5) -> str:
+    text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return " | ".join(text) if text else "nothing on stderr"
+
+
+def _devtools_port(process: subprocess.Popen, profile: Path, log: Path, timeout_s: float) -> str:
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + timeout_s
     while not (port_file.exists() and port_file.read_text().strip()):
         if process.poll() is not None:
-            raise BrowserError(f"chromium exited with {process.returncode} before it listened")
+            raise _StartError(
+                f"chromium exited with {process.returncode} before it listened: {_log_tail(log)}"
+            )
         if time.monotonic() > deadline:
-            raise BrowserError("chromium did not open its DevTools port")
+            raise _StartError(
+                f"chromium did not open its DevTools port within {timeout_s:.0f} s: "
+                f"{_log_tail(log)}"
+            )
         time.sleep(0.1)
-    port = port_file.read_text().split()[0]
+    return port_file.read_text().split()[0]
+
+
+def _check(port: str, page: Path, screenshot: Path, timeout_s: float) -> PageCheck:
     _, targets = http_json("GET", f"http://127.0.0.1:{port}/json/list")
     (target,) = [t for t in targets if t.get("type") == "page"][:1]
     tools = _DevTools(target["webSocketDebuggerUrl"])
