@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -434,15 +434,25 @@ def test_the_workflows_close_the_loop_as_fresh_runners(stack: Stack, tmp_path: P
     assert len(first) == decided + 1 and first[-1]["rule"] == "canary_gone", first[-1]
     window = stack.cli("level4", "windows")["windows"][-1]
     assert window["rows"] >= 120 and window["labelled"] >= 120, window
+    # the state the first runner left, with the cooldown a promotion would have started: the
+    # second runner must read both from the database, not from its (empty) home
+    from level4_automation.store import MonitoringStore
+
+    store = MonitoringStore(stack.env["TAXI_MLOPS_STATE_DB_URL"])
+    left = store.state()
+    assert (left.phase, left.canary_version, left.last_window) == (
+        "watch", None, first[-1]["window_start"]
+    ), left  # fmt: skip
+    store.save_state(replace(left, cooldown_left=3))
     runner("monitor.yml", "monitor", "monitor-runner-2")
     second = stack.cli("level4", "decisions")["decisions"]
     # the second runner continued from the first one's state (watching, no canary to judge)
     assert len(second) == decided + 2 and second[-1]["rule"] != "canary_gone", second[-1]
+    assert second[-1]["details"]["thresholds"]["cooldown_left"] == 3, second[-1]
+    assert store.state().cooldown_left == 2  # one window of the cooldown served
 
     # two cycles at once: while one holds the lock, a runner's cycle is refused, by name
-    from level4_automation.store import MonitoringStore
-
-    with MonitoringStore(stack.env["TAXI_MLOPS_STATE_DB_URL"]).locked():
+    with store.locked():
         runs = run_job("monitor.yml", "monitor", clean_copy(tmp_path / "monitor-runner-3"),
                        secrets=secrets_)  # fmt: skip
     assert runs[-1].returncode != 0
