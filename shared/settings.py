@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     #: decisions and lock) in one database that every machine shares: a SQLAlchemy URL, e.g.
     #: ``postgresql+psycopg2://user:password@host:5432/taxi``. Unset: SQLite files under home.
     state_db_url: SecretStr | None = None
+    #: the state database's user and password, when a secret store injects them apart from the
+    #: URL (ECS puts an RDS-managed secret's ``username`` and ``password`` keys in two
+    #: variables): they replace the URL's own
+    state_db_user: str | None = None
+    state_db_password: SecretStr | None = None
 
     # Scale-out mode on one machine (`taxi-mlops stack`): ports are offsets from a base, every
     # service binds 127.0.0.1. Artifacts go to this S3 endpoint (a moto server the stack starts
@@ -105,7 +110,21 @@ class Settings(BaseSettings):
 
     @property
     def state_url(self) -> str | None:
-        return self.state_db_url.get_secret_value() if self.state_db_url else None
+        """TAXI_MLOPS_STATE_DB_URL, with the separately given user and password put in."""
+        if not self.state_db_url:
+            if self.state_db_user or self.state_db_password:
+                raise ConfigError(
+                    "TAXI_MLOPS_STATE_DB_USER/PASSWORD are set but TAXI_MLOPS_STATE_DB_URL is "
+                    "not: the credentials need the database's URL"
+                )
+            return None
+        url = self.state_db_url.get_secret_value()
+        if self.state_db_user is None and self.state_db_password is None:
+            return url
+        from shared.statedb.database import with_credentials
+
+        password = self.state_db_password.get_secret_value() if self.state_db_password else None
+        return with_credentials(url, self.state_db_user, password)
 
     @cached_property
     def download_cache_dir(self) -> Path:

@@ -99,6 +99,15 @@ def parse_url(url: str | Path) -> URL:
     return parsed
 
 
+def with_credentials(url: str, user: str | None, password: str | None) -> str:
+    """``url`` with its user and password replaced (quoted as a URL needs them)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        raise ConfigError("TAXI_MLOPS_STATE_DB_USER/PASSWORD: a SQLite database takes no user")
+    changes = {k: v for k, v in (("username", user), ("password", password)) if v is not None}
+    return parsed.set(**changes).render_as_string(hide_password=False)
+
+
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 

@@ -19,7 +19,7 @@ from level3_deployment.prediction_log import IdempotencyConflict, PredictionLog,
 from level3_deployment.routing import Mode
 from level4_automation.monitor import WindowMetrics
 from level4_automation.store import BusyError, Decision, LoopState, MonitoringStore
-from shared.statedb import Database
+from shared.statedb import Database, tables
 from shared.statedb.database import StateUnavailable
 
 pytestmark = pytest.mark.integration
@@ -289,3 +289,68 @@ def test_a_home_from_before_the_state_layer_upgrades_in_place(tmp_path: Path) ->
         "healthy"
     )
     assert st.StateStore(tmp_path / "level3" / "deployment.db").current().blue == 3
+
+
+# ------------------------------------------------------------------ the cloud's wiring
+
+
+def test_credentials_given_apart_from_the_url_reach_postgresql(
+    postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS injects an RDS-managed secret's username and password as variables of their own;
+    the URL names only the host and database."""
+    from sqlalchemy.engine import make_url
+
+    from shared.errors import ConfigError
+    from shared.settings import Settings
+
+    with postgres.database() as url:
+        full = make_url(url)
+        bare = full.set(username=None, password=None).render_as_string(hide_password=False)
+        monkeypatch.setenv("TAXI_MLOPS_STATE_DB_URL", bare)
+        monkeypatch.setenv("TAXI_MLOPS_STATE_DB_USER", str(full.username))
+        monkeypatch.setenv("TAXI_MLOPS_STATE_DB_PASSWORD", str(full.password))
+        log = PredictionLog(Settings().state_url)
+        log.append([record("cred-1")])
+        assert log.count() == 1
+        log.db.dispose()
+        monkeypatch.setenv("TAXI_MLOPS_STATE_DB_PASSWORD", "not-the-password")
+        with pytest.raises(StateUnavailable, match="password authentication failed"):
+            PredictionLog(Settings().state_url)
+    monkeypatch.delenv("TAXI_MLOPS_STATE_DB_URL")
+    with pytest.raises(ConfigError, match="TAXI_MLOPS_STATE_DB_URL is not"):
+        _ = Settings().state_url
+
+
+def test_the_state_tables_share_mlflows_database_without_touching_it(
+    postgres, tmp_path: Path
+) -> None:
+    """In AWS the state lives in the RDS database MLflow uses: its own tables and its own
+    Alembic version table, so neither history sees the other's."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    with postgres.database() as url:
+        mlflow_store = SqlAlchemyStore(url, str(tmp_path / "artifacts"))
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            mlflow_tables = set(sa.inspect(conn).get_table_names())
+            mlflow_head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        ours = set(tables.metadata.tables)
+        assert ours.isdisjoint(mlflow_tables), ours & mlflow_tables
+        for branch in ("deployment", "predictions", "loop"):
+            Database(url).migrate(branch)
+        log = PredictionLog(url)
+        log.append([record("shared-db-1")])
+        assert log.count() == 1
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == (
+                mlflow_head
+            )
+            assert set(sa.inspect(conn).get_table_names()) == mlflow_tables | ours | {
+                "taxi_mlops_state_version"
+            }
+        experiment = mlflow_store.create_experiment("still-works")
+        assert mlflow_store.get_experiment(experiment).name == "still-works"
+        mlflow_store.engine.dispose()
+        log.db.dispose()
+        engine.dispose()

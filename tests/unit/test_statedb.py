@@ -51,3 +51,23 @@ def test_a_path_is_a_sqlite_file_whose_folder_is_made(tmp_path: Path) -> None:
     db = Database(tmp_path / "deep" / "state.db")
     assert db.dialect == "sqlite" and db.sqlite_path == tmp_path / "deep" / "state.db"
     assert (tmp_path / "deep").is_dir()
+
+
+def test_a_user_and_password_given_apart_go_into_the_url_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_URL", "postgresql+psycopg2://db.internal/mlflow")
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_USER", "mlflow")
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_PASSWORD", "p@ss:/w%rd")
+    settings = Settings()
+    assert (
+        settings.state_url == "postgresql+psycopg2://mlflow:p%40ss%3A%2Fw%25rd@db.internal/mlflow"
+    )
+    assert "p@ss" not in repr(settings)
+
+
+def test_a_sqlite_url_takes_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("TAXI_MLOPS_STATE_DB_PASSWORD", "x")
+    with pytest.raises(ConfigError, match="SQLite database takes no user"):
+        _ = Settings().state_url
