@@ -1,6 +1,7 @@
-# The platform image: every level's CLI (`taxi-mlops`), with PostgreSQL and S3 clients. The
-# cloud environment (infra/envs/aws) runs it as the MLflow server (`level2 server`), the pinned
-# blue and green services (`level3 serve --pin-version`) and the level-4 monitoring task.
+# The platform image: every level's CLI (`taxi-mlops`, the entrypoint: a container's command
+# is its arguments), with PostgreSQL and S3 clients. The cloud environment (infra/envs/aws)
+# runs it as the MLflow server (`level2 server`), the level-3 replicas (`level3 serve`), the
+# training task (`level2 train`) and the level-4 monitoring task; docker-compose.yml likewise.
 #   docker build -t taxi-mlops .
 #   docker run --rm taxi-mlops --help
 FROM python:3.11-slim-bookworm AS build
@@ -26,6 +27,10 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl \
     && rm -rf /wheels
 USER 10001
+# The writable paths of a read-only container (ECS: readonlyRootFilesystem). ECS copies a
+# VOLUME path's contents and owner into the task's bind mount of the same path, which would
+# otherwise be root's (infra/modules/ecs_service mounts exactly these two).
+VOLUME ["/var/lib/taxi-mlops", "/tmp"]
 # Each service passes its own command; ECS health checks go through the load balancer.
 HEALTHCHECK NONE
 ENTRYPOINT ["taxi-mlops"]

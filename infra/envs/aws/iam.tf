@@ -40,11 +40,10 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid     = "TaskSecrets"
     actions = ["secretsmanager:GetSecretValue"]
-    resources = [
-      aws_secretsmanager_secret.admin_token.arn,
-      aws_secretsmanager_secret.feedback_token.arn,
-      aws_db_instance.mlflow.master_user_secret[0].secret_arn,
-    ]
+    resources = concat(
+      [for secret in aws_secretsmanager_secret.token : secret.arn],
+      [local.rds_secret],
+    )
   }
   statement {
     sid       = "DecryptSecrets"
@@ -94,10 +93,15 @@ resource "aws_iam_role_policy" "mlflow" {
   policy = data.aws_iam_policy_document.mlflow.json
 }
 
-# Model services and the monitoring job talk to MLflow and level 3 over HTTP only: their roles
-# carry no AWS permissions at all.
+# Level 3, training and the monitoring job talk to MLflow (which holds the artifacts), the state
+# database and level 3 over the network only: their roles carry no AWS permissions at all.
 resource "aws_iam_role" "model" {
   name               = "${local.name}-model"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+}
+
+resource "aws_iam_role" "train" {
+  name               = "${local.name}-train"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
 }
 
@@ -163,20 +167,33 @@ resource "aws_iam_role" "rds_monitoring" {
   managed_policy_arns = ["arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"]
 }
 
-# GitHub Actions: OIDC, no long-lived keys. Only this repository's jobs in the `production`
-# environment may assume the role; it may push images and roll the two model services.
+# GitHub Actions: OIDC, no long-lived keys. An account has one OIDC provider per URL, and the
+# plan role terraform.yml assumes already needs it: by default this reads the existing one
+# (creating a second fails with EntityAlreadyExists); create_github_oidc_provider makes it.
 resource "aws_iam_openid_connect_provider" "github" {
+  count           = var.create_github_oidc_provider ? 1 : 0
   url             = "https://token.actions.githubusercontent.com"
   client_id_list  = ["sts.amazonaws.com"]
   thumbprint_list = ["6938fd4d98bab03faadb97b34396831e3780aea1"]
 }
 
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 0 : 1
+  url   = "https://token.actions.githubusercontent.com"
+}
+
+locals {
+  github_oidc_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+}
+
+# The CI role: image.yml pushes the image, train.yml runs the training task. Only this
+# repository's workflows on main may assume it.
 data "aws_iam_policy_document" "github_trust" {
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
       type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.github.arn]
+      identifiers = [local.github_oidc_arn]
     }
     condition {
       test     = "StringEquals"
@@ -186,18 +203,18 @@ data "aws_iam_policy_document" "github_trust" {
     condition {
       test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = ["repo:${var.github_repository}:environment:production"]
+      values   = ["repo:${var.github_repository}:ref:refs/heads/main"]
     }
   }
 }
 
-resource "aws_iam_role" "github_deploy" {
-  name                 = "${local.name}-github-deploy"
+resource "aws_iam_role" "github_ci" {
+  name                 = "${local.name}-github-ci"
   assume_role_policy   = data.aws_iam_policy_document.github_trust.json
-  max_session_duration = 3600
+  max_session_duration = 7200 # a training run may take an hour; the role outlives it
 }
 
-data "aws_iam_policy_document" "github_deploy" {
+data "aws_iam_policy_document" "github_ci" {
   statement {
     sid = "PushImage"
     actions = [
@@ -212,14 +229,34 @@ data "aws_iam_policy_document" "github_deploy" {
     resources = ["*"] # this action has no resource-level permissions
   }
   statement {
-    sid       = "RollModelServices"
-    actions   = ["ecs:UpdateService", "ecs:DescribeServices"]
-    resources = [for m in module.model : "arn:${local.partition}:ecs:${var.region}:${local.account_id}:service/${aws_ecs_cluster.main.name}/${m.service_name}"]
+    sid       = "RunTraining"
+    actions   = ["ecs:RunTask"]
+    resources = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:task-definition/${module.train.family}:*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.main.arn]
+    }
+  }
+  statement {
+    sid       = "WatchTraining"
+    actions   = ["ecs:DescribeTasks"]
+    resources = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:task/${aws_ecs_cluster.main.name}/*"]
+  }
+  statement {
+    sid       = "PassTrainingRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.execution.arn, aws_iam_role.train.arn]
+  }
+  statement {
+    sid       = "ReadTrainingLog"
+    actions   = ["logs:GetLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.app.arn}:log-stream:${local.name}-train/*"]
   }
 }
 
-resource "aws_iam_role_policy" "github_deploy" {
-  name   = "deploy"
-  role   = aws_iam_role.github_deploy.id
-  policy = data.aws_iam_policy_document.github_deploy.json
+resource "aws_iam_role_policy" "github_ci" {
+  name   = "ci"
+  role   = aws_iam_role.github_ci.id
+  policy = data.aws_iam_policy_document.github_ci.json
 }

@@ -1,19 +1,35 @@
-# The cloud shape of the system (see infra/README.md): S3 artifacts, RDS PostgreSQL for MLflow,
-# ECR, ECS Fargate services (MLflow, blue, green) behind an ALB whose listener splits traffic
-# by weight, alarms that roll deployments back, an EventBridge schedule for level 4, and a
-# GitHub OIDC role. Network (VPC, subnets, NAT/endpoints) is brought in by variables.
+# The cloud shape of the system (see infra/README.md), the same topology `taxi-mlops stack`
+# runs on one machine: level-3 replicas (one ECS service) that share the state database on RDS
+# behind an ALB, MLflow (RDS backend, S3 artifacts), a training task, and level 4 as a scheduled
+# task calling the level-3 admin API inside the VPC. Network (VPC, subnets, NAT or endpoints) is
+# brought in by variables.
 
 locals {
   name       = "taxi-mlops-${var.environment}"
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   image      = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
-  mlflow_url = "http://mlflow.${aws_service_discovery_private_dns_namespace.internal.name}:5000"
-  level3_url = "https://${aws_lb.public.dns_name}"
+  # no image yet (the first apply): task definitions exist, no task runs
+  running     = var.image_tag != ""
+  internal    = aws_service_discovery_private_dns_namespace.internal.name
+  mlflow_url  = "http://mlflow.${local.internal}:5000"
+  level3_url  = "https://${var.domain_name}"
+  level3_port = 8100
+  # what level 4 calls: the replicas' own address inside the VPC, not the public name
+  level3_internal_url = "http://level3.${local.internal}:${local.level3_port}"
+  app_split           = var.split_mode == "app"
+  monitoring_enabled  = var.enable_monitoring && local.app_split && local.running && var.serve
+  admin_cidrs         = length(var.admin_cidrs) > 0 ? var.admin_cidrs : var.allowed_cidrs
+  # The state database is MLflow's database on the RDS instance: its tables and its own
+  # Alembic version table beside MLflow's (tests/integration/test_state_backends.py). The
+  # user and password come from the RDS-managed secret, as two variables of their own.
+  state_db_url = "postgresql+psycopg2://${aws_db_instance.mlflow.address}:${aws_db_instance.mlflow.port}/${aws_db_instance.mlflow.db_name}?sslmode=require"
   # Traffic to a green service that runs no task would be answered 503 by the ALB. Terraform
   # 1.0 has no preconditions: converting the message to a number fails the plan with it.
   green_weight = var.green_weight > 0 && var.green_version == 0 ? tonumber("green_weight > 0 needs a green_version: the green service runs no task without one") : var.green_weight
   blue_weight  = 100 - local.green_weight
+  # the listener's targets: the one level-3 target group, or blue and green by weight
+  variants = local.app_split ? { level3 = 100 } : { blue = local.blue_weight, green = local.green_weight }
 }
 
 # ------------------------------------------------------------------------------ encryption
@@ -40,6 +56,18 @@ data "aws_iam_policy_document" "kms" {
     principals {
       type        = "AWS"
       identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+  # CloudWatch alarms publish to the SNS topic this key encrypts: without this statement every
+  # alarm notification fails ("CloudWatch Alarms does not have authorization to access the SNS
+  # topic encryption key") and nobody is told.
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"] # in a key policy, "*" is this key
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
     }
   }
   statement {

@@ -12,27 +12,35 @@ resource "aws_cloudwatch_log_group" "app" {
   kms_key_id        = aws_kms_key.main.arn
 }
 
-# The level-3 admin token: generated here, read by the model services and the monitoring job.
-resource "aws_secretsmanager_secret" "admin_token" {
+# The level-3 tokens: the admin token (deploy, split, promote, rollback; level 4 and deploy.yml
+# use it) and the feedback token (POST /feedback: whoever reports actual durations). Generated
+# here, so a task can start on the first apply: a secret with no value stops ECS from starting
+# it at all. The values are in Terraform's state (encrypted S3, infra/envs/aws-state); a value
+# put later by hand (rotation) is kept: Terraform ignores changes to it.
+resource "random_password" "token" {
+  for_each = toset(["admin", "feedback"])
+  length   = 48
+  special  = false
+}
+
+resource "aws_secretsmanager_secret" "token" {
   # checkov:skip=CKV2_AWS_57:Rotated by putting a new secret version and restarting the services (infra/README.md); a rotation Lambda is out of scope.
-  name_prefix = "${local.name}-admin-token-"
+  for_each    = random_password.token
+  name_prefix = "${local.name}-${each.key}-token-"
   kms_key_id  = aws_kms_key.main.arn
 }
 
-# The token for POST /feedback (labels): a scope apart from the admin API, put by whoever runs
-# the system that reports actual durations (infra/README.md).
-resource "aws_secretsmanager_secret" "feedback_token" {
-  # checkov:skip=CKV2_AWS_57:Rotated like the admin token (infra/README.md); a rotation Lambda is out of scope.
-  name_prefix = "${local.name}-feedback-token-"
-  kms_key_id  = aws_kms_key.main.arn
+resource "aws_secretsmanager_secret_version" "token" {
+  for_each      = random_password.token
+  secret_id     = aws_secretsmanager_secret.token[each.key].id
+  secret_string = each.value.result
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
 }
 
 locals {
-  common_env = {
-    TAXI_MLOPS_ENV      = "prod"
-    TAXI_MLOPS_HOME     = "/tmp/taxi-mlops"
-    MLFLOW_TRACKING_URI = local.mlflow_url
-  }
+  rds_secret = aws_db_instance.mlflow.master_user_secret[0].secret_arn
   service = {
     region             = var.region
     image              = local.image
@@ -42,6 +50,21 @@ locals {
     subnet_ids         = var.private_subnet_ids
     security_group_ids = [aws_security_group.services.id]
   }
+  common_env = {
+    TAXI_MLOPS_ENV      = "prod"
+    MLFLOW_TRACKING_URI = local.mlflow_url
+  }
+  # everything that reads or writes operational state: the level-3 replicas and level 4
+  state_env = merge(local.common_env, { TAXI_MLOPS_STATE_DB_URL = local.state_db_url })
+  state_secrets = {
+    TAXI_MLOPS_STATE_DB_USER     = "${local.rds_secret}:username::"
+    TAXI_MLOPS_STATE_DB_PASSWORD = "${local.rds_secret}:password::"
+  }
+  token_secrets = {
+    TAXI_MLOPS_ADMIN_TOKEN    = aws_secretsmanager_secret.token["admin"].arn
+    TAXI_MLOPS_FEEDBACK_TOKEN = aws_secretsmanager_secret.token["feedback"].arn
+  }
+  serve_command = ["level3", "serve", "--host", "0.0.0.0", "--port", tostring(local.level3_port), "--workers", "2"]
 }
 
 # `taxi-mlops level2 server`: PostgreSQL from TAXI_MLOPS_DB_* (user and password straight from
@@ -58,62 +81,103 @@ module "mlflow" {
   cluster_arn          = local.service.cluster_arn
   subnet_ids           = local.service.subnet_ids
   security_group_ids   = local.service.security_group_ids
-  service_registry_arn = aws_service_discovery_service.mlflow.arn
+  service_registry_arn = aws_service_discovery_service.internal["mlflow"].arn
   port                 = 5000
-  desired_count        = 1
+  desired_count        = local.running ? 1 : 0
   cpu                  = 1024
   memory               = 2048
-  command              = ["taxi-mlops", "level2", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2"]
+  command              = ["level2", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2"]
   environment = {
-    TAXI_MLOPS_HOME                         = "/tmp/taxi-mlops"
     TAXI_MLOPS_DB_HOST                      = aws_db_instance.mlflow.address
     TAXI_MLOPS_DB_NAME                      = aws_db_instance.mlflow.db_name
     TAXI_MLOPS_MLFLOW_ARTIFACTS_DESTINATION = "s3://${aws_s3_bucket.artifacts.bucket}/mlflow"
     # the name the tasks call it by (local.mlflow_url): MLflow refuses other Host headers (403)
-    TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS = "mlflow.${aws_service_discovery_private_dns_namespace.internal.name}"
+    TAXI_MLOPS_MLFLOW_ALLOWED_HOSTS = "mlflow.${local.internal}"
     MLFLOW_DISABLE_TELEMETRY        = "true"
   }
   secrets = {
-    TAXI_MLOPS_DB_USER     = "${aws_db_instance.mlflow.master_user_secret[0].secret_arn}:username::"
-    TAXI_MLOPS_DB_PASSWORD = "${aws_db_instance.mlflow.master_user_secret[0].secret_arn}:password::"
+    TAXI_MLOPS_DB_USER     = "${local.rds_secret}:username::"
+    TAXI_MLOPS_DB_PASSWORD = "${local.rds_secret}:password::"
   }
 }
 
-# Blue and green: one ECS service each, pinned to one registry version (`level3 serve
-# --pin-version`); the ALB listener splits the traffic between them by weight. A pinned service
-# refuses the level-3 admin API's deployment changes: here they are Terraform variables.
+# split_mode = app (the default): one level-3 service of service_count replicas, unpinned, as
+# `taxi-mlops stack` runs them: they share the deployment state and the prediction log in the
+# state database, so the app's own sticky ride-id split, the admin API (deploy.yml, level 4)
+# and the A/B report work across every task. Registered as level3.<namespace> for level 4.
+module "level3" {
+  count                = local.app_split ? 1 : 0
+  source               = "../../modules/ecs_service"
+  name                 = "${local.name}-level3"
+  region               = local.service.region
+  image                = local.service.image
+  execution_role_arn   = local.service.execution_role_arn
+  task_role_arn        = aws_iam_role.model.arn
+  log_group            = local.service.log_group
+  cluster_arn          = local.service.cluster_arn
+  subnet_ids           = local.service.subnet_ids
+  security_group_ids   = local.service.security_group_ids
+  target_group_arn     = aws_lb_target_group.model["level3"].arn
+  service_registry_arn = aws_service_discovery_service.internal["level3"].arn
+  port                 = local.level3_port
+  desired_count        = local.running && var.serve ? var.service_count : 0
+  cpu                  = 1024
+  memory               = 2048
+  environment          = local.state_env
+  secrets              = merge(local.token_secrets, local.state_secrets)
+  rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors["level3"].alarm_name, aws_cloudwatch_metric_alarm.latency["level3"].alarm_name]
+  command              = local.serve_command
+}
+
+# split_mode = alb: blue and green, one ECS service each, pinned to one registry version
+# (`level3 serve --pin-version`); the listener splits by weight. A pinned service refuses the
+# admin API's deployment changes (409): here they are Terraform variables. The prediction log
+# is still shared (the state database), but level 4 cannot deploy or promote: it is off.
 module "model" {
-  for_each           = { blue = var.blue_version, green = var.green_version }
+  for_each             = local.app_split ? {} : { blue = var.blue_version, green = var.green_version }
+  source               = "../../modules/ecs_service"
+  name                 = "${local.name}-${each.key}"
+  region               = local.service.region
+  image                = local.service.image
+  execution_role_arn   = local.service.execution_role_arn
+  task_role_arn        = aws_iam_role.model.arn
+  log_group            = local.service.log_group
+  cluster_arn          = local.service.cluster_arn
+  subnet_ids           = local.service.subnet_ids
+  security_group_ids   = local.service.security_group_ids
+  target_group_arn     = aws_lb_target_group.model[each.key].arn
+  port                 = local.level3_port
+  desired_count        = each.value == 0 || !local.running || !var.serve ? 0 : var.service_count
+  cpu                  = 1024
+  memory               = 2048
+  environment          = local.state_env
+  secrets              = merge(local.token_secrets, local.state_secrets)
+  rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors[each.key].alarm_name, aws_cloudwatch_metric_alarm.latency[each.key].alarm_name]
+  # green_version 0 runs no task; the task definition still needs a valid command
+  command = concat(local.serve_command, ["--pin-version", tostring(max(each.value, 1)), "--pin-variant", each.key])
+}
+
+# Level 2 in the cloud: the training flow as a task that train.yml starts (`make train-ecs`:
+# ECS RunTask with the run's arguments, then waits for its exit code). It registers into the
+# private MLflow, which stores the artifacts in S3; the first run makes the first champion.
+module "train" {
   source             = "../../modules/ecs_service"
-  name               = "${local.name}-${each.key}"
+  name               = "${local.name}-train"
   region             = local.service.region
   image              = local.service.image
   execution_role_arn = local.service.execution_role_arn
-  task_role_arn      = aws_iam_role.model.arn
+  task_role_arn      = aws_iam_role.train.arn
   log_group          = local.service.log_group
-  cluster_arn        = local.service.cluster_arn
-  subnet_ids         = local.service.subnet_ids
-  security_group_ids = local.service.security_group_ids
-  target_group_arn   = aws_lb_target_group.model[each.key].arn
-  port               = 8100
-  desired_count      = each.value == 0 ? 0 : var.service_count
+  run_service        = false
+  cpu                = 2048
+  memory             = 8192
+  command            = concat(["level2", "train"], var.train_args)
   environment        = local.common_env
-  secrets = {
-    TAXI_MLOPS_ADMIN_TOKEN    = aws_secretsmanager_secret.admin_token.arn
-    TAXI_MLOPS_FEEDBACK_TOKEN = aws_secretsmanager_secret.feedback_token.arn
-  }
-  rollback_alarm_names = [aws_cloudwatch_metric_alarm.errors[each.key].alarm_name, aws_cloudwatch_metric_alarm.latency[each.key].alarm_name]
-  command = [
-    "taxi-mlops", "level3", "serve", "--host", "0.0.0.0", "--port", "8100", "--workers", "2",
-    # green_version 0 runs no task; the task definition still needs a valid command
-    "--pin-version", tostring(max(each.value, 1)), "--pin-variant", each.key,
-  ]
 }
 
-# Level 4 as a scheduled task. Off by default: in this shape each model task keeps its
-# prediction log on its own disk and the pinned services refuse the level-3 admin API, so a
-# monitoring cycle would see no traffic and could not shift it. Both need the shared
-# prediction log and a Terraform-driven canary (infra/README.md, "Not built yet").
+# Level 4 as a scheduled task (on by default): it reads the shared prediction log and the loop's
+# state in the state database, retrains in-process (the level-2 flow, registering into MLflow)
+# and calls the level-3 admin API at the replicas' internal address.
 module "monitoring" {
   source             = "../../modules/ecs_service"
   name               = "${local.name}-monitoring"
@@ -123,16 +187,18 @@ module "monitoring" {
   task_role_arn      = aws_iam_role.monitoring.arn
   log_group          = local.service.log_group
   run_service        = false
-  command            = ["taxi-mlops", "level4", "monitor", "--window-hours", "1", "--url", local.level3_url]
-  environment        = local.common_env
-  secrets            = { TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.admin_token.arn }
+  cpu                = 2048
+  memory             = 8192
+  command            = ["level4", "monitor", "--window-hours", "1", "--url", local.level3_internal_url]
+  environment        = local.state_env
+  secrets            = merge({ TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.token["admin"].arn }, local.state_secrets)
 }
 
 resource "aws_cloudwatch_event_rule" "monitoring" {
   name                = "${local.name}-monitoring"
   description         = "taxi-mlops level 4: one monitoring cycle"
   schedule_expression = var.monitoring_schedule
-  is_enabled          = var.enable_monitoring
+  is_enabled          = local.monitoring_enabled
 }
 
 resource "aws_cloudwatch_event_target" "monitoring" {

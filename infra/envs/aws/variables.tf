@@ -26,8 +26,19 @@ variable "private_subnet_ids" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for the HTTPS listener."
+  description = "ACM certificate for the HTTPS listener (it must cover domain_name)."
   type        = string
+}
+
+variable "domain_name" {
+  description = "The name clients call the service by (in certificate_arn): the url output, and the Route 53 alias when route53_zone_id is set."
+  type        = string
+}
+
+variable "route53_zone_id" {
+  description = "Hosted zone in which to create domain_name as an alias of the load balancer (empty: point your DNS at the alb_dns_name output yourself)."
+  type        = string
+  default     = ""
 }
 
 variable "allowed_cidrs" {
@@ -35,24 +46,48 @@ variable "allowed_cidrs" {
   type        = list(string)
 }
 
+variable "admin_cidrs" {
+  description = "Networks allowed to call the level-3 admin API (/admin/*) through the load balancer, e.g. your deploy runners; empty: the same as allowed_cidrs. Level 4 calls it inside the VPC, not through here."
+  type        = list(string)
+  default     = []
+}
+
 variable "image_tag" {
-  description = "Immutable tag of the taxi-mlops image in ECR (the git commit the image was built from)."
+  description = "Immutable tag of the taxi-mlops image in ECR (the git commit image.yml built it from). Empty: no task runs anywhere (the first apply, before an image is pushed)."
   type        = string
+  default     = ""
+}
+
+variable "serve" {
+  description = "Run the level-3 service. Leave false until the registry has a champion (train.yml's first run on the training task): a level-3 task cannot start without one."
+  type        = bool
+  default     = true
+}
+
+variable "split_mode" {
+  description = "How traffic is split between blue and green. app: one level-3 service of service_count tasks sharing the state database; the app's own ride-id split, admin API and prediction log, as on one machine. alb: two services pinned to blue_version and green_version, split by listener weights (green_weight); level 4 cannot act there (infra/README.md)."
+  type        = string
+  default     = "app"
+  validation {
+    condition     = contains(["app", "alb"], var.split_mode)
+    error_message = "The split_mode variable must be app or alb."
+  }
 }
 
 variable "blue_version" {
-  description = "Registry version the blue service loads."
+  description = "split_mode = alb only: the registry version the blue service loads."
   type        = number
+  default     = 1
 }
 
 variable "green_version" {
-  description = "Registry version the green service loads (0: green runs no tasks and must get no traffic)."
+  description = "split_mode = alb only: the registry version the green service loads (0: green runs no tasks and must get no traffic)."
   type        = number
   default     = 0
 }
 
 variable "green_weight" {
-  description = "Percent of requests the load balancer forwards to green (0-100): the A/B split."
+  description = "split_mode = alb only: percent of requests the load balancer forwards to green (0-100)."
   type        = number
   default     = 0
   validation {
@@ -61,8 +96,18 @@ variable "green_weight" {
   }
 }
 
+variable "alb_stickiness_seconds" {
+  description = "split_mode = alb only: keep a client on one target group this long (0: off). While it is on, a target group whose weight went to 0 still gets its stuck clients: keep its tasks running that long before its version goes to 0 (infra/README.md)."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.alb_stickiness_seconds >= 0 && var.alb_stickiness_seconds <= 604800
+    error_message = "The alb_stickiness_seconds variable must be between 0 (off) and 604800."
+  }
+}
+
 variable "service_count" {
-  description = "Tasks per model service (blue and green)."
+  description = "Level-3 tasks (split_mode = app), or tasks per model service (alb)."
   type        = number
   default     = 2
 }
@@ -74,9 +119,9 @@ variable "db_instance_class" {
 }
 
 variable "enable_monitoring" {
-  description = "Run the level-4 monitoring task on its schedule. Leave false until the prediction log is shared (infra/README.md)."
+  description = "Run the level-4 monitoring task on its schedule (split_mode = app, once the service runs)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "monitoring_schedule" {
@@ -98,8 +143,20 @@ variable "alarm_p99_latency_s" {
 }
 
 variable "github_repository" {
-  description = "owner/name of the GitHub repository whose workflows may assume the deploy role."
+  description = "owner/name of the GitHub repository whose workflows on main may assume the CI role (push images, run the training task)."
   type        = string
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub Actions OIDC provider. false (default): use the one the account already has (an account has at most one per URL; terraform.yml's plan role already needs it)."
+  type        = bool
+  default     = false
+}
+
+variable "train_args" {
+  description = "Default arguments of the training task's `taxi-mlops level2 train` (train.yml overrides them per run)."
+  type        = list(string)
+  default     = ["--generated", "--train-months", "2019-01", "--val-month", "2019-02", "--rows", "20000", "--trials", "3"]
 }
 
 variable "log_retention_days" {

@@ -5,6 +5,11 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.40, < 6.0"
     }
+    # the generated level-3 tokens
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5, < 4.0"
+    }
   }
 
   # Remote state in S3 with DynamoDB locking. Values come from `-backend-config` (see

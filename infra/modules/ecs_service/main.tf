@@ -1,5 +1,19 @@
-# One ECS Fargate service running the taxi-mlops image: used for the MLflow server, the blue
-# and green model services, and (as a task definition only) the level-4 monitoring job.
+# One ECS Fargate service running the taxi-mlops image: used for the MLflow server and the
+# level-3 service, and (as a task definition only) the training and level-4 monitoring tasks.
+#
+# The container runs as a non-root user on a read-only root filesystem. What it may write are
+# two task-scoped volumes: TAXI_MLOPS_HOME (/var/lib/taxi-mlops) and /tmp (also HOME, for tools
+# that write there). A Fargate bind mount is root-owned unless the image declares the same path
+# as a VOLUME: the Dockerfile creates both, owned by the task's user, so ECS copies them with
+# their owner (tests/unit/test_infra_aws.py checks the two stay in step).
+
+locals {
+  home = "/var/lib/taxi-mlops"
+  writable = {
+    home = local.home
+    tmp  = "/tmp"
+  }
+}
 
 terraform {
   required_version = ">= 1.0.3"
@@ -29,9 +43,12 @@ resource "aws_ecs_task_definition" "this" {
       readonlyRootFilesystem = true
       user                   = "10001"
       portMappings           = var.port == 0 ? [] : [{ containerPort = var.port, protocol = "tcp" }]
-      environment            = [for k, v in var.environment : { name = k, value = v }]
-      secrets                = [for k, v in var.secrets : { name = k, valueFrom = v }]
-      mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+      environment = [
+        for k, v in merge({ TAXI_MLOPS_HOME = local.home, HOME = "/tmp" }, var.environment) :
+        { name = k, value = v }
+      ]
+      secrets     = [for k, v in var.secrets : { name = k, valueFrom = v }]
+      mountPoints = [for name, path in local.writable : { sourceVolume = name, containerPath = path, readOnly = false }]
       logConfiguration = {
         logDriver = "awslogs"
         options = {
@@ -43,8 +60,11 @@ resource "aws_ecs_task_definition" "this" {
     }
   ])
 
-  volume {
-    name = "tmp"
+  dynamic "volume" {
+    for_each = local.writable
+    content {
+      name = volume.key
+    }
   }
 }
 
@@ -63,6 +83,9 @@ resource "aws_ecs_service" "this" {
     security_groups  = var.security_group_ids
     assign_public_ip = false
   }
+
+  # a level-3 task loads its models from the registry before its first health check passes
+  health_check_grace_period_seconds = var.target_group_arn == "" ? null : 120
 
   dynamic "load_balancer" {
     for_each = var.target_group_arn == "" ? [] : [var.target_group_arn]

@@ -14,7 +14,7 @@ variable "image" {
 }
 
 variable "command" {
-  description = "Container command (the taxi-mlops CLI)."
+  description = "Container command: the arguments of the image's entrypoint (taxi-mlops), e.g. [\"level3\", \"serve\"]."
   type        = list(string)
 }
 
