@@ -5,8 +5,13 @@
 #   service.sh stop NAME RUN_DIR
 #
 # start: runs COMMAND in its own session (setsid) with output in RUN_DIR/NAME.log, records its
-# PID in RUN_DIR/NAME.pid, and waits until HEALTH_URL answers (or "-" for no check).
+# PID and start time in RUN_DIR/NAME.pid, and waits until HEALTH_URL answers (or "-" for no
+# check).
 # stop: SIGTERM to the whole process group, SIGKILL after 15 s; no PID file = nothing to do.
+#
+# A PID file outlives its process (a reboot, a kill -9 of the group) and the PID may then belong
+# to someone else: the process is ours only if it still has the start time recorded with it.
+# Anything else is a stale file, removed without signalling anybody.
 set -euo pipefail
 
 usage() {
@@ -20,7 +25,39 @@ pid_file="$run_dir/$name.pid"
 log_file="$run_dir/$name.log"
 mkdir -p "$run_dir"
 
-alive() { [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
+# A process's start time: clock ticks since boot from /proc (field 22 of its stat line, read
+# after the command name, which may hold spaces), else what ps says.
+started() {
+  local stat
+  if [[ -r /proc/$1/stat ]]; then
+    stat=$(</proc/"$1"/stat) || return 1
+    read -ra fields <<<"${stat##*) }"
+    echo "${fields[19]}"
+  else
+    ps -o lstart= -p "$1" 2>/dev/null
+  fi
+}
+
+recorded_pid() { sed -n 1p "$pid_file"; }
+
+# the process in the PID file is running and is the one we started
+alive() {
+  [[ -f $pid_file ]] || return 1
+  local pid identity now
+  pid=$(recorded_pid)
+  identity=$(sed -n 2p "$pid_file")
+  [[ $pid =~ ^[0-9]+$ && -n $identity ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  now=$(started "$pid") || return 1
+  [[ $now == "$identity" ]]
+}
+
+stale() {
+  if [[ -f $pid_file ]]; then
+    echo "$name: $pid_file names pid $(recorded_pid), which is not the process started here; removing it" >&2
+    rm -f "$pid_file"
+  fi
+}
 
 case $action in
   start)
@@ -28,9 +65,10 @@ case $action in
     health=$4
     shift 5
     if alive; then
-      echo "$name already running (pid $(cat "$pid_file"))"
+      echo "$name already running (pid $(recorded_pid))"
       exit 0
     fi
+    stale
     # A new session (so stop can signal the whole group) with no inherited descriptors: a
     # service holding its caller's pipes would keep `terraform apply` (or a test) waiting.
     python3 - "$log_file" "$pid_file" "$@" <<'PY'
@@ -42,6 +80,8 @@ with open(log, "ab") as out:
 with open(pid, "w") as fh:
     fh.write(f"{child.pid}\n")
 PY
+    identity=$(started "$(recorded_pid)") || identity=""
+    printf '%s\n%s\n' "$(recorded_pid)" "$identity" >"$pid_file"
     if [[ $health != "-" ]]; then
       for _ in $(seq 1 240); do
         if ! alive; then
@@ -51,7 +91,7 @@ PY
           exit 1
         fi
         if python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$health" 2>/dev/null; then
-          echo "$name healthy at $health (pid $(cat "$pid_file"))"
+          echo "$name healthy at $health (pid $(recorded_pid))"
           exit 0
         fi
         sleep 0.5
@@ -59,15 +99,15 @@ PY
       echo "$name not healthy after 120 s; see $log_file" >&2
       exit 1
     fi
-    echo "$name started (pid $(cat "$pid_file"))"
+    echo "$name started (pid $(recorded_pid))"
     ;;
   stop)
     if ! alive; then
-      rm -f "$pid_file"
+      stale
       echo "$name not running"
       exit 0
     fi
-    pid=$(cat "$pid_file")
+    pid=$(recorded_pid)
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
     for _ in $(seq 1 30); do
       kill -0 "$pid" 2>/dev/null || break
