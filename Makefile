@@ -18,10 +18,12 @@ SHARE ?= 10
 WINDOW_HOURS ?= 1
 TERRAFORM := infra/scripts/terraform.sh
 TF_AWS := infra/envs/aws
+TF_PLAN_ARGS ?=
+ECS_POLL_SECONDS ?= 15
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format bench clean train deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
+.PHONY: help install demo test test-fast lint checkov format bench clean train train-ecs image-push deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,7 +47,16 @@ $(SCHEMATHESIS): | $(BIN)/.installed
 	$(VENV)/schemathesis/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/schemathesis/bin/python -m pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'
 
-install: $(BIN)/.installed $(SCHEMATHESIS) ## Create .venv and install the project with dev tools
+# checkov (infra, workflows and Dockerfiles) downgrades packages others need and shadows hcl2:
+# it too has a virtualenv of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/checkov/bin/checkov
+$(CHECKOV): | $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/checkov/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+
+install: $(BIN)/.installed $(SCHEMATHESIS) $(CHECKOV) ## Create .venv and install the project with dev tools
 
 demo: install ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tlc-yellow-sample for real)
 	$(BIN)/taxi-mlops demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -56,7 +67,7 @@ test: install ## Run the whole test suite (lint, unit, data, integration, slow e
 test-fast: install ## Run the tests not marked slow
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
-lint: install ## Lint code, notebook, workflows, compose file, Dockerfiles and shell scripts
+lint: install ## Lint code, notebook, workflows, compose file, Dockerfiles, shell scripts; checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/nbstripout --verify level0_notebook/*.ipynb
@@ -66,6 +77,12 @@ lint: install ## Lint code, notebook, workflows, compose file, Dockerfiles and s
 	$(BIN)/hadolint Dockerfile level1_devops/Dockerfile
 	$(BIN)/shellcheck .ci/run infra/scripts/*.sh
 	infra/scripts/terraform.sh fmt -check -recursive infra
+	@$(MAKE) --no-print-directory checkov
+
+checkov: install ## checkov, offline: Terraform, GitHub workflows, Dockerfiles (0 failed; each skip has its reason beside it)
+	$(CHECKOV) --quiet --compact --skip-download --framework terraform -d infra
+	$(CHECKOV) --quiet --compact --skip-download --framework github_actions -d .github/workflows
+	$(CHECKOV) --quiet --compact --skip-download --framework dockerfile -f Dockerfile -f level1_devops/Dockerfile
 
 format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
@@ -84,6 +101,26 @@ clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 
 train: install ## Level 2: run the training flow (TRAIN_ARGS=...); registers a candidate
 	$(BIN)/taxi-mlops level2 train $(TRAIN_ARGS)
+
+# Level 2 in AWS (train.yml when the repository variable AWS_TRAIN_TASK is set): the training
+# task of infra/envs/aws with TRAIN_ARGS, through ECS RunTask; waits, prints its log.
+train-ecs: install ## Level 2 in AWS: run the training task (ECS_TRAIN_TASK = terraform output train_task) with TRAIN_ARGS
+	@test -n "$$ECS_TRAIN_TASK" || { echo "error: ECS_TRAIN_TASK is not set (terraform -chdir=$(TF_AWS) output -raw train_task)" >&2; exit 2; }
+	$(BIN)/python infra/scripts/ecs_task.py --task "$$ECS_TRAIN_TASK" --poll $(ECS_POLL_SECONDS) -- level2 train $(TRAIN_ARGS)
+
+# The platform image to ECR (image.yml): tagged with the commit, pushed once (ECR tags are
+# immutable: a tag already there is left alone).
+IMAGE_TAG ?= $(shell git rev-parse HEAD 2>/dev/null)
+image-push: ## Build the platform image and push it to ECR_REPOSITORY_URL as IMAGE_TAG (default: this commit)
+	@test -n "$$ECR_REPOSITORY_URL" || { echo "error: ECR_REPOSITORY_URL is not set (terraform -chdir=$(TF_AWS) output -raw ecr_repository_url)" >&2; exit 2; }
+	@test -n "$(IMAGE_TAG)" || { echo "error: IMAGE_TAG is empty (not a git checkout?)" >&2; exit 2; }
+	@if aws ecr describe-images --repository-name "$${ECR_REPOSITORY_URL#*/}" --image-ids imageTag="$(IMAGE_TAG)" >/dev/null 2>&1; then \
+	  echo "$$ECR_REPOSITORY_URL:$(IMAGE_TAG) is already in ECR"; \
+	else \
+	  aws ecr get-login-password | docker login --username AWS --password-stdin "$${ECR_REPOSITORY_URL%%/*}" && \
+	  docker build --pull -t "$$ECR_REPOSITORY_URL:$(IMAGE_TAG)" . && \
+	  docker push "$$ECR_REPOSITORY_URL:$(IMAGE_TAG)"; \
+	fi
 
 deploy: install ## Level 3: VERSION=N [SHARE=10] to green on LEVEL3_URL, health-checked
 	@test -n "$(VERSION)" || { echo "error: VERSION=N is required"; exit 2; }
@@ -124,7 +161,7 @@ tf-aws-config:
 
 tf-plan: install tf-aws-config ## Terraform: plan infra/envs/aws into its tfplan (AWS credentials, backend.hcl, terraform.tfvars)
 	$(TERRAFORM) -chdir=$(TF_AWS) init -input=false -no-color -backend-config=backend.hcl
-	$(TERRAFORM) -chdir=$(TF_AWS) plan -input=false -no-color -lock-timeout=5m -out=tfplan
+	$(TERRAFORM) -chdir=$(TF_AWS) plan -input=false -no-color -lock-timeout=5m -out=tfplan $(TF_PLAN_ARGS)
 
 tf-show: ## Terraform: the saved AWS plan as Markdown (for a job summary)
 	@printf '### terraform plan (infra/envs/aws)\n\n```\n'

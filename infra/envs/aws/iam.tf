@@ -240,7 +240,7 @@ data "aws_iam_policy_document" "github_ci" {
   }
   statement {
     sid       = "WatchTraining"
-    actions   = ["ecs:DescribeTasks"]
+    actions   = ["ecs:DescribeTasks", "ecs:StopTask"]
     resources = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:task/${aws_ecs_cluster.main.name}/*"]
   }
   statement {
