@@ -26,7 +26,7 @@ FOREIGN = re.compile(r"^(MLFLOW_|PREFECT_|AWS_|DO_NOT_TRACK$)")
 
 def test_the_platform_image_runs_every_project_service() -> None:
     assert set(PLATFORM) == {
-        "mlflow", "deploy-flow", "worker", "first-champion", "level3-a", "level3-b",
+        "mlflow", "deploy-flow", "worker", "first-champion", "level3-a", "level3-b", "monitor",
     }  # fmt: skip
 
 
@@ -83,3 +83,26 @@ def test_published_ports_are_loopback_only() -> None:
     for name, service in SERVICES.items():
         for mapping in service.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} to every host"
+
+
+def test_no_volume_is_shared_between_containers() -> None:
+    """As in the stack and in AWS: every container has a home of its own; what they share goes
+    through URLs (PostgreSQL, S3, MLflow, Prefect, nginx). Read-only configuration files are
+    not state."""
+    owners: dict[str, list[str]] = {}
+    for name, service in SERVICES.items():
+        for mount in service.get("volumes", []):
+            source, _, rest = str(mount).partition(":")
+            if rest.endswith(":ro"):
+                continue
+            owners.setdefault(source, []).append(name)
+    shared = {source: names for source, names in owners.items() if len(names) > 1}
+    assert shared == {}
+
+
+def test_level4_runs_on_a_schedule_against_the_replicas_behind_nginx() -> None:
+    monitor = SERVICES["monitor"]
+    assert monitor["command"][:2] == ["level4", "schedule"]
+    env = COMPOSE["x-platform"]["environment"]
+    assert env["TAXI_MLOPS_LEVEL3_URL"] == f"http://nginx:{nginx.COMPOSE_PORT}"
+    assert env["TAXI_MLOPS_STATE_DB_URL"].startswith("postgresql+psycopg2://")
