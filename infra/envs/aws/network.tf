@@ -261,7 +261,7 @@ resource "aws_lb_listener" "https" {
 # balancer before a token is even read. Level 4 calls the replicas inside the VPC instead.
 resource "aws_lb_listener_rule" "admin_allowed" {
   listener_arn = aws_lb_listener.https.arn
-  priority     = 10
+  priority     = 10 + local.admin_cidrs_fit
   action {
     type = "forward"
     forward {
