@@ -53,7 +53,9 @@ def test_apply_serves_shift_traffic_and_destroy_stops_everything(tmp_path: Path)
     terraform(tmp_path, "validate", "-no-color")
     terraform(tmp_path, "apply", "-auto-approve", *common)
     url = f"http://127.0.0.1:{level3_port}"
-    pids = {p.stem: int(p.read_text()) for p in (home / "run" / "terraform").glob("*.pid")}
+    # a PID file holds the PID, then its start time (service.sh's identity check)
+    pid_files = (home / "run" / "terraform").glob("*.pid")
+    pids = {p.stem: int(p.read_text().split()[0]) for p in pid_files}
     assert set(pids) == {"mlflow", "level3", "level4-schedule"}
     try:
         ride = {"ride_id": "tf-1", "PULocationID": 161, "DOLocationID": 236, "trip_distance": 2}

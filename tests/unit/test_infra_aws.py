@@ -256,7 +256,7 @@ def test_the_admin_api_answers_only_the_admin_networks_through_the_load_balancer
     allowed, refused = rules["admin_allowed"], rules["admin_refused"]
     # (priority 10, plus a term that fails the plan when the networks do not fit in the rule)
     assert allowed["priority"] == "${10 + local.admin_cidrs_fit}" and refused["priority"] == 11
-    assert 'length(local.admin_cidrs) > 4 ? tonumber("' in local_values()["admin_cidrs_fit"]
+    assert 'length(local.admin_cidrs) > 3 ? tonumber("' in local_values()["admin_cidrs_fit"]
     conditions = {k: v for c in allowed["condition"] for k, v in c.items()}
     assert conditions["path_pattern"][0]["values"] == ["/admin/*"]
     assert conditions["source_ip"][0]["values"] == "${local.admin_cidrs}"

@@ -20,9 +20,9 @@ locals {
   app_split           = var.split_mode == "app"
   monitoring_enabled  = var.enable_monitoring && local.app_split && local.running && var.serve
   admin_cidrs         = length(var.admin_cidrs) > 0 ? var.admin_cidrs : var.allowed_cidrs
-  # An ALB rule holds 5 condition values: the admin rule's path takes one, its networks the
-  # rest. Added to the rule's priority, so that too many fail the plan with this message.
-  admin_cidrs_fit = length(local.admin_cidrs) > 4 ? tonumber("admin_cidrs (or allowed_cidrs, its default) may list at most 4 networks: the admin listener rule holds 5 condition values") : 0
+  # An ALB rule condition holds at most 3 values (and a rule 5). Added to the admin rule's
+  # priority, so that more networks fail the plan with this message, not the apply.
+  admin_cidrs_fit = length(local.admin_cidrs) > 3 ? tonumber("admin_cidrs (or allowed_cidrs, its default) may list at most 3 networks: an ALB rule condition holds 3 values") : 0
   # The state database is MLflow's database on the RDS instance: its tables and its own
   # Alembic version table beside MLflow's (tests/integration/test_state_backends.py). The
   # user and password come from the RDS-managed secret, as two variables of their own.
