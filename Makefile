@@ -38,23 +38,20 @@ $(BIN)/.installed: pyproject.toml
 	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack]'
 	@touch $@
 
-# schemathesis (the OpenAPI fuzzer the suite runs against both services) pins its own
-# versions of click, hypothesis, pytest and werkzeug: it lives in a virtualenv of its own.
-SCHEMATHESIS_VERSION := 4.32.5
+# Tools that pin their own versions of packages the project needs get virtualenvs of their
+# own: schemathesis (the OpenAPI fuzzer the suite runs against both services: click,
+# hypothesis, pytest, werkzeug) and checkov (infra, workflows, Dockerfiles: it downgrades
+# packaging and shadows hcl2). $(call tool_venv,FOLDER,BINARY,REQUIREMENT)
+define tool_venv
+$(VENV)/$(1)/bin/$(2): | $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV)/$(1)
+	$(VENV)/$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/$(1)/bin/python -m pip install --quiet '$(3)'
+endef
 SCHEMATHESIS := $(VENV)/schemathesis/bin/st
-$(SCHEMATHESIS): | $(BIN)/.installed
-	$(PYTHON) -m venv $(VENV)/schemathesis
-	$(VENV)/schemathesis/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/schemathesis/bin/python -m pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'
-
-# checkov (infra, workflows and Dockerfiles) downgrades packages others need and shadows hcl2:
-# it too has a virtualenv of its own.
-CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
-$(CHECKOV): | $(BIN)/.installed
-	$(PYTHON) -m venv $(VENV)/checkov
-	$(VENV)/checkov/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/checkov/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+$(eval $(call tool_venv,schemathesis,st,schemathesis==4.32.5))
+$(eval $(call tool_venv,checkov,checkov,checkov==3.3.30))
 
 install: $(BIN)/.installed $(SCHEMATHESIS) $(CHECKOV) ## Create .venv and install the project with dev tools
 

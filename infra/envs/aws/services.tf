@@ -73,14 +73,8 @@ locals {
 module "mlflow" {
   source               = "../../modules/ecs_service"
   name                 = "${local.name}-mlflow"
-  region               = local.service.region
-  image                = local.service.image
-  execution_role_arn   = local.service.execution_role_arn
+  platform             = local.service
   task_role_arn        = aws_iam_role.mlflow.arn
-  log_group            = local.service.log_group
-  cluster_arn          = local.service.cluster_arn
-  subnet_ids           = local.service.subnet_ids
-  security_group_ids   = local.service.security_group_ids
   service_registry_arn = aws_service_discovery_service.internal["mlflow"].arn
   port                 = 5000
   desired_count        = local.running ? 1 : 0
@@ -109,14 +103,8 @@ module "level3" {
   count                = local.app_split ? 1 : 0
   source               = "../../modules/ecs_service"
   name                 = "${local.name}-level3"
-  region               = local.service.region
-  image                = local.service.image
-  execution_role_arn   = local.service.execution_role_arn
+  platform             = local.service
   task_role_arn        = aws_iam_role.model.arn
-  log_group            = local.service.log_group
-  cluster_arn          = local.service.cluster_arn
-  subnet_ids           = local.service.subnet_ids
-  security_group_ids   = local.service.security_group_ids
   target_group_arn     = aws_lb_target_group.model["level3"].arn
   service_registry_arn = aws_service_discovery_service.internal["level3"].arn
   port                 = local.level3_port
@@ -137,14 +125,8 @@ module "model" {
   for_each             = local.app_split ? {} : { blue = var.blue_version, green = var.green_version }
   source               = "../../modules/ecs_service"
   name                 = "${local.name}-${each.key}"
-  region               = local.service.region
-  image                = local.service.image
-  execution_role_arn   = local.service.execution_role_arn
+  platform             = local.service
   task_role_arn        = aws_iam_role.model.arn
-  log_group            = local.service.log_group
-  cluster_arn          = local.service.cluster_arn
-  subnet_ids           = local.service.subnet_ids
-  security_group_ids   = local.service.security_group_ids
   target_group_arn     = aws_lb_target_group.model[each.key].arn
   port                 = local.level3_port
   desired_count        = each.value == 0 || !local.running || !var.serve ? 0 : var.service_count
@@ -161,37 +143,31 @@ module "model" {
 # ECS RunTask with the run's arguments, then waits for its exit code). It registers into the
 # private MLflow, which stores the artifacts in S3; the first run makes the first champion.
 module "train" {
-  source             = "../../modules/ecs_service"
-  name               = "${local.name}-train"
-  region             = local.service.region
-  image              = local.service.image
-  execution_role_arn = local.service.execution_role_arn
-  task_role_arn      = aws_iam_role.train.arn
-  log_group          = local.service.log_group
-  run_service        = false
-  cpu                = 2048
-  memory             = 8192
-  command            = concat(["level2", "train"], var.train_args)
-  environment        = local.common_env
+  source        = "../../modules/ecs_service"
+  name          = "${local.name}-train"
+  platform      = local.service
+  task_role_arn = aws_iam_role.train.arn
+  run_service   = false
+  cpu           = 2048
+  memory        = 8192
+  command       = concat(["level2", "train"], var.train_args)
+  environment   = local.common_env
 }
 
 # Level 4 as a scheduled task (on by default): it reads the shared prediction log and the loop's
 # state in the state database, retrains in-process (the level-2 flow, registering into MLflow)
 # and calls the level-3 admin API at the replicas' internal address.
 module "monitoring" {
-  source             = "../../modules/ecs_service"
-  name               = "${local.name}-monitoring"
-  region             = local.service.region
-  image              = local.service.image
-  execution_role_arn = local.service.execution_role_arn
-  task_role_arn      = aws_iam_role.monitoring.arn
-  log_group          = local.service.log_group
-  run_service        = false
-  cpu                = 2048
-  memory             = 8192
-  command            = ["level4", "monitor", "--window-hours", "1", "--url", local.level3_internal_url]
-  environment        = local.state_env
-  secrets            = merge({ TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.token["admin"].arn }, local.state_secrets)
+  source        = "../../modules/ecs_service"
+  name          = "${local.name}-monitoring"
+  platform      = local.service
+  task_role_arn = aws_iam_role.monitoring.arn
+  run_service   = false
+  cpu           = 2048
+  memory        = 8192
+  command       = ["level4", "monitor", "--window-hours", "1", "--url", local.level3_internal_url]
+  environment   = local.state_env
+  secrets       = merge({ TAXI_MLOPS_ADMIN_TOKEN = aws_secretsmanager_secret.token["admin"].arn }, local.state_secrets)
 }
 
 resource "aws_cloudwatch_event_rule" "monitoring" {

@@ -31,13 +31,13 @@ resource "aws_ecs_task_definition" "this" {
   network_mode             = "awsvpc"
   cpu                      = var.cpu
   memory                   = var.memory
-  execution_role_arn       = var.execution_role_arn
+  execution_role_arn       = var.platform.execution_role_arn
   task_role_arn            = var.task_role_arn
 
   container_definitions = jsonencode([
     {
       name                   = var.name
-      image                  = var.image
+      image                  = var.platform.image
       command                = var.command
       essential              = true
       readonlyRootFilesystem = true
@@ -52,8 +52,8 @@ resource "aws_ecs_task_definition" "this" {
       logConfiguration = {
         logDriver = "awslogs"
         options = {
-          awslogs-group         = var.log_group
-          awslogs-region        = var.region
+          awslogs-group         = var.platform.log_group
+          awslogs-region        = var.platform.region
           awslogs-stream-prefix = var.name
         }
       }
@@ -71,7 +71,7 @@ resource "aws_ecs_task_definition" "this" {
 resource "aws_ecs_service" "this" {
   count                  = var.run_service ? 1 : 0
   name                   = var.name
-  cluster                = var.cluster_arn
+  cluster                = var.platform.cluster_arn
   task_definition        = aws_ecs_task_definition.this.arn
   desired_count          = var.desired_count
   launch_type            = "FARGATE"
@@ -79,8 +79,8 @@ resource "aws_ecs_service" "this" {
   propagate_tags         = "SERVICE"
 
   network_configuration {
-    subnets          = var.subnet_ids
-    security_groups  = var.security_group_ids
+    subnets          = var.platform.subnet_ids
+    security_groups  = var.platform.security_group_ids
     assign_public_ip = false
   }
 

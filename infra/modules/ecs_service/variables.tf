@@ -1,15 +1,18 @@
+variable "platform" {
+  description = "What every task of the system shares: region (for logs), image (with an immutable tag), the execution role (pulls the image, reads the secrets, writes logs), log group, cluster, private subnets and security groups."
+  type = object({
+    region             = string
+    image              = string
+    execution_role_arn = string
+    log_group          = string
+    cluster_arn        = string
+    subnet_ids         = list(string)
+    security_group_ids = list(string)
+  })
+}
+
 variable "name" {
   description = "Service and task family name."
-  type        = string
-}
-
-variable "region" {
-  description = "Region (for the log configuration)."
-  type        = string
-}
-
-variable "image" {
-  description = "Image URI with an immutable tag."
   type        = string
 }
 
@@ -48,18 +51,8 @@ variable "secrets" {
   default     = {}
 }
 
-variable "execution_role_arn" {
-  description = "Role ECS uses to pull the image, read the secrets and write logs."
-  type        = string
-}
-
 variable "task_role_arn" {
   description = "Role the container runs as."
-  type        = string
-}
-
-variable "log_group" {
-  description = "CloudWatch log group."
   type        = string
 }
 
@@ -69,28 +62,10 @@ variable "run_service" {
   default     = true
 }
 
-variable "cluster_arn" {
-  description = "ECS cluster."
-  type        = string
-  default     = ""
-}
-
 variable "desired_count" {
   description = "Tasks to run."
   type        = number
   default     = 1
-}
-
-variable "subnet_ids" {
-  description = "Private subnets."
-  type        = list(string)
-  default     = []
-}
-
-variable "security_group_ids" {
-  description = "Security groups of the tasks."
-  type        = list(string)
-  default     = []
 }
 
 variable "target_group_arn" {
