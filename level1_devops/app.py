@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from sklearn.pipeline import Pipeline
 
+from shared.compiled import serving_model
 from shared.data.digest import file_sha256
 from shared.data.validate import ValidationBounds
 from shared.metrics import ServiceMetrics
@@ -55,7 +56,9 @@ def create_app(
     metrics = ServiceMetrics("taxi_level1")
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    info = {"model_version": model_version, **(model_info or {})}
+    # the hot path: the compiled predictor when it gives the Pipeline's answers, else the Pipeline
+    model = serving_model(pipeline)
+    info = {"model_version": model_version, **(model_info or {}), "predictor": model.describe()}
 
     install_request_metrics(app, metrics)
     install_json_errors(app, MAX_BODY_BYTES)
@@ -63,7 +66,7 @@ def create_app(
     @app.post("/predict")
     def predict() -> Response:
         rides = request_rides(bounds, max_rides)
-        durations = predict_durations(pipeline, rides)
+        durations = predict_durations(model, rides)
         metrics.predictions.inc(len(rides))
         for value in durations:
             metrics.predicted_minutes.observe(float(value))

@@ -183,6 +183,8 @@ def _health(active: Any, pinned_as: Variant | None) -> dict[str, Any]:
         "mode": str(state.policy.mode),
         "green_percent": state.green_percent,
         "errors": {str(v): e for v, e in active.errors.items()},
+        # how each loaded version is scored: compiled (proven equal to its Pipeline) or sklearn
+        "predictors": {str(v): m.describe() for v, m in active.models.items()},
         "pinned_as": None if pinned_as is None else str(pinned_as),
     }
 

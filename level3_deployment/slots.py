@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from level3_deployment.state import DeploymentState, StateStore
+from shared.compiled import ServingModel, serving_model
 from shared.errors import TaxiMlopsError
 from shared.statedb.database import StateUnavailable
 
@@ -54,10 +55,10 @@ def health_check(model: Any) -> None:
 @dataclass(frozen=True)
 class Active:
     state: DeploymentState
-    models: dict[int, Any]
+    models: dict[int, ServingModel]
     errors: dict[int, str] = field(default_factory=dict)
 
-    def model(self, version: int | None) -> Any | None:
+    def model(self, version: int | None) -> ServingModel | None:
         return None if version is None else self.models.get(version)
 
 
@@ -69,16 +70,18 @@ class SlotManager:
         self.load = load
         self.poll_s = poll_s
         self.active = Active(DeploymentState(generation=-1), {})
-        self._cache: dict[int, Any] = {}
+        self._cache: dict[int, ServingModel] = {}
         self._lock = threading.Lock()
         self._poller_pid: int | None = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def prepare(self, version: int) -> Any:
-        """Load and health-check a version (cached). Raises if it is unusable."""
+    def prepare(self, version: int) -> ServingModel:
+        """Load a version, build its serving form (compiled when that gives the Pipeline's
+        answers) and health-check it (cached). Raises if it is unusable."""
         if version not in self._cache:
-            model = self.load(version)
+            model = serving_model(self.load(version))
+            logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
             health_check(model)
             self._cache[version] = model
         return self._cache[version]
@@ -88,7 +91,8 @@ class SlotManager:
             if self.store.generation() == self.active.state.generation:
                 return self.active
             state = self.store.current()
-            models, errors = {}, {}
+            models: dict[int, ServingModel] = {}
+            errors: dict[int, str] = {}
             for version in (state.blue, state.green):
                 if version is None:
                     continue

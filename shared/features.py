@@ -96,11 +96,12 @@ def _derived(X: Columns, name: str) -> np.ndarray:
     return weekday * 24 + hour
 
 
-def _column(X: Columns, name: str) -> np.ndarray:
+def feature_column(X: Columns, name: str) -> np.ndarray:
+    """One feature column as floats, derived ones (pickup hour, weekday, zone pair) included."""
     if name in TIME_FEATURES:
         return _derived(X, name)
     if name == ZONE_PAIR:
-        return _column(X, PU) * 1000 + _column(X, DO)
+        return feature_column(X, PU) * 1000 + feature_column(X, DO)
     try:
         values = X[name]
     except KeyError:
@@ -137,7 +138,7 @@ class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.lookups_: list[np.ndarray] = []
         offset = 0
         for name in self.categorical:
-            values = _column(X, name)
+            values = feature_column(X, name)
             values = values[np.isfinite(values)]
             categories = np.unique(values.astype(np.int64))
             if categories.size and categories[0] < 0:
@@ -159,7 +160,7 @@ class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         indices = np.empty((n, k), dtype=np.int64)
         data = np.ones((n, k), dtype=np.float64)
         for j, (name, lookup) in enumerate(zip(self.categorical, self.lookups_, strict=True)):
-            values = _column(X, name)
+            values = feature_column(X, name)
             ok = np.isfinite(values) & (values >= 0) & (values < lookup.size)
             codes = np.full(n, -1, dtype=np.int64)
             codes[ok] = lookup[values[ok].astype(np.int64)]
@@ -167,7 +168,7 @@ class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         base = self.n_features_out_ - len(self.numeric)
         for j, name in enumerate(self.numeric, start=len(self.categorical)):
             indices[:, j] = base + (j - len(self.categorical))
-            data[:, j] = _column(X, name)
+            data[:, j] = feature_column(X, name)
         present = indices >= 0
         if present.all():
             indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
@@ -218,7 +219,7 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def fit(self, X: Columns, y: object = None) -> TabularFeaturizer:
         self.lookups_: list[np.ndarray] = []
         for name in self.categorical:
-            values = _column(X, name)
+            values = feature_column(X, name)
             values = values[np.isfinite(values) & (values >= 0)].astype(np.int64)
             counts = np.bincount(values) if values.size else np.zeros(1, dtype=np.int64)
             # Most frequent first; ties broken by value so the codes are deterministic.
@@ -232,9 +233,9 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def transform(self, X: Columns) -> np.ndarray:
         if not hasattr(self, "lookups_"):
             raise NotFittedError("TabularFeaturizer is not fitted yet; call fit first")
-        columns = [_column(X, name) for name in (*self.numeric, *self.time)]
+        columns = [feature_column(X, name) for name in (*self.numeric, *self.time)]
         for name, lookup in zip(self.categorical, self.lookups_, strict=True):
-            values = _column(X, name)
+            values = feature_column(X, name)
             ok = np.isfinite(values) & (values >= 0) & (values < lookup.size)
             codes = np.full(values.shape, float(self.max_categories))
             codes[ok] = lookup[values[ok].astype(np.int64)]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from shared.compiled import ServingModel
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.data.validate import ValidationBounds, parse_pickup
 from shared.errors import shown
@@ -217,9 +218,10 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
     return Rides({PU: pu, DO: do, DISTANCE: dist, PICKUP: pickup}, ride_ids, single)
 
 
-def predict_durations(pipeline: Pipeline, rides: Rides) -> np.ndarray:
-    """Predicted durations in minutes; the Pipeline does all featurization."""
-    return np.asarray(pipeline.predict(rides.columns), dtype=np.float64)
+def predict_durations(model: Pipeline | ServingModel, rides: Rides) -> np.ndarray:
+    """Predicted durations in minutes: by a :class:`ServingModel` (the compiled predictor
+    proven equal to its Pipeline), or by a Pipeline itself; either does all featurization."""
+    return np.asarray(model.predict(rides.columns), dtype=np.float64)
 
 
 def format_predictions(

@@ -93,14 +93,14 @@ def test_split_xy_uses_the_spec() -> None:
 
 
 def test_pickup_time_features_from_datetimes_and_strings() -> None:
-    from shared.features import HOUR, HOUR_OF_WEEK, WEEKDAY, _column
+    from shared.features import HOUR, HOUR_OF_WEEK, WEEKDAY, feature_column
 
     stamps = pd.Series(pd.to_datetime(["2019-01-07 08:30", "2019-01-13 23:59"]))  # Mon, Sun
     for values in (stamps, stamps.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()):
         X = {"pickup_datetime": values}
-        np.testing.assert_array_equal(_column(X, HOUR), [8, 23])
-        np.testing.assert_array_equal(_column(X, WEEKDAY), [0, 6])
-        np.testing.assert_array_equal(_column(X, HOUR_OF_WEEK), [8, 6 * 24 + 23])
+        np.testing.assert_array_equal(feature_column(X, HOUR), [8, 23])
+        np.testing.assert_array_equal(feature_column(X, WEEKDAY), [0, 6])
+        np.testing.assert_array_equal(feature_column(X, HOUR_OF_WEEK), [8, 6 * 24 + 23])
 
 
 def test_tabular_featurizer_caps_categories_and_keeps_order() -> None:

@@ -288,3 +288,41 @@ def test_a_pinned_service_answers_as_its_variant_and_refuses_deployment_changes(
     finally:
         slots.stop()
         log.close()
+
+
+def test_health_says_how_each_loaded_version_is_scored(service) -> None:
+    client, _, _ = service
+    predictors = client.get("/health").get_json()["predictors"]
+    assert predictors["1"]["engine"] == "linear"
+    assert "equal to the Pipeline within 1e-06" in predictors["1"]["reason"]
+
+
+def test_a_version_whose_compiled_form_disagrees_is_served_by_its_pipeline(
+    tmp_path: Path, models: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.compiled as compiled
+
+    honest = compiled._linear
+    monkeypatch.setattr(compiled, "_linear", lambda p: lambda c: honest(p)(c) + 0.5)
+    store = st.StateStore(tmp_path / "deployment.db")
+    store.write(st.start(store.current(), 1, "boot", "test"), 0)
+    slots = SlotManager(store, lambda v: models[v], poll_s=0.05)
+    log = PredictionLog(tmp_path / "predictions.db")
+    hooks = AliasHooks(lambda v, r: None, lambda v, r: None)
+    client = create_app(
+        slots, log, store, token=TOKEN, feedback_token=FEED_TOKEN, aliases=hooks
+    ).test_client()
+    slots.refresh()
+    try:
+        one = ride(ride_id="cmp-1")
+        answer = client.post("/predict", json=one).get_json()
+        expected = models[1].predict({k: [v] for k, v in one.items() if k != "ride_id"})[0]
+        assert answer["duration"] == round(float(expected), 4)
+        predictor = client.get("/health").get_json()["predictors"]["1"]
+        assert (
+            predictor["engine"] == "sklearn"
+            and "differs from the Pipeline by 0.5" in (predictor["reason"])
+        )
+    finally:
+        slots.stop()
+        log.close()

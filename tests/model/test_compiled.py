@@ -1,0 +1,194 @@
+"""The compiled predictors (shared/compiled.py) give the Pipeline's answers, on generated and
+real months, for every family; where they cannot, or would not, the Pipeline serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeRegressor
+
+import shared.compiled as compiled
+from shared.data.generator import generate_month
+from shared.data.load import load_month
+from shared.data.schema import to_canonical
+from shared.data.validate import ValidationBounds, clean_trips
+from shared.features import TabularFeaturizer, split_xy
+from shared.models import FAMILIES, build_model, get_family
+from tests.conftest import REAL_DATA
+
+FAMILY_NAMES = sorted(FAMILIES)
+#: the engine each family is served by once its compiled form is proven equal
+ENGINES = {"linear": "linear", "ridge": "linear", "hgb": "treelite"}
+
+
+def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+def fitted(family: str, train: pd.DataFrame) -> Pipeline:
+    return build_model(family, seed=0).fit(*split_xy(train, get_family(family).spec))
+
+
+def assert_same_answers(model: Pipeline, rides: pd.DataFrame) -> compiled.ServingModel:
+    served = compiled.serving_model(model)
+    expected = model.predict(rides)
+    for size in (1, 7, compiled.TREELITE_MAX_ROWS, len(rides)):  # each engine's batch sizes
+        chunk = rides.iloc[:size]
+        got = served.predict(columns(chunk))
+        np.testing.assert_allclose(got, expected[:size], rtol=0, atol=compiled.TOLERANCE_MINUTES)
+    return served
+
+
+@pytest.fixture(scope="module")
+def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
+    months = []
+    for month, seed in (("2019-01", 1), ("2019-02", 2)):
+        clean, _ = clean_trips(
+            to_canonical(generate_month(month, 6000, seed=seed), "g"), ValidationBounds()
+        )
+        months.append(clean)
+    return months[0], months[1]
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_family_compiles_to_the_pipelines_answers_on_generated_months(
+    family: str, generated: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    train, later = generated
+    model = fitted(family, train)
+    served = assert_same_answers(model, split_xy(later, get_family(family).spec)[0])
+    assert served.compiled and served.engine == ENGINES[family], served.reason
+    assert served.max_abs_diff is not None and served.max_abs_diff <= compiled.TOLERANCE_MINUTES
+
+
+@pytest.fixture(scope="module")
+def real_months() -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not REAL_DATA.exists():
+        pytest.skip(f"real TLC samples not found at {REAL_DATA} (see ../shared/data/README)")
+    bounds = ValidationBounds()
+    frames = []
+    for month in ("2019-01", "2020-02"):
+        loaded = load_month(REAL_DATA, month)
+        frames.append(clean_trips(loaded.frame, bounds, month=month, source=loaded.source)[0])
+    return frames[0], frames[1]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_family_compiles_to_the_pipelines_answers_on_real_months(
+    family: str, real_months: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Trained on 2019-01, scored on 2020-02: a year later, zones and hours the training month
+    never saw included."""
+    train, later = real_months
+    model = fitted(family, train)
+    served = assert_same_answers(model, split_xy(later, get_family(family).spec)[0])
+    assert served.engine == ENGINES[family], served.reason
+
+
+def test_a_category_the_trees_never_saw_takes_their_missing_branch_as_in_sklearn(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Treelite alone sends an unknown category down another branch than sklearn (2 minutes
+    apart on real data); the compiled form makes it missing first."""
+    train, _ = generated
+    model = fitted("hgb", train)
+    featurizer: TabularFeaturizer = model.named_steps["features"]
+    rides = compiled.probe_rides(64)
+    # a pickup zone as rare as can be: the featurizer's "other" code, unseen in training
+    rides["PULocationID"] = np.full(64, 999.0)
+    codes = featurizer.transform(rides)[:, featurizer.categorical_indices()[0]]
+    assert set(codes) == {float(featurizer.max_categories)}
+    served = compiled.serving_model(model)
+    np.testing.assert_allclose(served.predict(rides), model.predict(rides), atol=1e-6, rtol=0)
+
+
+def test_a_family_without_a_compiled_form_is_served_by_its_pipeline(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, _ = generated
+    featurizer = TabularFeaturizer()
+    model = Pipeline([("features", featurizer), ("regressor", DecisionTreeRegressor())])
+    model.fit(*split_xy(train, get_family("hgb").spec))
+    served = compiled.serving_model(model)
+    assert (served.engine, served.compiled) == ("sklearn", False)
+    assert "no compiled form for TabularFeaturizer + DecisionTreeRegressor" in served.reason
+    rides = compiled.probe_rides(16)
+    np.testing.assert_array_equal(served.predict(rides), model.predict(rides))
+
+
+def test_a_compiled_form_that_disagrees_never_serves(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    train, _ = generated
+    model = fitted("ridge", train)
+    honest = compiled._linear
+
+    def off_by_a_little(pipeline: Pipeline):  # a compiler bug: 0.01 s on every answer
+        predict = honest(pipeline)
+        return lambda columns: predict(columns) + 1e-4
+
+    monkeypatch.setattr(compiled, "_linear", off_by_a_little)
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn"
+    assert "linear differs from the Pipeline by 0.0001 min" in served.reason
+    assert "serving through sklearn" in caplog.text
+    rides = compiled.probe_rides(32)
+    np.testing.assert_array_equal(served.predict(rides), model.predict(rides))
+
+
+def test_a_compiled_form_that_fails_on_the_probe_is_not_used(
+    generated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fitted("linear", generated[0])
+
+    def broken(pipeline: Pipeline):
+        def predict(columns):
+            raise IndexError("index 300 is out of bounds")
+
+        return predict
+
+    monkeypatch.setattr(compiled, "_linear", broken)
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn" and "IndexError: index 300" in served.reason
+
+
+def test_big_batches_of_trees_go_to_the_pipeline(
+    generated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fitted("hgb", generated[0])
+    calls: list[int] = []
+    original = Pipeline.predict
+    monkeypatch.setattr(
+        Pipeline,
+        "predict",
+        lambda self, X: calls.append(len(X["PULocationID"])) or original(self, X),
+    )
+    served = compiled.serving_model(model)
+    calls.clear()  # the probe check's own call
+    served.predict(compiled.probe_rides(compiled.TREELITE_MAX_ROWS))
+    assert calls == []
+    served.predict(compiled.probe_rides(compiled.TREELITE_MAX_ROWS + 1))
+    assert calls == [compiled.TREELITE_MAX_ROWS + 1]
+
+
+def test_the_probe_reaches_every_zone_and_hour_of_the_week() -> None:
+    rides = compiled.probe_rides()
+    assert set(rides["PULocationID"]) == set(range(1, 266))
+    hours = (rides["pickup_datetime"].astype("datetime64[h]").astype(np.int64)) % 168
+    assert len(set(hours)) == 168
+    assert rides["trip_distance"].min() == 0.0 and rides["trip_distance"].max() >= 99
+
+
+def test_no_treelite_model_file_is_written(tmp_path: Path, monkeypatch, generated) -> None:
+    """Compiling is in memory: a read-only container (ECS) has nowhere else to put it."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    compiled.serving_model(fitted("hgb", generated[0]))
+    assert sorted(tmp_path.rglob("*")) == before
