@@ -148,10 +148,15 @@ def load_python(url: str, seconds: float, connections: int) -> dict:
 
 
 def best_of_rounds(
-    configs: dict[str, str], rounds: int, seconds: float, connections: int, script: Path
+    configs: dict[str, str],
+    rounds: int,
+    seconds: float,
+    connections: int,
+    script: Path | dict[str, Path],
 ) -> tuple[dict[str, dict], dict[str, int]]:
     """Load each config's URL in rotation, ``rounds`` times; the best round of each, and how
-    many requests each answered in all (wrk when installed, else Python clients)."""
+    many requests each answered in all (wrk when installed, with one Lua script or one per
+    config; else Python clients posting one ride)."""
     tool = "wrk" if shutil.which("wrk") else "python"
     best: dict[str, dict] = {}
     answered = dict.fromkeys(configs, 0)
@@ -159,7 +164,8 @@ def best_of_rounds(
     for round_ in range(rounds):
         for name, url in configs.items():
             if tool == "wrk":
-                result = load_wrk(url, seconds, connections, script)
+                scripted = script[name] if isinstance(script, dict) else script
+                result = load_wrk(url, seconds, connections, scripted)
             else:
                 result = load_python(url, seconds, connections)
             answered[name] += round(result["requests_per_s"] * seconds)

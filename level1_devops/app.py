@@ -51,13 +51,14 @@ def create_app(
     bounds: ValidationBounds | None = None,
     model_info: dict[str, Any] | None = None,
     max_rides: int = MAX_RIDES,
+    compile_model: bool = True,
 ) -> Flask:
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level1")
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # the hot path: the compiled predictor when it gives the Pipeline's answers, else the Pipeline
-    model = serving_model(pipeline)
+    model = serving_model(pipeline, compile_it=compile_model)
     info = {"model_version": model_version, **(model_info or {}), "predictor": model.describe()}
 
     install_request_metrics(app, metrics)

@@ -2,9 +2,10 @@
 
 It lives in the state database (:mod:`shared.statedb`): a SQLite file under the home by
 default, PostgreSQL shared by every replica when ``TAXI_MLOPS_STATE_DB_URL`` is set. A request's
-predictions are one transaction, so they are logged whole or not at all; a commit returns only
-once the row is durable (SQLite WAL with ``synchronous=NORMAL`` survives the writer being
-SIGKILLed; PostgreSQL's commit is flushed to its WAL). Level 3's A/B report and level 4's
+predictions are logged whole or not at all (one transaction, which requests arriving together
+share: shared/statedb/group_commit.py); a request returns only once its rows are durable
+(SQLite WAL with ``synchronous=NORMAL`` survives the writer being SIGKILLed; PostgreSQL's commit
+is flushed to its WAL). Level 3's A/B report and level 4's
 monitoring read from here.
 """
 
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from shared.data.schema import PICKUP
 from shared.statedb import Database, tables
+from shared.statedb.group_commit import GroupCommit
 from shared.statedb.tables import insert_ignoring_duplicates
 
 F = tables.feedback
@@ -97,6 +99,10 @@ class PredictionLog:
         self._digest = sa.select(P.c.request_digest).where(
             P.c.prediction_id == sa.bindparam("prediction_id")
         )
+        # concurrent requests of this process share transactions (shared/statedb/group_commit)
+        self._group: GroupCommit[tuple[list[dict[str, Any]], str | None], int] = GroupCommit(
+            self.db, self._write
+        )
 
     def close(self) -> None:
         self.db.dispose()
@@ -108,16 +114,22 @@ class PredictionLog:
         rows = [_row(r, request_digest) for r in records]
         if not rows:
             return 0
-        with self.db.write() as conn:
-            conn.execute(self._insert, rows)
-            # Checked after the insert: on PostgreSQL a concurrent insert of the same id waits
-            # for the other transaction, so the row read here is the one that won.
-            if request_digest is not None:  # without a key, ids are fresh uuids
-                first = {"prediction_id": rows[0]["prediction_id"]}
-                logged = conn.execute(self._digest, first).scalar()
-                if logged != request_digest:
-                    raise IdempotencyConflict(rows[0]["prediction_id"])
-        return len(rows)
+        return self._group.submit((rows, request_digest))
+
+    def _write(
+        self, conn: Connection, requests: list[tuple[list[dict[str, Any]], str | None]]
+    ) -> list[int]:
+        """Requests' rows, in the transaction :class:`GroupCommit` gives them: one statement."""
+        conn.execute(self._insert, [row for rows, _ in requests for row in rows])
+        # Checked after the insert: on PostgreSQL a concurrent insert of the same id waits for
+        # the other transaction, so the row read here is the one that won.
+        for rows, request_digest in requests:
+            if request_digest is None:  # without a key, ids are fresh uuids
+                continue
+            first = {"prediction_id": rows[0]["prediction_id"]}
+            if conn.execute(self._digest, first).scalar() != request_digest:
+                raise IdempotencyConflict(rows[0]["prediction_id"])
+        return [len(rows) for rows, _ in requests]
 
     def record_feedback(self, request_key: str, actual: float) -> int:
         """Store the actual duration for a key; returns how many predictions it labels."""

@@ -92,7 +92,11 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
         ensure_started(store, client, name)
     else:
         ensure_pinned(store, pin.version)
-    slots = SlotManager(store, registry_loader(client, name))
+    slots = SlotManager(
+        store,
+        registry_loader(client, name),
+        compile_models=settings.serving_engine == "compiled",
+    )
     slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
 
     def champion(version: int, reason: str) -> None:

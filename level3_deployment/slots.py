@@ -64,11 +64,17 @@ class Active:
 
 class SlotManager:
     def __init__(
-        self, store: StateStore, load: Callable[[int], Any], *, poll_s: float = 0.5
+        self,
+        store: StateStore,
+        load: Callable[[int], Any],
+        *,
+        poll_s: float = 0.5,
+        compile_models: bool = True,
     ) -> None:
         self.store = store
         self.load = load
         self.poll_s = poll_s
+        self.compile_models = compile_models
         self.active = Active(DeploymentState(generation=-1), {})
         self._cache: dict[int, ServingModel] = {}
         self._lock = threading.Lock()
@@ -80,7 +86,7 @@ class SlotManager:
         """Load a version, build its serving form (compiled when that gives the Pipeline's
         answers) and health-check it (cached). Raises if it is unusable."""
         if version not in self._cache:
-            model = serving_model(self.load(version))
+            model = serving_model(self.load(version), compile_it=self.compile_models)
             logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
             health_check(model)
             self._cache[version] = model

@@ -186,16 +186,23 @@ def compile_pipeline(pipeline: Any) -> tuple[str, Callable[[Columns], np.ndarray
 
 
 def serving_model(
-    pipeline: Any, probe: Columns | None = None, tolerance: float = TOLERANCE_MINUTES
+    pipeline: Any,
+    probe: Columns | None = None,
+    tolerance: float = TOLERANCE_MINUTES,
+    *,
+    compile_it: bool = True,
 ) -> ServingModel:
     """The fastest way to score with ``pipeline`` that gives its answers (within
-    ``tolerance`` minutes on ``probe``); the Pipeline itself when there is none."""
+    ``tolerance`` minutes on ``probe``); the Pipeline itself when there is none, or when
+    ``compile_it`` is False (TAXI_MLOPS_SERVING_ENGINE=sklearn)."""
     probe = probe if probe is not None else probe_rides()
 
     def by_sklearn(reason: str, diff: float | None = None) -> ServingModel:
         logger.warning("serving through sklearn: %s", reason)
         return ServingModel(pipeline, pipeline.predict, "sklearn", reason, diff)
 
+    if not compile_it:
+        return by_sklearn("compilation is off (TAXI_MLOPS_SERVING_ENGINE=sklearn)")
     try:
         engine, predict = compile_pipeline(pipeline)
     except NotCompilable as exc:

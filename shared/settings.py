@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     #: the bearer token for POST /feedback (labels): a scope of its own, so the system that
     #: reports how long rides took cannot move traffic. Required like the admin token.
     feedback_token: SecretStr = SecretStr("")
+    #: how the services score: ``compiled`` (the default: a compiled predictor where it is
+    #: proven equal to the model's Pipeline, the Pipeline otherwise; shared/compiled.py) or
+    #: ``sklearn`` (always the Pipeline: an escape hatch, and the benchmarks' baseline)
+    serving_engine: Literal["compiled", "sklearn"] = "compiled"
     #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"
