@@ -85,13 +85,14 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
 	$(BIN)/python -m benchmarks.level4
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.serving_workers
 	$(BIN)/python -m benchmarks.state_backends
+	$(BIN)/python -m benchmarks.serving
 
 clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 	rm -rf $(VENV) .taxi-mlops .pytest_cache .ruff_cache

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -21,17 +19,17 @@ from level3_deployment.openapi import OPENAPI
 from level3_deployment.prediction_log import (
     IdempotencyConflict,
     PredictionLog,
-    PredictionRecord,
     Rejection,
 )
-from level3_deployment.routing import Variant, assign
+from level3_deployment.routing import Variant
+from level3_deployment.scoring import serve_batch
 from level3_deployment.slots import SlotManager
 from shared.data.schema import PICKUP
 from shared.data.validate import ValidationBounds, parse_pickup
 from shared.errors import TaxiMlopsError
 from shared.metrics import ServiceMetrics
 from shared.openapi import MAX_RIDES
-from shared.serving import FieldError, RequestValidationError, Rides, ride_key
+from shared.serving import FieldError, RequestValidationError, ride_key
 from shared.statedb.database import StateUnavailable
 from shared.web import install_json_errors, install_request_metrics, request_body, request_rides
 
@@ -72,10 +70,6 @@ def _request_digest() -> str:
     return digest.hexdigest()
 
 
-def _features(rides: Rides, i: int) -> dict[str, Any]:
-    return {k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()}
-
-
 def _refused_rides(exc: RequestValidationError, bounds: ValidationBounds) -> list[Rejection]:
     """The log's record of refused rides (by ride, with their pickup time when readable), so
     monitoring sees bad input that never became a prediction."""
@@ -94,82 +88,6 @@ def _refused_rides(exc: RequestValidationError, bounds: ValidationBounds) -> lis
             event_time = _event_time(ride.get(PICKUP), bounds)
         rejections.append(Rejection("/predict", error.field, error.message, key, event_time))
     return rejections
-
-
-def _score_groups(
-    rides: Rides, keys: list[str | None], request_id: str | None, groups: list[tuple]
-) -> tuple[np.ndarray, list[PredictionRecord]]:
-    """Each group's model scores its rides: the answers, and a log record per score. A group
-    is (variant, model, version, mask of its rides, shadow)."""
-    durations = np.empty(len(rides))
-    started = time.perf_counter()
-    records: list[PredictionRecord] = []
-    for variant, model, version, mask, shadow in groups:
-        if not mask.any():
-            continue
-        values = np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
-        if not shadow:
-            durations[mask] = values
-        latency = (time.perf_counter() - started) * 1000
-        for i, value in zip(np.flatnonzero(mask), values, strict=True):
-            ids = {}
-            if request_id is not None:  # a retry of this request maps to the same rows
-                ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
-            features = _features(rides, int(i))
-            record = PredictionRecord(
-                keys[i],
-                str(variant),
-                str(version),
-                features,
-                float(value),
-                latency,
-                shadow=shadow,
-                **ids,
-            )
-            records.append(record)
-    return durations, records
-
-
-def _route(
-    keys: list[str | None],
-    state: st.DeploymentState,
-    blue: Any,
-    green: Any,
-    pinned_as: Variant | None,
-) -> tuple[list[Variant], np.ndarray, list[tuple]]:
-    """Who answers each ride, which rides green answers, and the scoring groups."""
-    policy = state.policy if green is not None else st.SplitPolicy()
-    assigned = [assign(policy, key) for key in keys]
-    answers = [a.answer for a in assigned]
-    shadows = np.array([a.shadow for a in assigned], dtype=bool)
-    to_green = np.array([a is Variant.GREEN for a in answers], dtype=bool)
-    if pinned_as is not None:  # no green slot here: the one model answers, under its name
-        answers = [pinned_as] * len(keys)
-    groups = [(pinned_as or Variant.BLUE, blue, state.blue, ~to_green, False)]
-    groups += [(Variant.GREEN, green, state.green, to_green, False)]
-    groups += [(Variant.GREEN, green, state.green, shadows, True)]
-    return answers, to_green, groups
-
-
-def _answers(
-    rides: Rides,
-    answers: list[Variant],
-    durations: np.ndarray,
-    state: st.DeploymentState,
-    pinned_as: Variant | None,
-) -> list[dict[str, Any]]:
-    items = []
-    for i, variant in enumerate(answers):
-        green_answer = variant is Variant.GREEN and pinned_as is None
-        item: dict[str, Any] = {
-            "duration": round(float(durations[i]), 4),
-            "variant": str(variant),
-            "model_version": str(state.green if green_answer else state.blue),
-        }
-        if rides.ride_ids[i] is not None:
-            item["ride_id"] = rides.ride_ids[i]
-        items.append(item)
-    return items
 
 
 def _health(active: Any, pinned_as: Variant | None) -> dict[str, Any]:
@@ -215,19 +133,17 @@ def _predict(serving: _Serving) -> Response | tuple[Response, int]:
     if blue is None:
         return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
     keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
-    answers, to_green, groups = _route(keys, state, blue, green, serving.pinned_as)
-    durations, records = _score_groups(rides, keys, request_id, groups)
-    for record in records:
+    served = serve_batch(rides, keys, request_id, state, (blue, green), serving.pinned_as)
+    for record in served.records:
         serving.metrics.predictions.labels(variant=record.variant).inc()
     try:
-        serving.log.append(records, _request_digest() if request_id is not None else None)
+        serving.log.append(served.records, _request_digest() if request_id is not None else None)
     except IdempotencyConflict:
         raise RequestValidationError(
             [FieldError(REQUEST_ID_HEADER, "already used for a different request")], 422
         ) from None
-    g.variant = "mixed" if 0 < to_green.sum() < len(rides) else str(answers[0])
-    items = _answers(rides, answers, durations, state, serving.pinned_as)
-    return jsonify(items[0] if rides.single else {"predictions": items})
+    g.variant = served.variant
+    return jsonify(served.items[0] if rides.single else {"predictions": served.items})
 
 
 def create_app(

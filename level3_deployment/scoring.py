@@ -1,0 +1,127 @@
+"""Serving a batch of rides, with no web framework in sight: route each ride to blue or green
+(sticky by its key), score each group with its model (and green in shadow), and build the
+answers and the prediction log's records. The level-3 route (app.py) parses the request, calls
+:func:`serve_batch` and logs its records before it answers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from level3_deployment import state as st
+from level3_deployment.prediction_log import PredictionRecord
+from level3_deployment.routing import Variant, assign
+from shared.compiled import ServingModel
+from shared.data.schema import PICKUP
+from shared.serving import Rides
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a batch of rides came to: the answers (in the rides' order), a log record per
+    score (shadow scores included), and the variant label of the request (for metrics)."""
+
+    items: list[dict[str, Any]]
+    records: list[PredictionRecord]
+    variant: str
+
+
+def serve_batch(
+    rides: Rides,
+    keys: list[str | None],
+    request_id: str | None,
+    state: st.DeploymentState,
+    models: tuple[ServingModel, ServingModel | None],
+    pinned_as: Variant | None = None,
+) -> Served:
+    """``keys``: each ride's routing key (its ride id, else the request's key); ``request_id``
+    makes the records' ids repeatable (a retry maps to the same rows); ``models``: blue's and
+    green's (None when there is no green to serve)."""
+    blue, green = models
+    answers, to_green, groups = _route(keys, state, blue, green, pinned_as)
+    durations, records = _score_groups(rides, keys, request_id, groups)
+    variant = "mixed" if 0 < to_green.sum() < len(rides) else str(answers[0])
+    return Served(_answers(rides, answers, durations, state, pinned_as), records, variant)
+
+
+def _features(rides: Rides, i: int) -> dict[str, Any]:
+    return {k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()}
+
+
+def _score_groups(
+    rides: Rides, keys: list[str | None], request_id: str | None, groups: list[tuple]
+) -> tuple[np.ndarray, list[PredictionRecord]]:
+    """Each group's model scores its rides: the answers, and a log record per score. A group
+    is (variant, model, version, mask of its rides, shadow)."""
+    durations = np.empty(len(rides))
+    started = time.perf_counter()
+    records: list[PredictionRecord] = []
+    for variant, model, version, mask, shadow in groups:
+        if not mask.any():
+            continue
+        values = np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
+        if not shadow:
+            durations[mask] = values
+        latency = (time.perf_counter() - started) * 1000
+        for i, value in zip(np.flatnonzero(mask), values, strict=True):
+            ids = {}
+            if request_id is not None:  # a retry of this request maps to the same rows
+                ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
+            features = _features(rides, int(i))
+            record = PredictionRecord(
+                keys[i],
+                str(variant),
+                str(version),
+                features,
+                float(value),
+                latency,
+                shadow=shadow,
+                **ids,
+            )
+            records.append(record)
+    return durations, records
+
+
+def _route(
+    keys: list[str | None],
+    state: st.DeploymentState,
+    blue: Any,
+    green: Any,
+    pinned_as: Variant | None,
+) -> tuple[list[Variant], np.ndarray, list[tuple]]:
+    """Who answers each ride, which rides green answers, and the scoring groups."""
+    policy = state.policy if green is not None else st.SplitPolicy()
+    assigned = [assign(policy, key) for key in keys]
+    answers = [a.answer for a in assigned]
+    shadows = np.array([a.shadow for a in assigned], dtype=bool)
+    to_green = np.array([a is Variant.GREEN for a in answers], dtype=bool)
+    if pinned_as is not None:  # no green slot here: the one model answers, under its name
+        answers = [pinned_as] * len(keys)
+    groups = [(pinned_as or Variant.BLUE, blue, state.blue, ~to_green, False)]
+    groups += [(Variant.GREEN, green, state.green, to_green, False)]
+    groups += [(Variant.GREEN, green, state.green, shadows, True)]
+    return answers, to_green, groups
+
+
+def _answers(
+    rides: Rides,
+    answers: list[Variant],
+    durations: np.ndarray,
+    state: st.DeploymentState,
+    pinned_as: Variant | None,
+) -> list[dict[str, Any]]:
+    items = []
+    for i, variant in enumerate(answers):
+        green_answer = variant is Variant.GREEN and pinned_as is None
+        item: dict[str, Any] = {
+            "duration": round(float(durations[i]), 4),
+            "variant": str(variant),
+            "model_version": str(state.green if green_answer else state.blue),
+        }
+        if rides.ride_ids[i] is not None:
+            item["ride_id"] = rides.ride_ids[i]
+        items.append(item)
+    return items

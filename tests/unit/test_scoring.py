@@ -1,0 +1,80 @@
+"""serve_batch (level3_deployment/scoring.py) on its own: rides, keys and state in; answers
+and log records out. No Flask, no database: models that answer constants."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from level3_deployment import state as st
+from level3_deployment.routing import Mode, Variant
+from level3_deployment.scoring import serve_batch
+from shared.compiled import ServingModel
+from shared.data.validate import ValidationBounds
+from shared.serving import parse_rides
+from tests.factories import ride
+
+
+def constant(minutes: float) -> ServingModel:
+    return ServingModel(
+        None, lambda c: np.full(len(c["PULocationID"]), minutes), "test", "constant", None
+    )
+
+
+BLUE, GREEN = constant(10.0), constant(20.0)
+
+
+def deployed(share: float, mode: Mode = Mode.AB) -> st.DeploymentState:
+    started = st.start(st.DeploymentState(generation=0), 1, "boot", "t")
+    return st.deploy(started, 2, share, mode, "test", "t")
+
+
+def batch(n: int) -> tuple:
+    rides = parse_rides([ride(ride_id=f"r{i}") for i in range(n)], ValidationBounds())
+    return rides, [f"r{i}" for i in range(n)]
+
+
+def test_each_ride_is_answered_by_its_variant_and_logged_once() -> None:
+    rides, keys = batch(200)
+    served = serve_batch(rides, keys, None, deployed(50.0), (BLUE, GREEN))
+    by_variant = {v: [i for i in served.items if i["variant"] == v] for v in ("blue", "green")}
+    assert 60 < len(by_variant["green"]) < 140 and served.variant == "mixed"
+    assert {i["duration"] for i in by_variant["green"]} == {20.0}
+    assert {i["model_version"] for i in by_variant["blue"]} == {"1"}
+    assert [i["ride_id"] for i in served.items] == keys  # the rides' order
+    assert len(served.records) == 200 and not any(r.shadow for r in served.records)
+    assert {(r.request_key, r.variant) for r in served.records} == {
+        (i["ride_id"], i["variant"]) for i in served.items
+    }
+
+
+def test_a_ride_keeps_its_variant_from_batch_to_batch() -> None:
+    rides, keys = batch(50)
+    first = serve_batch(rides, keys, None, deployed(30.0), (BLUE, GREEN))
+    again = serve_batch(rides, keys, None, deployed(30.0), (BLUE, GREEN))
+    assert [i["variant"] for i in first.items] == [i["variant"] for i in again.items]
+
+
+def test_shadow_mode_answers_blue_and_logs_green_beside_it() -> None:
+    rides, keys = batch(40)
+    served = serve_batch(rides, keys, "req-1", deployed(100.0, Mode.SHADOW), (BLUE, GREEN))
+    assert {i["variant"] for i in served.items} == {"blue"} and served.variant == "blue"
+    shadows = [r for r in served.records if r.shadow]
+    assert len(shadows) == 40 and {r.prediction for r in shadows} == {20.0}
+    # a retry of this request maps to the same rows
+    assert served.records[0].prediction_id == "req-1:0:answer"
+    assert shadows[0].prediction_id == "req-1:0:shadow"
+
+
+def test_without_green_blue_answers_everything() -> None:
+    rides, keys = batch(10)
+    started = st.start(st.DeploymentState(generation=0), 1, "boot", "t")
+    served = serve_batch(rides, keys, None, started, (BLUE, None))
+    assert {(i["variant"], i["duration"]) for i in served.items} == {("blue", 10.0)}
+
+
+def test_a_pinned_service_answers_under_its_variants_name() -> None:
+    rides, keys = batch(10)
+    started = st.start(st.DeploymentState(generation=0), 7, "pinned", "t")
+    served = serve_batch(rides, keys, None, started, (GREEN, None), pinned_as=Variant.GREEN)
+    assert {(i["variant"], i["model_version"]) for i in served.items} == {("green", "7")}
+    assert {r.variant for r in served.records} == {"green"}
