@@ -127,9 +127,12 @@ esac""")  # fmt: skip
     if already_there:
         assert calls == calls[:1] and "already in ECR" in runs[-1].stdout
         return
-    assert calls[1:] == [
+    # the two sides of `aws ecr get-login-password | docker login` run at once: either order
+    assert sorted(calls[1:3]) == [
         "aws ecr get-login-password",
         f"docker login --username AWS --password-stdin {registry}",
+    ]
+    assert calls[3:] == [
         f"docker build --pull -t {registry}/taxi-mlops-prod:{commit} .",
         f"docker push {registry}/taxi-mlops-prod:{commit}",
     ]
