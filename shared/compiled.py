@@ -37,7 +37,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
-from shared.features import TabularFeaturizer, TripFeaturizer, feature_column
+from shared.features import TabularFeaturizer, TripFeaturizer, feature_columns, table_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ class ServingModel:
     """What a service scores with: the compiled predictor when it matched the Pipeline on the
     probe batch, else the Pipeline itself; ``engine`` says which, ``reason`` why."""
 
-    pipeline: Any
     predict: Callable[[Columns], np.ndarray]
     engine: str
     reason: str
@@ -96,20 +95,19 @@ def _linear(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
     intercept = float(np.asarray(regressor.intercept_).ravel()[0])
     # per categorical column: the weight of each raw value (0 for values not seen in training)
     tables = [
-        (name, np.where(lookup >= 0, coef[np.maximum(lookup, 0)], 0.0))
-        for name, lookup in zip(featurizer.categorical, featurizer.lookups_, strict=True)
+        np.where(lookup >= 0, coef[np.maximum(lookup, 0)], 0.0) for lookup in featurizer.lookups_
     ]
     base = featurizer.n_features_out_ - len(featurizer.numeric)
-    numeric = [(name, coef[base + k]) for k, name in enumerate(featurizer.numeric)]
+    weights = coef[base:]
+    names = (*featurizer.categorical, *featurizer.numeric)
 
     def predict(columns: Columns) -> np.ndarray:
         total = np.full(len(columns[PU]), intercept)
-        for name, table in tables:
-            values = feature_column(columns, name)
-            ok = np.isfinite(values) & (values >= 0) & (values < table.size)
-            total[ok] += table[values[ok].astype(np.int64)]
-        for name, weight in numeric:
-            total += weight * feature_column(columns, name)
+        values = feature_columns(columns, names)
+        for column, table in zip(values[: len(tables)], tables, strict=True):
+            total += table_lookup(column, table, 0.0)
+        for column, weight in zip(values[len(tables) :], weights, strict=True):
+            total += weight * column
         return total
 
     return predict
@@ -158,10 +156,7 @@ def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
         for column, table in known:
             codes = features[:, column]
-            inside = np.isfinite(codes) & (codes >= 0) & (codes < table.size)
-            seen = np.zeros(codes.shape, dtype=bool)
-            seen[inside] = table[codes[inside].astype(np.int64)]
-            codes[~seen] = np.nan
+            codes[~table_lookup(codes, table, False)] = np.nan
         # one thread: gunicorn's workers (and their threads) are the parallelism
         return np.asarray(gtil.predict(model, features, nthread=1), dtype=np.float64).ravel()
 
@@ -199,7 +194,7 @@ def serving_model(
 
     def by_sklearn(reason: str, diff: float | None = None) -> ServingModel:
         logger.warning("serving through sklearn: %s", reason)
-        return ServingModel(pipeline, pipeline.predict, "sklearn", reason, diff)
+        return ServingModel(pipeline.predict, "sklearn", reason, diff)
 
     if not compile_it:
         return by_sklearn("compilation is off (TAXI_MLOPS_SERVING_ENGINE=sklearn)")
@@ -226,7 +221,7 @@ def serving_model(
     if engine == "treelite":
         predict = _by_batch_size(predict, pipeline.predict, TREELITE_MAX_ROWS)
         reason += f"; batches above {TREELITE_MAX_ROWS} rides through the Pipeline"
-    return ServingModel(pipeline, predict, engine, reason, diff)
+    return ServingModel(predict, engine, reason, diff)
 
 
 def _by_batch_size(

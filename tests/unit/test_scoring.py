@@ -16,7 +16,7 @@ from tests.factories import ride
 
 def constant(minutes: float) -> ServingModel:
     return ServingModel(
-        None, lambda c: np.full(len(c["PULocationID"]), minutes), "test", "constant", None
+        lambda c: np.full(len(c["PULocationID"]), minutes), "test", "constant", None
     )
 
 
