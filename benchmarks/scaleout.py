@@ -147,6 +147,18 @@ def load_python(url: str, seconds: float, connections: int) -> dict:
     }
 
 
+def load_arguments(doc: str, name: str, rounds: int) -> tuple[argparse.Namespace, Path]:
+    """The options every wrk benchmark takes (seconds, connections, rounds, --out), and where
+    its results go (.taxi-mlops/reports/bench/NAME.json unless --out)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    return args, args.out or Path(f".taxi-mlops/reports/bench/{name}.json").resolve()
+
+
 def best_of_rounds(
     configs: dict[str, str],
     rounds: int,
@@ -180,13 +192,7 @@ def best_of_rounds(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    out = args.out or Path(".taxi-mlops/reports/bench/scaleout.json").resolve()
+    args, out = load_arguments(__doc__, "scaleout", rounds=2)
     tool = "wrk" if shutil.which("wrk") else "python"
 
     with tempfile.TemporaryDirectory(prefix="taxi-bench-scale-") as tmp, ExitStack() as stack:

@@ -21,7 +21,6 @@ Usage: python -m benchmarks.serving [--seconds N] [--rounds N]   (needs wrk: apt
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.scaleout import BIN, LUA, best_of_rounds, cli, load_wrk
+from benchmarks.scaleout import BIN, LUA, best_of_rounds, cli, load_arguments, load_wrk
 from benchmarks.serving_workers import train as train_level1
 from shared.services import ServiceProcess, free_port, start_service
 from taxi_mlops.stack.postgres import temporary_cluster
@@ -267,15 +266,9 @@ def ratios(best: dict[str, dict]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args, out = load_arguments(__doc__, "serving", rounds=2)
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks.serving needs wrk (Debian: apt-get install wrk)")
-    out = args.out or Path(".taxi-mlops/reports/bench/serving.json").resolve()
     with tempfile.TemporaryDirectory(prefix="taxi-bench-serving-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         urls = services(stack, root)

@@ -13,7 +13,6 @@ Usage: python -m benchmarks.state_backends [--seconds N] [--rounds N]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from benchmarks.scaleout import BIN, LUA, best_of_rounds, cli
+from benchmarks.scaleout import BIN, LUA, best_of_rounds, cli, load_arguments
 from shared.services import ServiceProcess, free_port, start_service
 from taxi_mlops.stack.postgres import temporary_cluster
 
@@ -54,13 +53,7 @@ def logged_rows(url: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    out = args.out or Path(".taxi-mlops/reports/bench/state_backends.json").resolve()
+    args, out = load_arguments(__doc__, "state_backends", rounds=3)
     tool = "wrk" if shutil.which("wrk") else "python"
 
     with tempfile.TemporaryDirectory(prefix="taxi-bench-state-") as tmp, ExitStack() as stack:

@@ -152,14 +152,15 @@ def check_page(
     binary = chromium or find_chromium()
     if binary is None:
         raise BrowserError("chromium is not installed (Debian: apt-get install chromium)")
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for attempt in range(2, START_ATTEMPTS + 1):
         try:
             return _check_in_new_browser(binary, page, screenshot, timeout_s)
         except _StartError as exc:
-            if attempt == START_ATTEMPTS:
-                raise BrowserError(str(exc)) from None
-            logger.warning("%s; starting chromium again (attempt %d)", exc, attempt + 1)
-    raise AssertionError("unreachable")
+            logger.warning("%s; starting chromium again (attempt %d)", exc, attempt)
+    try:
+        return _check_in_new_browser(binary, page, screenshot, timeout_s)
+    except _StartError as exc:
+        raise BrowserError(str(exc)) from None
 
 
 class _StartError(Exception):

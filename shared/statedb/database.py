@@ -224,9 +224,13 @@ class Database:
 
     def _write_lock_fd(self) -> int:
         if self._writer_fd is None:
-            path = Path(str(self.sqlite_path)).with_suffix(".write.lock")
+            path = self._lock_file("write")
             self._writer_fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         return self._writer_fd
+
+    def _lock_file(self, name: str) -> Path:
+        """The file a SQLite database's lock ``name`` is taken on (flock), beside it."""
+        return Path(str(self.sqlite_path)).with_suffix(f".{name}.lock")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -260,8 +264,8 @@ class Database:
             with self._advisory_lock(name):
                 yield
             return
-        path = Path(str(self.sqlite_path)).with_suffix(f".{name}.lock")
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        path = self._lock_file(name)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

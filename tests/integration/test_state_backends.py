@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from level4_automation.monitor import WindowMetrics
 from level4_automation.store import BusyError, Decision, LoopState, MonitoringStore
 from shared.statedb import Database, tables
 from shared.statedb.database import StateUnavailable
+from tests.concurrency import race
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +42,6 @@ def record(key: str | None, prediction_id: str | None = None, **extra: object) -
     if prediction_id is not None:
         fields["prediction_id"] = prediction_id
     return PredictionRecord(**fields)
-
-
-def race(n: int, attempt: Callable[[int], object]) -> list[object]:
-    """Run ``attempt(i)`` in ``n`` threads released at once; each result or exception."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = attempt(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 # --------------------------------------------------------------------- deployment state
