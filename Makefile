@@ -18,7 +18,6 @@ SHARE ?= 10
 WINDOW_HOURS ?= 1
 TERRAFORM := infra/scripts/terraform.sh
 TF_AWS := infra/envs/aws
-TF_PLAN_ARGS ?=
 ECS_POLL_SECONDS ?= 15
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
@@ -159,7 +158,7 @@ tf-aws-config:
 
 tf-plan: install tf-aws-config ## Terraform: plan infra/envs/aws into its tfplan (AWS credentials, backend.hcl, terraform.tfvars)
 	$(TERRAFORM) -chdir=$(TF_AWS) init -input=false -no-color -backend-config=backend.hcl
-	$(TERRAFORM) -chdir=$(TF_AWS) plan -input=false -no-color -lock-timeout=5m -out=tfplan $(TF_PLAN_ARGS)
+	$(TERRAFORM) -chdir=$(TF_AWS) plan -input=false -no-color -lock-timeout=5m -out=tfplan
 
 tf-show: ## Terraform: the saved AWS plan as Markdown (for a job summary)
 	@printf '### terraform plan (infra/envs/aws)\n\n```\n'
