@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from shared.data.schema import PICKUP
 from shared.statedb import Database, tables
+from shared.statedb.driver_insert import DriverInsert
 from shared.statedb.group_commit import GroupCommit
 from shared.statedb.tables import insert_ignoring_duplicates
 
@@ -92,10 +93,14 @@ class PredictionRecord:
 
 class PredictionLog:
     def __init__(self, db: Database | str | Path) -> None:
-        self.db = db if isinstance(db, Database) else Database(db)
+        # every answer commits a transaction: the WAL checkpoints run off the request path
+        self.db = db if isinstance(db, Database) else Database(db, background_checkpoints=True)
         self.db.migrate("predictions")
         # built once: the hot path only binds rows
         self._insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
+        self._driver = (
+            DriverInsert.compile(self._insert, _ROW_KEYS) if self.db.dialect == "sqlite" else None
+        )
         self._digest = sa.select(P.c.request_digest).where(
             P.c.prediction_id == sa.bindparam("prediction_id")
         )
@@ -120,7 +125,11 @@ class PredictionLog:
         self, conn: Connection, requests: list[tuple[list[dict[str, Any]], str | None]]
     ) -> list[int]:
         """Requests' rows, in the transaction :class:`GroupCommit` gives them: one statement."""
-        conn.execute(self._insert, [row for rows, _ in requests for row in rows])
+        rows = [row for rows, _ in requests for row in rows]
+        if self._driver is not None:
+            self._driver.run(conn, rows)
+        else:
+            conn.execute(self._insert, rows)
         # Checked after the insert: on PostgreSQL a concurrent insert of the same id waits for
         # the other transaction, so the row read here is the one that won.
         for rows, request_digest in requests:
@@ -271,6 +280,21 @@ class PredictionLog:
         # the JSON column comes back as dicts (SQLAlchemy's JSON type parses SQLite's text)
         features = pd.json_normalize(frame.pop("features").tolist())
         return pd.concat([frame, features], axis=1)
+
+
+_ROW_KEYS = (
+    "prediction_id",
+    "request_digest",
+    "event_time",
+    "ts",
+    "request_key",
+    "variant",
+    "shadow",
+    "model_version",
+    "features",
+    "prediction",
+    "latency_ms",
+)
 
 
 def _row(record: PredictionRecord, request_digest: str | None) -> dict[str, Any]:

@@ -62,7 +62,9 @@ def _score_groups(
     for variant, model, version, mask, shadow in groups:
         if not mask.any():
             continue
-        values = np.asarray(model.predict({k: v[mask] for k, v in rides.columns.items()}))
+        # a one-ride request (the common case) is all one group's: no copy of its columns
+        columns = rides.columns if mask.all() else {k: v[mask] for k, v in rides.columns.items()}
+        values = np.asarray(model.predict(columns))
         if not shadow:
             durations[mask] = values
         latency = (time.perf_counter() - started) * 1000

@@ -132,3 +132,20 @@ def test_a_group_commit_keeps_writes_of_a_request_whole(tmp_path: Path, threads:
             assert isinstance(outcome[(first, second)], ValueError) and first not in written
         else:
             assert {first, second} <= set(written)
+
+
+def test_the_leader_keeps_its_connection_and_replaces_it_after_a_failure(tmp_path: Path) -> None:
+    """One connection serves every batch (no pool checkout per transaction); a batch that fails
+    closes it, so a connection a restarted server left dead is never reused."""
+    db = database(tmp_path / "s.db")
+    checkouts: list[object] = []
+    sa.event.listen(db.engine, "checkout", lambda dbapi, record, proxy: checkouts.append(dbapi))
+    group = GroupCommit(db, insert_all)
+    for name in ("a", "b", "c"):
+        assert group.submit(name) == name.upper()
+    assert len(checkouts) == 1
+    with pytest.raises(sa.exc.IntegrityError):
+        group.submit("a")
+    assert group.submit("d") == "D"
+    assert len(checkouts) == 2
+    assert stored(db) == ["a", "b", "c", "d"]
