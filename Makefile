@@ -63,9 +63,10 @@ test: install ## Run the whole test suite (lint, unit, data, integration, slow e
 test-fast: install ## Run the tests not marked slow
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
-lint: install ## Lint code, notebook, workflows, compose file, Dockerfiles, shell scripts; checkov
+lint: install ## Lint and type-check code (mypy: [tool.mypy] in pyproject.toml), notebook, workflows, compose file, Dockerfiles, shell scripts; checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/nbstripout --verify level0_notebook/*.ipynb
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml

@@ -305,7 +305,7 @@ def status() -> None:
     client = MlflowClient()
     name = settings.registered_model_name
     aliases = registry.aliases(client, name)
-    versions = (
+    versions: list[dict[str, Any]] = (
         [
             {
                 "version": int(v.version),

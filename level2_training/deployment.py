@@ -12,12 +12,13 @@ Import this module only after :func:`level2_training.runtime.configure`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectNotFound
@@ -63,7 +64,9 @@ def register(pool: str = DEFAULT_POOL, name: str = DEFAULT_DEPLOYMENT) -> str:
     return str(deployment_id)
 
 
-def submit(config: TrainingConfig, name: str = DEFAULT_DEPLOYMENT, timeout_s: float = 3600) -> Any:
+def submit(
+    config: TrainingConfig, name: str = DEFAULT_DEPLOYMENT, timeout_s: float = 3600
+) -> FlowRun:
     """Run the training deployment on a worker and wait for its end; returns the flow run."""
     full_name = f"{FLOW_NAME}/{name}"
     with get_client(sync_client=True) as client:
@@ -74,10 +77,14 @@ def submit(config: TrainingConfig, name: str = DEFAULT_DEPLOYMENT, timeout_s: fl
                 f"no deployment {full_name} on the Prefect server: run `taxi-mlops level2 "
                 "deploy-flow` (`taxi-mlops stack up` does) and start a worker on its pool"
             ) from None
-    flow_run = run_deployment(
-        full_name,
-        parameters={"config": config.model_dump(mode="json")},
-        timeout=timeout_s,
+    # called from sync code, Prefect's sync_compatible run_deployment returns the run itself
+    flow_run = cast(
+        FlowRun,
+        run_deployment(
+            full_name,
+            parameters={"config": config.model_dump(mode="json")},
+            timeout=timeout_s,
+        ),
     )
     state = flow_run.state
     if state is None or not state.is_completed():

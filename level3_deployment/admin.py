@@ -203,7 +203,7 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
     def promote() -> Response:
         reason = reason_of(json_object()) or "promoted from green"
         new = admin.change(lambda s: st.promote(s, reason, _actor()))
-        blue = int(new["blue"])  # type: ignore[call-overload]
+        blue = int(new["blue"])
         return _recorded(new, lambda: admin.aliases.promote(blue, reason))
 
     @routes.post("/rollback")

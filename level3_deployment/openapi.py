@@ -8,7 +8,7 @@ from level3_deployment.admin import MAX_REASON_CHARS, MAX_VERSION
 from level3_deployment.feedback import MAX_DURATION_MIN, MAX_FEEDBACK_BATCH
 from shared.openapi import RIDE_ID, RIDES, operation
 
-_ADMIN = [{"bearer": []}]
+_ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 _REASON = {"type": ["string", "null"], "maxLength": MAX_REASON_CHARS}
 _LABEL = {
     "type": "object",

@@ -11,6 +11,7 @@ monitoring read from here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterable
@@ -56,7 +57,8 @@ class Rejection:
     message: str
     request_key: str | None = None
     event_time: str | None = None
-    ts: float = field(default_factory=time.time)
+    # dataclasses.field by its full name: this class has a field called "field"
+    ts: float = dataclasses.field(default_factory=time.time)
 
 
 class IdempotencyConflict(Exception):  # noqa: N818 - the HTTP meaning is the name
@@ -321,10 +323,10 @@ def _label(conn: Connection, insert: sa.Insert, key: str, actual: float, now: fl
         return Labelled("unknown", 0)
     stored = conn.execute(insert.values(request_key=key, actual=actual, ts=now)).rowcount
     if stored:
-        count = conn.execute(
+        updated = conn.execute(
             sa.update(P).where(P.c.request_key == key).values(actual=actual)
         ).rowcount
-        return Labelled("stored", int(count))
+        return Labelled("stored", int(updated))
     first = float(conn.execute(sa.select(F.c.actual).where(F.c.request_key == key)).scalar_one())
     count = conn.execute(
         sa.select(sa.func.count()).where(P.c.request_key == key, P.c.actual.is_not(None))

@@ -6,6 +6,7 @@ answers and the prediction log's records. The level-3 route (app.py) parses the 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,19 +70,18 @@ def _score_groups(
             durations[mask] = values
         latency = (time.perf_counter() - started) * 1000
         for i, value in zip(np.flatnonzero(mask), values, strict=True):
-            ids = {}
-            if request_id is not None:  # a retry of this request maps to the same rows
-                ids["prediction_id"] = f"{request_id}:{i}:{'shadow' if shadow else 'answer'}"
-            features = _features(rides, int(i))
             record = PredictionRecord(
                 keys[i],
                 str(variant),
                 str(version),
-                features,
+                _features(rides, int(i)),
                 float(value),
                 latency,
                 shadow=shadow,
-                **ids,
+                # with a request id, a retry of this request maps to the same rows
+                prediction_id=uuid.uuid4().hex
+                if request_id is None
+                else f"{request_id}:{i}:{'shadow' if shadow else 'answer'}",
             )
             records.append(record)
     return durations, records

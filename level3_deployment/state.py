@@ -195,7 +195,8 @@ class StateStore:
 
 
 def _latest(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(T.c.generation), 0))).scalar())
+    latest = conn.execute(sa.select(sa.func.coalesce(sa.func.max(T.c.generation), 0))).scalar()
+    return int(latest or 0)
 
 
 def _changed(latest: int, expected: int) -> ConflictError:

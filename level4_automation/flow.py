@@ -25,11 +25,13 @@ from level2_training import runtime
 from level2_training.flow import TrainingConfig, training_flow
 from level2_training.tracking import REFERENCE_ARTIFACT
 from level3_deployment.prediction_log import PredictionLog
+from level4_automation import controller as ctl
 from level4_automation import loop
 from level4_automation.alerts import Alerter
 from level4_automation.level3_client import Level3Client
+from level4_automation.monitor import WindowMetrics
 from level4_automation.policy import Policy, load_policy
-from level4_automation.store import MonitoringStore
+from level4_automation.store import Decision, MonitoringStore
 from shared.data.sources import MonthSource
 from shared.errors import ConfigError
 from shared.settings import Settings, admin_token, get_settings
@@ -114,12 +116,16 @@ def build_context(settings: Settings, policy: Policy, level3_url: str) -> loop.L
 
 
 @task(name="observe", cache_policy=NO_CACHE)
-def observe_task(ctx: loop.LoopContext, start: str, end: str) -> Any:
+def observe_task(
+    ctx: loop.LoopContext, start: str, end: str
+) -> tuple[WindowMetrics, ctl.Deployment, float | None]:
     return loop.observe(ctx, start, end)
 
 
 @task(name="decide-and-act", cache_policy=NO_CACHE)
-def act_task(ctx: loop.LoopContext, observed: Any) -> Any:
+def act_task(
+    ctx: loop.LoopContext, observed: tuple[WindowMetrics, ctl.Deployment, float | None]
+) -> Decision:
     return loop.act(ctx, *observed)
 
 

@@ -194,7 +194,11 @@ def act(
                 ctx, new_state, metrics
             )
             reason = f"{reason} -> {step_reason}"
-    details = {"evidence": verdict.evidence, "thresholds": verdict.thresholds, "outcome": outcome}
+    details: dict[str, Any] = {
+        "evidence": verdict.evidence,
+        "thresholds": verdict.thresholds,
+        "outcome": outcome,
+    }
     if action not in (ctl.NONE, ctl.WAIT):
         details["alert"] = ctx.alerter.send(action, rule, reason, details)
     decision = Decision(metrics.start, action, rule, reason, details)

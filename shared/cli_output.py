@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import click
 
@@ -46,9 +46,9 @@ def json_option(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _stdout() -> object:
+def _stdout() -> IO[str]:
     ctx = click.get_current_context(silent=True)
-    return ctx.meta.get("stdout", sys.stdout) if ctx else sys.stdout
+    return cast(IO[str], ctx.meta.get("stdout", sys.stdout) if ctx else sys.stdout)
 
 
 def is_json() -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from shared.data.schema import DISTANCE, DO, PICKUP, PU, TARGET
 
 #: Anything column-addressable: a DataFrame or a dict of equal-length arrays (the fast path
 #: the services use for a handful of rows, where building a DataFrame costs more than predicting).
-Columns = pd.DataFrame | Mapping[str, Any]
+Columns: TypeAlias = pd.DataFrame | Mapping[str, Any]
 
 
 #: Columns derived from the pickup time (they need ``pickup_datetime`` in the input).
@@ -141,7 +141,8 @@ def _n_rows(X: Columns, name: str) -> int:
     return len(X[PICKUP if name in TIME_FEATURES else name])
 
 
-class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+# sklearn is untyped: mypy sees object.__init_subclass__, which takes no keyword
+class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  # type: ignore[call-arg]
     """One-hot integer categories + passthrough numerics, as a CSR matrix.
 
     ``auto_wrap_output_keys=None`` opts out of sklearn's ``set_output`` wrapper: the output is
@@ -212,7 +213,8 @@ class TripFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return np.asarray([*names, *self.numeric], dtype=object)
 
 
-class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+# sklearn is untyped: mypy sees object.__init_subclass__, which takes no keyword
+class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  # type: ignore[call-arg]
     """A dense matrix for tree models: numerics, pickup-time parts, then category codes.
 
     Categories become codes 0..K-1 for the K most frequent values seen in training, and K for

@@ -31,6 +31,7 @@ class _Hold:
 
 class WholeResponse(wsgi.Response):
     _held: bytes | None = None
+    sock: Any  # gunicorn's socket, or the stand-in while the headers are held
 
     def send_headers(self) -> None:
         if self.headers_sent:

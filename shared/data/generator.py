@@ -126,8 +126,8 @@ def fit_stats(frames: Iterable[pd.DataFrame]) -> dict[str, Any]:
         entry = destinations.setdefault(str(origin), [])
         if len(entry) < _TOP_PAIRS_PER_ZONE:
             entry.append([dest, int(n)])
-    for origin, entry in destinations.items():
-        entry.append([0, int(per_origin[int(origin)] - sum(n for _, n in entry))])
+    for zone, entry in destinations.items():
+        entry.append([0, int(per_origin[int(zone)] - sum(n for _, n in entry))])
 
     # Speed: backfitting of log(mph) on log(miles), weekday-hour, pickup and drop-off zone.
     speed_rows = moving & (dist >= 0.1)

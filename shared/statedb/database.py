@@ -105,8 +105,11 @@ def with_credentials(url: str, user: str | None, password: str | None) -> str:
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         raise ConfigError("TAXI_MLOPS_STATE_DB_USER/PASSWORD: a SQLite database takes no user")
-    changes = {k: v for k, v in (("username", user), ("password", password)) if v is not None}
-    return parsed.set(**changes).render_as_string(hide_password=False)
+    if user is not None:
+        parsed = parsed.set(username=user)
+    if password is not None:
+        parsed = parsed.set(password=password)
+    return parsed.render_as_string(hide_password=False)
 
 
 def _lock_key(name: str) -> int:

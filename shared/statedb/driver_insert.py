@@ -42,11 +42,7 @@ class DriverInsert:
         if set(order) != set(keys):
             raise ValueError(f"the statement binds {order}, not the row keys {tuple(keys)}")
         table = statement.table
-        json_keys = frozenset(
-            k
-            for k in order
-            if isinstance(getattr(table.c, k).type, sa.JSON)  # type: ignore[union-attr]
-        )
+        json_keys = frozenset(k for k in order if isinstance(getattr(table.c, k).type, sa.JSON))
         return cls(str(compiled), order, json_keys)
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:

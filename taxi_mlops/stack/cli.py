@@ -4,18 +4,22 @@ replicas behind nginx, on this machine; every command takes ``--json``."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from shared.cli_output import emit, is_json, json_option
 from shared.settings import get_settings
 
+if TYPE_CHECKING:  # imported where it is used: it imports everything
+    from taxi_mlops.stack.stack import Stack
+
 
 def _progress(message: str) -> None:
     click.echo(f"  {message}", err=True)
 
 
-def _stack(progress: bool = True):  # noqa: ANN202 - the Stack type would import everything
+def _stack(progress: bool = True) -> Stack:
     from taxi_mlops.stack.stack import stack_from
 
     return stack_from(get_settings(), _progress if progress else None)

@@ -25,6 +25,11 @@ def test_ruff() -> None:
     check(str(BIN / "ruff"), "format", "--check", ".")
 
 
+def test_mypy() -> None:
+    """The product packages type-check at the strictness pyproject.toml's [tool.mypy] sets."""
+    check(str(BIN / "mypy"))
+
+
 def test_notebooks_have_no_outputs() -> None:
     check(str(BIN / "nbstripout"), "--verify", *map(str, ROOT.glob("level*/*.ipynb")))
 
@@ -91,7 +96,7 @@ def test_pre_commit_hooks_are_local() -> None:
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     assert all(repo["repo"] == "local" for repo in config["repos"])
     ids = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"ruff", "ruff-format", "nbstripout", "check-github-workflows", "zizmor"} <= ids
+    assert {"ruff", "ruff-format", "mypy", "nbstripout", "check-github-workflows", "zizmor"} <= ids
 
 
 #: checkov lives in a virtualenv of its own (`make install`): it pins packages others need
