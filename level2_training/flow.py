@@ -102,6 +102,10 @@ def featurize(
     return out
 
 
+#: a family's search: (its best trial, that trial's run id, its model's URI)
+Searched = tuple[TrialResult, str, str]
+
+
 @task(name="train", cache_policy=NO_CACHE)
 def train(
     family: str,
@@ -113,7 +117,7 @@ def train(
     parent_run_id: str,
     digest: dict[str, Any],
     git: dict[str, str],
-) -> tuple[TrialResult, str, str]:
+) -> Searched:
     """Search one family; log every trial as a nested run. Returns (best, its run, its model)."""
     logged: dict[int, tuple[str, str]] = {}
 
@@ -233,8 +237,61 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
     families = list(dict.fromkeys([BASELINE_FAMILY, *config.families]))
     for family in families:
         get_family(family)  # unknown names fail before any work
+    train_frames, val_frame, inputs = _load_all(config, needed_columns(families))
+    digest, git = tracking.data_digest(inputs), tracking.git_info()
+    data = featurize(train_frames, val_frame, families)
+    experiment_id = tracking.ensure_experiment(config.experiment, config.artifact_location)
+    client = MlflowClient()
+    parent_id = client.create_run(
+        experiment_id,
+        run_name=f"level2-{config.val.month}",
+        tags={**git, "flow_run_id": str(flow_run.get_id()), "actor": config.actor},
+    ).info.run_id
+    status = "FAILED"
+    try:
+        with mlflow.start_run(run_id=parent_id):
+            tracking.log_common(digest, git)
+            mlflow.log_params(_run_params(config, families))
+        results = {
+            family: train(
+                family,
+                data[family],
+                trials=1 if family == BASELINE_FAMILY else config.trials,
+                seed=config.seed,
+                experiment_id=experiment_id,
+                parent_run_id=parent_id,
+                digest=digest,
+                git=git,
+            )
+            for family in families
+        }
+        best, best_run, best_uri = results[best_family(results, config.families, families)]
+        log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
+        champion = evaluate_champion(config.registered_model, val_frame)
+        registered = register(config, best, best_uri, best_run, parent_id, champion)
+        _log_outcome(client, parent_id, results[BASELINE_FAMILY][0], best, registered)
+        result = {
+            "mlflow_run_id": parent_id,
+            "experiment_id": experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            **_result_summary(results, (best, best_run, best_uri)),
+            "registered": registered,
+            "data": digest,
+            "git": git,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        client.log_text(parent_id, json.dumps(result, indent=2, default=str), RESULT_ARTIFACT)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent_id, status)
+    return result
 
-    columns = needed_columns(families)
+
+def _load_all(
+    config: TrainingConfig, columns: list[str]
+) -> tuple[list[pd.DataFrame], pd.DataFrame, list[tracking.DataInput]]:
+    """The training months and the validation month, loaded and validated (clean frames, and
+    what each input was for the data digest)."""
     inputs: list[tracking.DataInput] = []
     train_frames = []
     for source in config.train:
@@ -246,94 +303,66 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
     val_frame, val_input = validate(
         load(config.val, config.cache_dir, config.timeout_s, columns), "val", config.bounds
     )
-    inputs.append(val_input)
-    digest = tracking.data_digest(inputs)
-    git = tracking.git_info()
-    data = featurize(train_frames, val_frame, families)
+    return train_frames, val_frame, [*inputs, val_input]
 
-    experiment_id = tracking.ensure_experiment(config.experiment, config.artifact_location)
-    client = MlflowClient()
-    parent = client.create_run(
-        experiment_id,
-        run_name=f"level2-{config.val.month}",
-        tags={**git, "flow_run_id": str(flow_run.get_id()), "actor": config.actor},
-    )
-    parent_id = parent.info.run_id
-    status = "FAILED"
-    try:
-        with mlflow.start_run(run_id=parent_id):
-            tracking.log_common(digest, git)
-            mlflow.log_params(
-                {
-                    "families": ",".join(families),
-                    "trials": config.trials,
-                    "seed": config.seed,
-                    "margin": config.margin,
-                    "val_source": config.val.describe(),
-                    "train_sources": ";".join(s.describe() for s in config.train),
-                }
-            )
-        results = {}
-        for family in families:
-            trials = 1 if family == BASELINE_FAMILY else config.trials
-            results[family] = train(
-                family,
-                data[family],
-                trials=trials,
-                seed=config.seed,
-                experiment_id=experiment_id,
-                parent_run_id=parent_id,
-                digest=digest,
-                git=git,
-            )
-        candidates = config.families or [BASELINE_FAMILY]
-        best_family = min(
-            candidates, key=lambda f: (round(results[f][0].val_rmse, 9), families.index(f))
-        )
-        best, best_run, best_uri = results[best_family]
-        baseline = results[BASELINE_FAMILY][0]
-        log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
-        champion = evaluate_champion(config.registered_model, val_frame)
-        registered = register(config, best, best_uri, best_run, parent_id, champion)
-        improvement = 1.0 - best.val_rmse / baseline.val_rmse
-        client.log_metric(parent_id, "baseline_val_rmse", baseline.val_rmse)
-        client.log_metric(parent_id, "best_val_rmse", best.val_rmse)
-        client.log_metric(parent_id, "improvement_vs_baseline", improvement)
-        client.set_tag(parent_id, "registered_version", str(registered["version"]))
-        result = {
-            "mlflow_run_id": parent_id,
-            "experiment_id": experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
-            "baseline": {
-                "family": BASELINE_FAMILY,
-                "val_rmse": baseline.val_rmse,
-                "val_mae": baseline.val_metrics["mae"],
-            },
-            "best": {
-                "family": best.family,
-                "params": best.params,
-                "val_rmse": best.val_rmse,
-                "val_mae": best.val_metrics["mae"],
-                "run_id": best_run,
-                "model_uri": best_uri,
-            },
-            "improvement_vs_baseline": improvement,
-            "families": {
-                f: {
-                    "val_rmse": r[0].val_rmse,
-                    "val_mae": r[0].val_metrics["mae"],
-                    "params": r[0].params,
-                    "run_id": r[1],
-                }
-                for f, r in results.items()
-            },
-            "registered": registered,
-            "data": digest,
-            "git": git,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        client.log_text(parent_id, json.dumps(result, indent=2, default=str), RESULT_ARTIFACT)
-        status = "FINISHED"
-    finally:
-        client.set_terminated(parent_id, status)
-    return result
+
+def _run_params(config: TrainingConfig, families: list[str]) -> dict[str, Any]:
+    return {
+        "families": ",".join(families),
+        "trials": config.trials,
+        "seed": config.seed,
+        "margin": config.margin,
+        "val_source": config.val.describe(),
+        "train_sources": ";".join(s.describe() for s in config.train),
+    }
+
+
+def best_family(results: dict[str, Searched], asked: list[str], families: list[str]) -> str:
+    """The asked-for family with the lowest validation RMSE (the baseline when none was asked);
+    RMSEs equal to 9 decimals go to the family listed first, whatever the CPU's last digits."""
+    candidates = asked or [BASELINE_FAMILY]
+    return min(candidates, key=lambda f: (round(results[f][0].val_rmse, 9), families.index(f)))
+
+
+def _log_outcome(
+    client: MlflowClient,
+    parent_id: str,
+    baseline: TrialResult,
+    best: TrialResult,
+    registered: dict[str, Any],
+) -> None:
+    client.log_metric(parent_id, "baseline_val_rmse", baseline.val_rmse)
+    client.log_metric(parent_id, "best_val_rmse", best.val_rmse)
+    client.log_metric(parent_id, "improvement_vs_baseline", 1.0 - best.val_rmse / baseline.val_rmse)
+    client.set_tag(parent_id, "registered_version", str(registered["version"]))
+
+
+def _result_summary(results: dict[str, Searched], chosen: Searched) -> dict[str, Any]:
+    """The baseline, the best family and every family's search, as the result reports them."""
+    baseline = results[BASELINE_FAMILY][0]
+    best, best_run, best_uri = chosen
+    return {
+        "baseline": {
+            "family": BASELINE_FAMILY,
+            "val_rmse": baseline.val_rmse,
+            "val_mae": baseline.val_metrics["mae"],
+        },
+        "best": {
+            "family": best.family,
+            "params": best.params,
+            "val_rmse": best.val_rmse,
+            "val_mae": best.val_metrics["mae"],
+            "run_id": best_run,
+            "model_uri": best_uri,
+        },
+        "improvement_vs_baseline": 1.0 - best.val_rmse / baseline.val_rmse,
+        "families": {
+            f: {
+                "val_rmse": r[0].val_rmse,
+                "val_mae": r[0].val_metrics["mae"],
+                "params": r[0].params,
+                "run_id": r[1],
+            }
+            for f, r in results.items()
+        },
+    }

@@ -80,6 +80,32 @@ def data_incident(policy: Policy, metrics: WindowMetrics) -> bool:
     return metrics.invalid_share > policy.data_quality.max_invalid_share
 
 
+#: a rule's outcome: (action, rule, reason, the loop state after it)
+Outcome = tuple[str, str, str, LoopState]
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """What the watch rules read: the policy, the state before and after this window (its
+    cooldown counted down), the window, and the error limit (None without a reference)."""
+
+    policy: Policy
+    state: LoopState
+    cooled: LoopState
+    metrics: WindowMetrics
+    reference_rmse: float | None
+    limit: float | None
+    deployment: Deployment
+
+    @property
+    def measured(self) -> bool:
+        return self.metrics.rmse is not None and self.limit is not None
+
+    @property
+    def drifted(self) -> bool:
+        return self.metrics.data_drift or self.metrics.prediction_drift
+
+
 def decide_watch(
     policy: Policy,
     state: LoopState,
@@ -87,13 +113,26 @@ def decide_watch(
     reference_rmse: float | None,
     deployment: Deployment,
 ) -> tuple[Verdict, LoopState]:
-    seen = evidence(metrics, reference_rmse)
+    """The first watch rule that applies, in order: a canary already in place, a data
+    incident, too few rows, a degraded error, drift without labels, drift alone, healthy."""
     limit = (
         reference_rmse * (1 + policy.quality.max_rmse_increase)
         if reference_rmse is not None
         else None
     )
-    thresholds: dict[str, Any] = {
+    cooled = replace(state, cooldown_left=max(state.cooldown_left - 1, 0))
+    watch = _Watch(policy, state, cooled, metrics, reference_rmse, limit, deployment)
+    for rule in _WATCH_RULES:
+        outcome = rule(watch)
+        if outcome is not None:
+            break
+    action, name, reason, new_state = outcome or _healthy(watch)
+    seen = evidence(metrics, reference_rmse)
+    return Verdict(action, name, reason, seen, _watch_thresholds(policy, state, limit)), new_state
+
+
+def _watch_thresholds(policy: Policy, state: LoopState, limit: float | None) -> dict[str, Any]:
+    return {
         "max_invalid_share": policy.data_quality.max_invalid_share,
         "min_rows": policy.trigger.min_rows,
         "min_labels": policy.quality.min_labels,
@@ -103,78 +142,123 @@ def decide_watch(
         "consecutive_windows": policy.trigger.consecutive_windows,
         "cooldown_left": state.cooldown_left,
     }
-    cooled = replace(state, cooldown_left=max(state.cooldown_left - 1, 0))
 
-    def verdict(action: str, rule: str, reason: str, new: LoopState) -> tuple[Verdict, LoopState]:
-        return Verdict(action, rule, reason, seen, thresholds), new
 
-    if deployment.green is not None and deployment.green_percent > 0:
-        return verdict(
-            ADOPT,
-            "canary_in_place",
-            f"v{deployment.green} already serves {deployment.green_percent:g}% of traffic: "
-            "judge it by the A/B rule",
-            replace(state, phase="canary", canary_version=deployment.green, canary_windows=0),
-        )
-    if data_incident(policy, metrics):
-        return verdict(
-            ALERT,
-            "data_quality",
-            f"{metrics.invalid_share:.1%} of the window's rides were refused or invalid "
-            f"(limit {policy.data_quality.max_invalid_share:.0%}): data incident; no retraining "
-            "on this data",
-            cooled,  # the streak is neither advanced nor reset by a window we cannot trust
-        )
-    if metrics.rows < policy.trigger.min_rows:
-        return verdict(
-            NONE,
-            "too_few_rows",
-            f"{metrics.rows} predictions; at least {policy.trigger.min_rows} are needed",
-            cooled,
-        )
-    measured = metrics.rmse is not None and limit is not None
-    drifted = metrics.data_drift or metrics.prediction_drift
-    if measured and metrics.rmse > limit:  # type: ignore[operator]
-        streak = state.streak + 1
-        why = (
-            f"RMSE {metrics.rmse:.3f} > {limit:.3f} (champion's validation RMSE "
-            f"{reference_rmse:.3f} + {policy.quality.max_rmse_increase:.0%})"
-            + (f", with drift in {drift_text(metrics)}" if drifted else "")
-            + f"; {streak} window(s) in a row"
-        )
-        if streak < policy.trigger.consecutive_windows:
-            return verdict(WAIT, "degraded_streak", why, replace(cooled, streak=streak))
-        if state.cooldown_left > 0:
-            return verdict(
-                WAIT,
-                "cooldown",
-                f"{why}; in cooldown for {state.cooldown_left} more window(s)",
-                replace(cooled, streak=streak),
-            )
-        return verdict(RETRAIN, "error_increase", why, replace(cooled, streak=0))
-    if not measured and drifted:
-        reason = (
-            f"drift in {drift_text(metrics)} with {metrics.valid_labelled} valid labels "
-            f"(< {policy.quality.min_labels}): error unknown"
-        )
-        if policy.drift.retrain_without_labels:
-            streak = state.streak + 1
-            if streak >= policy.trigger.consecutive_windows and state.cooldown_left == 0:
-                return verdict(RETRAIN, "drift_without_labels", reason, replace(cooled, streak=0))
-            return verdict(WAIT, "drift_streak", reason, replace(cooled, streak=streak))
-        return verdict(ALERT, "drift_without_labels", f"{reason}; warning only", cooled)
-    if drifted:
-        return verdict(
-            ALERT,
-            "drift_without_error",
-            f"drift in {drift_text(metrics)} but RMSE {metrics.rmse:.3f} is within "
-            f"{limit:.3f}: warning only, no retraining",
-            replace(cooled, streak=0),
-        )
-    reason = (
-        f"RMSE {metrics.rmse:.3f} within {limit:.3f}" if measured else "no drift, error unknown"
+def _canary_in_place(w: _Watch) -> Outcome | None:
+    green, percent = w.deployment.green, w.deployment.green_percent
+    if green is None or percent <= 0:
+        return None
+    return (
+        ADOPT,
+        "canary_in_place",
+        f"v{green} already serves {percent:g}% of traffic: judge it by the A/B rule",
+        replace(w.state, phase="canary", canary_version=green, canary_windows=0),
     )
-    return verdict(NONE, "healthy", reason, replace(cooled, streak=0))
+
+
+def _data_quality(w: _Watch) -> Outcome | None:
+    if not data_incident(w.policy, w.metrics):
+        return None
+    return (
+        ALERT,
+        "data_quality",
+        f"{w.metrics.invalid_share:.1%} of the window's rides were refused or invalid "
+        f"(limit {w.policy.data_quality.max_invalid_share:.0%}): data incident; no retraining "
+        "on this data",
+        w.cooled,  # the streak is neither advanced nor reset by a window we cannot trust
+    )
+
+
+def _too_few_rows(w: _Watch) -> Outcome | None:
+    needed = w.policy.trigger.min_rows
+    if w.metrics.rows >= needed:
+        return None
+    return (
+        NONE,
+        "too_few_rows",
+        f"{w.metrics.rows} predictions; at least {needed} are needed",
+        w.cooled,
+    )
+
+
+def _error_increase(w: _Watch) -> Outcome | None:
+    rmse, limit, reference = w.metrics.rmse, w.limit, w.reference_rmse
+    if rmse is None or limit is None or reference is None or not rmse > limit:
+        return None
+    streak = w.state.streak + 1
+    why = (
+        f"RMSE {rmse:.3f} > {limit:.3f} (champion's validation RMSE "
+        f"{reference:.3f} + {w.policy.quality.max_rmse_increase:.0%})"
+        + (f", with drift in {drift_text(w.metrics)}" if w.drifted else "")
+        + f"; {streak} window(s) in a row"
+    )
+    if streak < w.policy.trigger.consecutive_windows:
+        return WAIT, "degraded_streak", why, replace(w.cooled, streak=streak)
+    if w.state.cooldown_left > 0:
+        reason = f"{why}; in cooldown for {w.state.cooldown_left} more window(s)"
+        return WAIT, "cooldown", reason, replace(w.cooled, streak=streak)
+    return RETRAIN, "error_increase", why, replace(w.cooled, streak=0)
+
+
+def _drift_without_labels(w: _Watch) -> Outcome | None:
+    if w.measured or not w.drifted:
+        return None
+    reason = (
+        f"drift in {drift_text(w.metrics)} with {w.metrics.valid_labelled} valid labels "
+        f"(< {w.policy.quality.min_labels}): error unknown"
+    )
+    if not w.policy.drift.retrain_without_labels:
+        return ALERT, "drift_without_labels", f"{reason}; warning only", w.cooled
+    streak = w.state.streak + 1
+    if streak >= w.policy.trigger.consecutive_windows and w.state.cooldown_left == 0:
+        return RETRAIN, "drift_without_labels", reason, replace(w.cooled, streak=0)
+    return WAIT, "drift_streak", reason, replace(w.cooled, streak=streak)
+
+
+def _drift_without_error(w: _Watch) -> Outcome | None:
+    if not w.drifted:
+        return None
+    return (
+        ALERT,
+        "drift_without_error",
+        f"drift in {drift_text(w.metrics)} but RMSE {w.metrics.rmse:.3f} is within "
+        f"{w.limit:.3f}: warning only, no retraining",
+        replace(w.cooled, streak=0),
+    )
+
+
+def _healthy(w: _Watch) -> Outcome:
+    reason = (
+        f"RMSE {w.metrics.rmse:.3f} within {w.limit:.3f}"
+        if w.measured
+        else "no drift, error unknown"
+    )
+    return NONE, "healthy", reason, replace(w.cooled, streak=0)
+
+
+_WATCH_RULES = (
+    _canary_in_place,
+    _data_quality,
+    _too_few_rows,
+    _error_increase,
+    _drift_without_labels,
+    _drift_without_error,
+)
+
+
+@dataclass(frozen=True)
+class _Canary:
+    """What the canary rules read: the state before this window, the state after a verdict
+    (back to watching, in cooldown), the windows so far (this one included) and the A/B
+    report for the blue/green pair."""
+
+    policy: Policy
+    state: LoopState
+    done: LoopState
+    windows: int
+    metrics: WindowMetrics
+    ab: dict[str, Any]
+    deployment: Deployment
 
 
 def decide_canary(
@@ -184,28 +268,9 @@ def decide_canary(
     ab: dict[str, Any],
     deployment: Deployment,
 ) -> tuple[Verdict, LoopState]:
-    """``ab`` is the level-3 A/B report for the current blue/green pair."""
-    canary = policy.canary
-    windows = state.canary_windows + 1
-    seen = {
-        "blue": deployment.blue,
-        "green": deployment.green,
-        "verdict": ab.get("verdict"),
-        "ab_reason": ab.get("reason"),
-        "variants": {
-            v: {"n": q["n"], "rmse": _r(q["rmse"]), "rmse_ci": [_r(x) for x in q["rmse_ci"]]}
-            for v, q in (ab.get("variants") or {}).items()
-        },
-        "p_value": _r((ab.get("comparison") or {}).get("p_value")),
-        "canary_windows": windows,
-        "invalid_share": _r(metrics.invalid_share),
-    }
-    thresholds = {
-        "min_samples": canary.min_samples,
-        "confidence": canary.confidence,
-        "max_windows": canary.max_windows,
-        "on_inconclusive": canary.on_inconclusive,
-    }
+    """``ab`` is the level-3 A/B report for the current blue/green pair. The first canary rule
+    that applies, in order: the canary gone, a data incident, the A/B verdict, no verdict in
+    time, pending."""
     done = replace(
         state,
         phase="watch",
@@ -214,42 +279,89 @@ def decide_canary(
         streak=0,
         cooldown_left=policy.trigger.cooldown_windows,
     )
+    windows = state.canary_windows + 1
+    canary = _Canary(policy, state, done, windows, metrics, ab, deployment)
+    for rule in _CANARY_RULES:
+        outcome = rule(canary)
+        if outcome is not None:
+            break
+    action, name, reason, new_state = outcome or _ab_pending(canary)
+    thresholds = {
+        "min_samples": policy.canary.min_samples,
+        "confidence": policy.canary.confidence,
+        "max_windows": policy.canary.max_windows,
+        "on_inconclusive": policy.canary.on_inconclusive,
+    }
+    return Verdict(action, name, reason, _canary_evidence(canary), thresholds), new_state
 
-    def verdict(action: str, rule: str, reason: str, new: LoopState) -> tuple[Verdict, LoopState]:
-        return Verdict(action, rule, reason, seen, thresholds), new
 
-    if deployment.green != state.canary_version or deployment.green_percent <= 0:
-        return verdict(
-            NONE,
-            "canary_gone",
-            f"the canary v{state.canary_version} no longer gets traffic (changed outside "
-            "level 4): back to watching",
-            replace(done, cooldown_left=0),
-        )
-    if data_incident(policy, metrics):
-        return verdict(
-            WAIT,
-            "data_quality_hold",
-            f"{metrics.invalid_share:.1%} of rides refused or invalid: no verdict on bad data",
-            replace(state, canary_windows=windows),
-        )
-    verdict_name = ab.get("verdict")
-    if verdict_name == "green_better":
-        return verdict(PROMOTE, "ab_green_better", str(ab.get("reason")), done)
-    if verdict_name == "blue_better":
-        return verdict(ROLLBACK, "ab_blue_better", str(ab.get("reason")), done)
-    if windows >= canary.max_windows:
-        action = PROMOTE if canary.on_inconclusive == "promote" else ROLLBACK
-        return verdict(
-            action,
-            "ab_inconclusive",
-            f"no verdict after {windows} window(s) ({ab.get('reason')}): "
-            f"on_inconclusive = {canary.on_inconclusive}",
-            done,
-        )
-    return verdict(
-        WAIT, "ab_pending", str(ab.get("reason")), replace(state, canary_windows=windows)
+def _canary_evidence(c: _Canary) -> dict[str, Any]:
+    ab = c.ab
+    return {
+        "blue": c.deployment.blue,
+        "green": c.deployment.green,
+        "verdict": ab.get("verdict"),
+        "ab_reason": ab.get("reason"),
+        "variants": {
+            v: {"n": q["n"], "rmse": _r(q["rmse"]), "rmse_ci": [_r(x) for x in q["rmse_ci"]]}
+            for v, q in (ab.get("variants") or {}).items()
+        },
+        "p_value": _r((ab.get("comparison") or {}).get("p_value")),
+        "canary_windows": c.windows,
+        "invalid_share": _r(c.metrics.invalid_share),
+    }
+
+
+def _canary_gone(c: _Canary) -> Outcome | None:
+    if c.deployment.green == c.state.canary_version and c.deployment.green_percent > 0:
+        return None
+    return (
+        NONE,
+        "canary_gone",
+        f"the canary v{c.state.canary_version} no longer gets traffic (changed outside "
+        "level 4): back to watching",
+        replace(c.done, cooldown_left=0),
     )
+
+
+def _canary_data_hold(c: _Canary) -> Outcome | None:
+    if not data_incident(c.policy, c.metrics):
+        return None
+    return (
+        WAIT,
+        "data_quality_hold",
+        f"{c.metrics.invalid_share:.1%} of rides refused or invalid: no verdict on bad data",
+        replace(c.state, canary_windows=c.windows),
+    )
+
+
+def _ab_verdict(c: _Canary) -> Outcome | None:
+    verdict = c.ab.get("verdict")
+    if verdict == "green_better":
+        return PROMOTE, "ab_green_better", str(c.ab.get("reason")), c.done
+    if verdict == "blue_better":
+        return ROLLBACK, "ab_blue_better", str(c.ab.get("reason")), c.done
+    return None
+
+
+def _ab_inconclusive(c: _Canary) -> Outcome | None:
+    canary = c.policy.canary
+    if c.windows < canary.max_windows:
+        return None
+    return (
+        PROMOTE if canary.on_inconclusive == "promote" else ROLLBACK,
+        "ab_inconclusive",
+        f"no verdict after {c.windows} window(s) ({c.ab.get('reason')}): "
+        f"on_inconclusive = {canary.on_inconclusive}",
+        c.done,
+    )
+
+
+def _ab_pending(c: _Canary) -> Outcome:
+    return WAIT, "ab_pending", str(c.ab.get("reason")), replace(c.state, canary_windows=c.windows)
+
+
+_CANARY_RULES = (_canary_gone, _canary_data_hold, _ab_verdict, _ab_inconclusive)
 
 
 def gate(policy: Policy, candidate_rmse: float, champion_rmse: float | None) -> tuple[bool, str]:

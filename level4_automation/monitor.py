@@ -104,30 +104,15 @@ def drift_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evidently drift per column and for the predictions, plus missing values."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DatasetMissingValueCount, ValueDrift
-    from evidently.presets import DataDriftPreset
+    from evidently import DataDefinition, Dataset
 
-    columns = list(policy.columns)
     definition = DataDefinition(
         numerical_columns=[c for c in (*NUMERIC, PREDICTION) if c in current.columns],
         categorical_columns=[c for c in CATEGORICAL if c in current.columns],
     )
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=columns,
-                drift_share=policy.drift_share,
-                threshold=policy.column_threshold,
-            ),
-            ValueDrift(column=PREDICTION, threshold=policy.prediction_threshold),
-            DatasetMissingValueCount(),
-        ],
-        include_tests=False,
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        snapshot = report.run(
+        snapshot = _drift_report(policy).run(
             reference_data=Dataset.from_pandas(reference, data_definition=definition),
             current_data=Dataset.from_pandas(
                 _sample(current, policy.max_rows, seed), data_definition=definition
@@ -136,22 +121,9 @@ def drift_report(
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(report_path))
-    scores: dict[str, float] = {}
-    prediction_score = None
-    missing_share = 0.0
-    for metric in snapshot.dict()["metrics"]:
-        config = metric["config"]
-        kind = config["type"].rsplit(":", 1)[-1]
-        if kind == "ValueDrift":
-            value = float(metric["value"])
-            if config["column"] == PREDICTION:
-                prediction_score = value
-            else:
-                scores[config["column"]] = value
-        elif kind == "DatasetMissingValueCount":
-            missing_share = float(metric["value"]["share"])
+    scores, prediction_score, missing_share = _drift_values(snapshot.dict()["metrics"])
     drifted = sorted(c for c, s in scores.items() if s >= policy.column_threshold)
-    share = len(drifted) / len(columns) if columns else 0.0
+    share = len(drifted) / len(policy.columns) if policy.columns else 0.0
     return {
         "drift_scores": {c: round(s, 6) for c, s in sorted(scores.items())},
         "drifted_columns": drifted,
@@ -165,6 +137,72 @@ def drift_report(
         ),
         "missing_share": missing_share,
     }
+
+
+def _drift_report(policy: DriftPolicy) -> Any:
+    """The Evidently report: drift of the watched columns and of the predictions, and the
+    share of missing values."""
+    from evidently import Report
+    from evidently.metrics import DatasetMissingValueCount, ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    return Report(
+        [
+            DataDriftPreset(
+                columns=list(policy.columns),
+                drift_share=policy.drift_share,
+                threshold=policy.column_threshold,
+            ),
+            ValueDrift(column=PREDICTION, threshold=policy.prediction_threshold),
+            DatasetMissingValueCount(),
+        ],
+        include_tests=False,
+    )
+
+
+def _drift_values(
+    metrics: list[dict[str, Any]],
+) -> tuple[dict[str, float], float | None, float]:
+    """From a report's metrics: each column's drift score, the predictions' score, and the
+    share of missing values."""
+    scores: dict[str, float] = {}
+    prediction_score = None
+    missing_share = 0.0
+    for metric in metrics:
+        config = metric["config"]
+        kind = config["type"].rsplit(":", 1)[-1]
+        if kind == "ValueDrift":
+            value = float(metric["value"])
+            if config["column"] == PREDICTION:
+                prediction_score = value
+            else:
+                scores[config["column"]] = value
+        elif kind == "DatasetMissingValueCount":
+            missing_share = float(metric["value"]["share"])
+    return scores, prediction_score, missing_share
+
+
+def _valid_labels(
+    served: pd.DataFrame, metrics: WindowMetrics, bounds: ValidationBounds
+) -> pd.DataFrame:
+    """The window's labelled rides that pass validation; ``metrics`` gets the counts of
+    labelled, valid and invalid rides, and the share of the window's input that was bad."""
+    labelled = trips_frame(served)
+    metrics.labelled = len(labelled)
+    valid, glitches = labelled.iloc[0:0], 0
+    if len(labelled):
+        # A window is not a calendar month: no pickup is "outside the month" here.
+        any_time = replace(bounds, month_slack_hours=1e9)
+        source = f"window {metrics.start}"
+        valid, report = clean_trips(labelled, any_time, month=None, source=source)
+        metrics.invalid_labels = dict(report.dropped)
+        glitches = report.glitch_rows
+    metrics.valid_labelled = len(valid)
+    refused_rides = metrics.refused.get("/predict", 0)
+    refused_labels = metrics.refused.get("/feedback", 0)
+    seen = metrics.rows + refused_rides
+    metrics.invalid_share = (refused_rides + refused_labels + glitches) / seen if seen else 0.0
+    return valid
 
 
 def quality_report(valid: pd.DataFrame, report_path: Path, seed: int = 0) -> None:
@@ -209,24 +247,7 @@ def monitor_window(
     :meth:`PredictionLog.window`); ``reference`` the champion's training sample."""
     served = window[window["shadow"] == 0]
     metrics = WindowMetrics(start=start, end=end, rows=len(served), refused=dict(refused))
-    refused_rides = refused.get("/predict", 0)
-    refused_labels = refused.get("/feedback", 0)
-
-    labelled = trips_frame(served)
-    metrics.labelled = len(labelled)
-    valid = labelled.iloc[0:0]
-    if len(labelled):
-        # A window is not a calendar month: no pickup is "outside the month" here.
-        any_time = replace(bounds, month_slack_hours=1e9)
-        valid, report = clean_trips(labelled, any_time, month=None, source=f"window {start}")
-        metrics.invalid_labels = dict(report.dropped)
-        glitches = report.glitch_rows
-    else:
-        glitches = 0
-    metrics.valid_labelled = len(valid)
-    seen = metrics.rows + refused_rides
-    metrics.invalid_share = (refused_rides + refused_labels + glitches) / seen if seen else 0.0
-
+    valid = _valid_labels(served, metrics, bounds)
     if metrics.rows:
         drift_path = report_dir / "drift.html" if report_dir else None
         found = drift_report(

@@ -306,31 +306,51 @@ METHOD = [
 ]
 
 
-def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
-    def esc(value: Any) -> str:
-        # `code` spans, as in the Markdown version
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(value)))
+_STYLE = """\
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222;
+       padding: 0 1rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.35rem 0.5rem; vertical-align: top;
+         text-align: left; }
+th { background: #f3f3f3; }
+ul { margin: 0; padding-left: 1.1rem; }
+img { max-width: 100%; display: block; margin: 1rem 0; }"""
 
-    def img(name: str, alt: str) -> str:
-        data = base64.b64encode(images[name]).decode()
-        return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
 
-    months = result["months"]
+def _esc(value: Any) -> str:
+    # `code` spans, as in the Markdown version
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(value)))
+
+
+def _html_rows(result: dict[str, Any]) -> tuple[str, str]:
+    """The levels table's rows and the month-by-month table's rows."""
     rows = "".join(
         "<tr>"
-        f"<td>{r['level']}</td><td>{esc(r['name'])}</td><td>{num(r['val_rmse'])}</td>"
-        f"<td>{num(r['eval_rmse_mean'])}</td><td>{esc(served_text(r))}</td>"
-        f"<td><ul>{''.join(f'<li>{esc(s)}</li>' for s in r['manual'])}</ul></td>"
-        f"<td>{esc(r['tracked'])}</td><td>{esc(_rollback(r))}</td>"
+        f"<td>{r['level']}</td><td>{_esc(r['name'])}</td><td>{num(r['val_rmse'])}</td>"
+        f"<td>{num(r['eval_rmse_mean'])}</td><td>{_esc(served_text(r))}</td>"
+        f"<td><ul>{''.join(f'<li>{_esc(s)}</li>' for s in r['manual'])}</ul></td>"
+        f"<td>{_esc(r['tracked'])}</td><td>{_esc(_rollback(r))}</td>"
         "</tr>"
         for r in result["levels"]
     )
     monthly = "".join(
         f"<tr><td>{r['month']}</td>"
         + "".join(f"<td>{num(r[k])}</td>" for k in SERIES_LABEL)
-        + f"<td>{esc(r['action'])}</td></tr>"
+        + f"<td>{_esc(r['action'])}</td></tr>"
         for r in result["monthly"]
     )
+    return rows, monthly
+
+
+def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
+    esc = _esc
+
+    def img(name: str, alt: str) -> str:
+        data = base64.b64encode(images[name]).decode()
+        return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+
+    months = result["months"]
+    rows, monthly = _html_rows(result)
     drift = ", ".join(f"{d['month']} {d['kind']}" for d in result["drift"]) or "none injected"
     method = "".join(f"<li>{esc(m.removeprefix('- '))}</li>" for m in METHOD)
     evaluation = f"{result['evaluation_months'][0]}..{result['evaluation_months'][-1]}"
@@ -342,13 +362,7 @@ def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>taxi-mlops: what each maturity level buys</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222;
-       padding: 0 1rem; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
-th, td {{ border: 1px solid #ccc; padding: 0.35rem 0.5rem; vertical-align: top; text-align: left; }}
-th {{ background: #f3f3f3; }}
-ul {{ margin: 0; padding-left: 1.1rem; }}
-img {{ max-width: 100%; display: block; margin: 1rem 0; }}
+{_STYLE}
 </style>
 </head>
 <body>

@@ -87,39 +87,53 @@ def fit_stats(frames: Iterable[pd.DataFrame]) -> dict[str, Any]:
     do = df[DO].to_numpy(np.int64)
     dist = df[DISTANCE].to_numpy(np.float64)
     minutes = df[TARGET].to_numpy(np.float64)
-    weekday = pickup.weekday.to_numpy()
-    hour = pickup.hour.to_numpy()
-    wh = weekday * 24 + hour
+    wh = pickup.weekday.to_numpy() * 24 + pickup.hour.to_numpy()
+    moving = dist > 0
+    still = minutes[~moving]
+    return {
+        "fitted_on_rows": len(df),
+        **_volume_stats(pickup, pu, do),
+        "destinations": _destinations(pu, do),
+        "distance": _distance_stats(pu, do, dist),
+        "speed": _speed_stats(pu[moving], do[moving], wh[moving], dist[moving], minutes[moving]),
+        "still_minutes": {
+            "log_mu": round(float(np.log(still).mean()), 5) if still.size else 1.5,
+            "log_sigma": round(float(np.log(still).std()), 5) if still.size else 0.6,
+        },
+        "passenger_count": _shares(df.get("passenger_count"), range(0, 7)),
+        "payment_type": _shares(df.get("payment_type"), range(1, 5)),
+        "vendor": _shares(df.get("VendorID"), (1, 2)),
+    }
 
-    # Volume: trips per calendar day of each weekday, and hour given weekday.
+
+def _rounded(values: np.ndarray, digits: int = 5) -> list[float]:
+    return [round(float(v), digits) for v in np.ravel(values)]
+
+
+def _volume_stats(pickup: pd.DatetimeIndex, pu: np.ndarray, do: np.ndarray) -> dict[str, Any]:
+    """Trips per calendar day of each weekday, hour given weekday, and the zone mixes."""
+    weekday = pickup.weekday.to_numpy()
     days = pd.Series(pickup.normalize()).drop_duplicates()
     days_per_weekday = np.bincount(pd.DatetimeIndex(days).weekday, minlength=7)
     weekday_volume = np.bincount(weekday, minlength=7) / np.maximum(days_per_weekday, 1)
+    wh = weekday * 24 + pickup.hour.to_numpy()
     hour_given_weekday = np.bincount(wh, minlength=168).reshape(7, 24) + 1.0
     hour_given_weekday /= hour_given_weekday.sum(axis=1, keepdims=True)
-
     pu_mix = np.bincount(pu, minlength=N_ZONES + 1)[1:] + 0.5
     do_mix = np.bincount(do, minlength=N_ZONES + 1)[1:] + 0.5
+    return {
+        "weekday_volume": _rounded(weekday_volume / weekday_volume.sum()),
+        "hour_given_weekday": [_rounded(row) for row in hour_given_weekday],
+        "pu_mix": _rounded(pu_mix / pu_mix.sum(), 7),
+        "do_mix": _rounded(do_mix / do_mix.sum(), 7),
+    }
 
-    # Distance: per-pair medians where a pair is common, additive zone model otherwise.
-    moving = dist > 0
-    logd = np.log(dist[moving])
-    mu = float(logd.mean())
-    # Distance depends strongly on the zone (airports, outer boroughs), so shrink lightly.
-    pu_eff = _shrunk_group_mean(pu[moving], logd - mu, N_ZONES + 1, shrink=2.0)
-    do_eff = _shrunk_group_mean(do[moving], logd - mu - pu_eff[pu[moving]], N_ZONES + 1, shrink=2.0)
-    additive_resid = logd - mu - pu_eff[pu[moving]] - do_eff[do[moving]]
-    pair_key = pu * 1000 + do
-    pairs = pd.DataFrame({"key": pair_key[moving], "logd": logd})
-    grouped = pairs.groupby("key")["logd"].agg(["median", "count"])
-    common = grouped[grouped["count"] >= _MIN_PAIR_TRIPS]
-    pair_resid = pairs["logd"].to_numpy() - grouped["median"].reindex(pairs["key"]).to_numpy()
-    in_common = pairs["key"].isin(common.index).to_numpy()
 
-    # Each origin's most common destinations with their trip counts, then [0, n]: the n trips
-    # that went anywhere else (sampled from the drop-off mix minus the listed destinations).
+def _destinations(pu: np.ndarray, do: np.ndarray) -> dict[str, list[list[int]]]:
+    """Each origin's most common destinations with their trip counts, then [0, n]: the n trips
+    that went anywhere else (sampled from the drop-off mix minus the listed destinations)."""
     destinations: dict[str, list[list[int]]] = {}
-    counts = pd.Series(pair_key).value_counts()
+    counts = pd.Series(pu * 1000 + do).value_counts()
     per_origin = np.bincount(pu, minlength=N_ZONES + 1)
     for key, n in counts.items():
         origin, dest = divmod(int(key), 1000)
@@ -128,16 +142,44 @@ def fit_stats(frames: Iterable[pd.DataFrame]) -> dict[str, Any]:
             entry.append([dest, int(n)])
     for zone, entry in destinations.items():
         entry.append([0, int(per_origin[int(zone)] - sum(n for _, n in entry))])
+    return destinations
 
-    # Speed: backfitting of log(mph) on log(miles), weekday-hour, pickup and drop-off zone.
-    speed_rows = moving & (dist >= 0.1)
-    log_speed = np.log(dist[speed_rows] / (minutes[speed_rows] / 60.0))
-    x = np.log(dist[speed_rows])
-    b, a = np.polyfit(x, log_speed, 1)
-    keys_wh, keys_pu, keys_do = wh[speed_rows], pu[speed_rows], do[speed_rows]
-    eff_wh = np.zeros(168)
-    eff_pu = np.zeros(N_ZONES + 1)
-    eff_do = np.zeros(N_ZONES + 1)
+
+def _distance_stats(pu: np.ndarray, do: np.ndarray, dist: np.ndarray) -> dict[str, Any]:
+    """Per-pair medians where a pair is common, an additive zone model otherwise."""
+    moving = dist > 0
+    logd = np.log(dist[moving])
+    mu = float(logd.mean())
+    # Distance depends strongly on the zone (airports, outer boroughs), so shrink lightly.
+    pu_eff = _shrunk_group_mean(pu[moving], logd - mu, N_ZONES + 1, shrink=2.0)
+    do_eff = _shrunk_group_mean(do[moving], logd - mu - pu_eff[pu[moving]], N_ZONES + 1, shrink=2.0)
+    additive_resid = logd - mu - pu_eff[pu[moving]] - do_eff[do[moving]]
+    pairs = pd.DataFrame({"key": (pu * 1000 + do)[moving], "logd": logd})
+    grouped = pairs.groupby("key")["logd"].agg(["median", "count"])
+    common = grouped[grouped["count"] >= _MIN_PAIR_TRIPS]
+    pair_resid = pairs["logd"].to_numpy() - grouped["median"].reindex(pairs["key"]).to_numpy()
+    in_common = pairs["key"].isin(common.index).to_numpy()
+    return {
+        "mu": round(mu, 5),
+        "pu_effect": _rounded(pu_eff[1:]),
+        "do_effect": _rounded(do_eff[1:]),
+        "additive_sigma": round(float(additive_resid.std()), 5),
+        "pair_median": {str(int(k)): round(float(v), 4) for k, v in common["median"].items()},
+        "pair_sigma": round(float(pair_resid[in_common].std()), 5),
+        "zero_share": round(float((~moving).mean()), 5),
+    }
+
+
+def _speed_stats(
+    pu: np.ndarray, do: np.ndarray, wh: np.ndarray, dist: np.ndarray, minutes: np.ndarray
+) -> dict[str, Any]:
+    """Backfitting of log(mph) on log(miles), weekday-hour, pickup and drop-off zone, on the
+    moving trips of at least 0.1 mile."""
+    rows = dist >= 0.1
+    log_speed = np.log(dist[rows] / (minutes[rows] / 60.0))
+    x = np.log(dist[rows])
+    keys_wh, keys_pu, keys_do = wh[rows], pu[rows], do[rows]
+    eff_wh, eff_pu, eff_do = np.zeros(168), np.zeros(N_ZONES + 1), np.zeros(N_ZONES + 1)
     for _ in range(8):
         # Refit the distance slope on what the effects leave, so all terms are fitted jointly.
         b, a = np.polyfit(x, log_speed - eff_wh[keys_wh] - eff_pu[keys_pu] - eff_do[keys_do], 1)
@@ -152,43 +194,13 @@ def fit_stats(frames: Iterable[pd.DataFrame]) -> dict[str, Any]:
             keys_do, log_speed - base - eff_wh[keys_wh] - eff_pu[keys_pu], N_ZONES + 1
         )
     speed_resid = log_speed - (a + b * x) - eff_wh[keys_wh] - eff_pu[keys_pu] - eff_do[keys_do]
-
-    still = minutes[~moving]
-
-    def rounded(values: np.ndarray, digits: int = 5) -> list[float]:
-        return [round(float(v), digits) for v in np.ravel(values)]
-
     return {
-        "fitted_on_rows": len(df),
-        "weekday_volume": rounded(weekday_volume / weekday_volume.sum()),
-        "hour_given_weekday": [rounded(row) for row in hour_given_weekday],
-        "pu_mix": rounded(pu_mix / pu_mix.sum(), 7),
-        "do_mix": rounded(do_mix / do_mix.sum(), 7),
-        "destinations": destinations,
-        "distance": {
-            "mu": round(mu, 5),
-            "pu_effect": rounded(pu_eff[1:]),
-            "do_effect": rounded(do_eff[1:]),
-            "additive_sigma": round(float(additive_resid.std()), 5),
-            "pair_median": {str(int(k)): round(float(v), 4) for k, v in common["median"].items()},
-            "pair_sigma": round(float(pair_resid[in_common].std()), 5),
-            "zero_share": round(float((~moving).mean()), 5),
-        },
-        "speed": {
-            "intercept": round(float(a), 5),
-            "log_distance_slope": round(float(b), 5),
-            "weekday_hour_effect": rounded(eff_wh),
-            "pu_effect": rounded(eff_pu[1:]),
-            "do_effect": rounded(eff_do[1:]),
-            "sigma": round(float(speed_resid.std()), 5),
-        },
-        "still_minutes": {
-            "log_mu": round(float(np.log(still).mean()), 5) if still.size else 1.5,
-            "log_sigma": round(float(np.log(still).std()), 5) if still.size else 0.6,
-        },
-        "passenger_count": _shares(df.get("passenger_count"), range(0, 7)),
-        "payment_type": _shares(df.get("payment_type"), range(1, 5)),
-        "vendor": _shares(df.get("VendorID"), (1, 2)),
+        "intercept": round(float(a), 5),
+        "log_distance_slope": round(float(b), 5),
+        "weekday_hour_effect": _rounded(eff_wh),
+        "pu_effect": _rounded(eff_pu[1:]),
+        "do_effect": _rounded(eff_do[1:]),
+        "sigma": round(float(speed_resid.std()), 5),
     }
 
 

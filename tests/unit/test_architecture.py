@@ -1,5 +1,6 @@
 """The layering the brief promises, checked on the source: `shared/` and the level packages never
-import the CLI package, and nothing reads state through the old SQLite-only helpers."""
+import the CLI package, nothing reads state through the old SQLite-only helpers, and no product
+function is over 60 lines."""
 
 from __future__ import annotations
 
@@ -58,3 +59,20 @@ def test_every_migration_file_ships_in_the_wheel() -> None:
     files = [p.relative_to(ROOT / "shared").as_posix() for p in folder.rglob("*") if p.is_file()
              and "__pycache__" not in p.parts]  # fmt: skip
     assert files and [f for f in files if not any(fnmatch(f, pat) for pat in patterns)] == []
+
+
+#: the brief's limit: a function longer than this does more than one job
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_product_function_is_over_the_limit() -> None:
+    """Counted from ``def`` to the function's last line (docstring included, decorators not)."""
+    long = {}
+    for package in (*PRODUCT, "taxi_mlops"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long[f"{path.relative_to(ROOT)}:{node.name}"] = lines
+    assert long == {}
