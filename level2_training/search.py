@@ -19,28 +19,25 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from shared.evaluate import regression_metrics
-from shared.models import build_model, get_family
+from shared.models import Param, build_model, get_family
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _suggest(trial: optuna.Trial, param: Param) -> float | int:
+    if param.integer:
+        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
+    return trial.suggest_float(param.name, param.low, param.high, log=param.log)
+
+
 def _space(family: str, trial: optuna.Trial) -> dict[str, Any]:
-    if family == "ridge":
-        return {"alpha": trial.suggest_float("alpha", 0.1, 100.0, log=True)}
-    if family == "hgb":
-        return {
-            "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
-            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 15, 127, log=True),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
-            "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True),
-            "max_iter": 500,
-        }
-    return {}
+    """One trial's parameters: the family's search space (shared/models.py), sampled."""
+    return {param.name: _suggest(trial, param) for param in get_family(family).search}
 
 
 def searchable(family: str) -> bool:
-    return family in ("ridge", "hgb")
+    return bool(get_family(family).search)
 
 
 @dataclass
@@ -103,7 +100,8 @@ def search_family(
     results: list[TrialResult] = []
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, trials))
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    study.enqueue_trial({k: v for k, v in defaults.items() if k != "max_iter"})
+    searched = {param.name for param in get_family(family).search}
+    study.enqueue_trial({k: v for k, v in defaults.items() if k in searched})
 
     def objective(trial: optuna.Trial) -> float:
         result = fit_and_score(family, _space(family, trial), seed, train, val, trial.number)

@@ -27,13 +27,28 @@ from shared.features import (
 
 
 @dataclass(frozen=True)
+class Param:
+    """One searched parameter and its range (level 2's search samples it, log-uniformly when
+    ``log``); an ``integer`` parameter takes whole values."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     spec: FeatureSpec
     description: str
     build: Callable[[Mapping[str, Any], int], Pipeline]
-    #: default parameters (the whole model when the family has nothing to search)
+    #: default parameters (the whole model when the family has nothing to search); a
+    #: search's first trial, and the value of every parameter it does not search
     defaults: Mapping[str, Any]
+    #: what level 2 searches, in this order (nothing: one trial at the defaults)
+    search: tuple[Param, ...] = ()
 
 
 def _linear(params: Mapping[str, Any], seed: int) -> Pipeline:
@@ -75,6 +90,7 @@ FAMILIES: dict[str, Family] = {
         "one-hot zones and hour of the week + distance, Ridge",
         _ridge,
         {"alpha": 3.0},
+        (Param("alpha", 0.1, 100.0, log=True),),
     ),
     "hgb": Family(
         "hgb",
@@ -88,6 +104,12 @@ FAMILIES: dict[str, Family] = {
             "min_samples_leaf": 20,
             "l2_regularization": 0.001,
         },
+        (
+            Param("learning_rate", 0.03, 0.3, log=True),
+            Param("max_leaf_nodes", 15, 127, log=True, integer=True),
+            Param("min_samples_leaf", 5, 200, log=True, integer=True),
+            Param("l2_regularization", 1e-3, 10.0, log=True),
+        ),
     ),
 }
 

@@ -45,3 +45,34 @@ def test_linear_is_one_trial(data) -> None:
     trials = []
     search_family("linear", *data["linear"], trials=10, seed=0, on_trial=trials.append)
     assert len(trials) == 1
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # few iterations
+def test_a_family_defined_only_in_shared_models_is_searched(data, monkeypatch) -> None:
+    """The search space lives with the family: a new family with a ``search`` is searched over
+    it, with no line of level2_training/ about it, and its unsearched parameters stay fixed."""
+    from sklearn.linear_model import Lasso
+
+    from shared.features import RICH_ONE_HOT, build_pipeline
+    from shared.models import Family, Param
+
+    def lasso(params, seed):  # type: ignore[no-untyped-def]
+        model = Lasso(alpha=float(params["alpha"]), max_iter=int(params["max_iter"]))
+        return build_pipeline(RICH_ONE_HOT, model)
+
+    family = Family(
+        "lasso",
+        RICH_ONE_HOT,
+        "a family this test adds",
+        lasso,
+        {"alpha": 0.01, "max_iter": 300},
+        (Param("alpha", 1e-4, 1.0, log=True),),
+    )
+    monkeypatch.setitem(FAMILIES, "lasso", family)
+    trials = []
+    search_family("lasso", *data["ridge"], trials=4, seed=1, on_trial=trials.append)
+    assert len(trials) == 4
+    assert trials[0].params == {"alpha": 0.01, "max_iter": 300}  # the defaults first
+    alphas = {t.params["alpha"] for t in trials}
+    assert len(alphas) == 4 and all(1e-4 <= a <= 1.0 for a in alphas)
+    assert {t.params["max_iter"] for t in trials} == {300}
