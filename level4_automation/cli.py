@@ -249,7 +249,7 @@ def replay(
     _enter_replay_world(config.out_dir)
     from shared.cli_output import is_json
 
-    result = run_replay(config, None if is_json() else click.echo)
+    result = run_replay(config, get_settings(), None if is_json() else click.echo)
     emit({"ok": True, **result}, _replay_lines(result, config.out_dir))
 
 

@@ -28,12 +28,14 @@ import pandas as pd
 
 from level3_deployment.client import AdminClient
 from level4_automation.loop import write_training_files
+from level4_automation.policy import Policy
 from shared.data.schema import DISTANCE, DO, DROPOFF, PICKUP, PU
 from shared.data.sources import GENERATED, MonthSource, load_source
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.evaluate import rmse as shared_rmse
 from shared.services import free_port, http_json, start_service
+from shared.settings import Settings
 from shared.statedb import state_locations
 
 logger = logging.getLogger(__name__)
@@ -344,8 +346,8 @@ class _Run:
     """What every month of a replay uses."""
 
     config: ReplayConfig
-    settings: Any
-    policy: Any
+    settings: Settings
+    policy: Policy
     bounds: ValidationBounds
     work: Path
     frames: dict[str, pd.DataFrame]
@@ -355,15 +357,14 @@ class _Run:
     url: str = ""
 
 
-def run_replay(config: ReplayConfig, progress: Any = None) -> dict[str, Any]:
-    """Run the whole replay; ``progress(line)`` gets a line per month. Needs the runtime
-    configured for ``config.out_dir`` as TAXI_MLOPS_HOME (the CLI does it)."""
+def run_replay(config: ReplayConfig, settings: Settings, progress: Any = None) -> dict[str, Any]:
+    """Run the whole replay; ``progress(line)`` gets a line per month. ``settings`` are the
+    replay's world: their home is ``config.out_dir``, with the runtime configured for it (the
+    CLI does both)."""
     from level4_automation.policy import load_policy
-    from shared.settings import get_settings
 
     say = progress or (lambda line: None)
     started = time.perf_counter()
-    settings = get_settings()
     if settings.home.resolve() != config.out_dir.resolve():
         raise ConfigError("run_replay: TAXI_MLOPS_HOME must be the replay folder")
     work = config.out_dir / "replay"
@@ -428,7 +429,7 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
     for injection in config.injections:
         if injection.month == month and injection.kind == "bad-candidate":
             previous = run.frames[config.months[index - 1]]
-            _deploy_bad_candidate(previous, config, run.policy, run.work, admin, run.say)
+            _deploy_bad_candidate(previous, run, admin)
             admin.settle()
     frame = inject(run.frames[month], month, config.injections, config.seed + index)
     rides = ride_payloads(frame, month)
@@ -532,20 +533,12 @@ def _after_first_injection(
     }
 
 
-def _deploy_bad_candidate(
-    previous: pd.DataFrame,
-    config: ReplayConfig,
-    policy: Any,
-    work: Path,
-    admin: AdminClient,
-    say: Any,
-) -> None:
+def _deploy_bad_candidate(previous: pd.DataFrame, run: _Run, admin: AdminClient) -> None:
     """Register a model trained on shuffled durations and put it in green as a canary, as a
     careless human might: the A/B rule must roll it back."""
     from level4_automation.flow import retrainer
-    from shared.settings import get_settings
 
-    settings = get_settings()
+    config, policy, work, say, settings = run.config, run.policy, run.work, run.say, run.settings
     rng = np.random.default_rng(config.seed)
     shuffled = previous.copy()
     minutes = (shuffled[DROPOFF] - shuffled[PICKUP]).to_numpy()
