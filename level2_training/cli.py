@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from shared.cli_options import data_dir_option, rows_option, seed_option, trials_option
 from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, MonthSource, month_range
 from shared.errors import ConfigError, TaxiMlopsError
@@ -53,22 +54,12 @@ def _sources(
 @level2.command("train")
 @click.option("--train", "train_files", multiple=True, help="Training month file (repeatable).")
 @click.option("--val", "val_file", help="Validation month file.")
-@click.option(
-    "--data-dir",
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of TLC monthly files (with --train-months/--val-month).",
-)
+@data_dir_option("Folder of TLC monthly files (with --train-months/--val-month).")
 @click.option("--data-url", help="TLC-style base URL to download months from.")
 @click.option("--generated", is_flag=True, help="Use generated months (offline).")
 @click.option("--train-months", help="e.g. 2019-01..2019-03")
 @click.option("--val-month", help="e.g. 2019-04")
-@click.option(
-    "--rows",
-    type=click.IntRange(min=1000),
-    default=50_000,
-    show_default=True,
-    help="Trips per generated month.",
-)
+@rows_option(50_000)
 @click.option(
     "--models",
     default="linear,ridge,hgb",
@@ -76,14 +67,8 @@ def _sources(
     help=f"Families to search, from: {', '.join(FAMILIES)}. The linear baseline "
     "always runs for comparison.",
 )
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Search budget per family.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@trials_option(10, "Search budget per family.")
+@seed_option()
 @click.option(
     "--margin",
     type=click.FloatRange(0, 0.99),

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from level3_deployment.cli import url_option
+from shared.cli_options import data_dir_option, months_option, rows_option, seed_option
 from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, month_range
 from shared.errors import ConfigError
@@ -187,26 +188,16 @@ def windows() -> None:
 
 
 @level4.command()
-@click.option(
-    "--data-dir",
-    default=None,
-    help="Folder of TLC monthly files; without it, generated months.",
-)
-@click.option("--months", required=True, help="e.g. 2019-01..2020-02 (the first trains).")
+@data_dir_option("Folder of TLC monthly files; without it, generated months.", must_exist=False)
+@months_option(help="e.g. 2019-01..2020-02 (the first trains).", required=True)
 @click.option(
     "--inject-drift",
     "injections",
     multiple=True,
     help="MONTH:KIND[=VALUE]; KIND is slower (=1.4), garbage (=0.3) or bad-candidate.",
 )
-@click.option(
-    "--rows",
-    type=click.IntRange(min=1000),
-    default=10_000,
-    show_default=True,
-    help="Trips per generated month.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@rows_option()
+@seed_option()
 @_policy_option
 @click.option(
     "--out",

@@ -21,6 +21,13 @@ from typing import Any
 import click
 
 from level3_deployment.client import AdminClient
+from shared.cli_options import (
+    data_dir_option,
+    months_option,
+    rows_option,
+    seed_option,
+    trials_option,
+)
 from shared.cli_output import emit, is_json, json_option
 from shared.errors import ConfigError
 from shared.services import free_port, http_json, start_service
@@ -360,32 +367,11 @@ def run_compare(config: CompareConfig, say: Say = lambda line: None) -> dict[str
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of real TLC files (e.g. ../shared/data/tlc-yellow-sample). Default: generated.",
-)
-@click.option(
-    "--months",
-    default="2019-01..2019-06",
-    show_default=True,
-    help="The first trains, the second validates, the third is the new month; all are replayed.",
-)
-@click.option(
-    "--rows",
-    type=click.IntRange(min=1000),
-    default=10_000,
-    show_default=True,
-    help="Trips per generated month.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Level-2 search budget per model family.",
-)
+@data_dir_option()
+@months_option("2019-01..2019-06")
+@rows_option()
+@seed_option()
+@trials_option()
 @click.option(
     "--inject-drift",
     "injections",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from shared.cli_options import rows_option, seed_option
 from shared.cli_output import emit, fail, json_option
 from shared.data.download import download_month
 from shared.data.generator import Drift, fit_stats, generate_month
@@ -54,8 +55,8 @@ def validate(source: str, month: str | None, taxi: str) -> None:
 
 @data.command()
 @click.option("--month", required=True, help="YYYY-MM of the trips.")
-@click.option("--rows", type=click.IntRange(min=1), default=10_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@rows_option(10_000, minimum=1)
+@seed_option()
 @click.option(
     "--speed-factor",
     type=float,

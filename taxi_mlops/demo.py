@@ -13,6 +13,13 @@ from typing import Any
 
 import click
 
+from shared.cli_options import (
+    data_dir_option,
+    months_option,
+    rows_option,
+    seed_option,
+    trials_option,
+)
 from shared.cli_output import emit, is_json, json_option
 from shared.data.sources import month_range
 from shared.settings import get_settings
@@ -42,33 +49,11 @@ def summary(result: dict[str, Any]) -> list[str]:
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of real TLC files (e.g. ../shared/data/tlc-yellow-sample). "
-    "Default: generated data.",
-)
-@click.option(
-    "--months",
-    default=MONTHS,
-    show_default=True,
-    help="The first trains, the second validates, the third is the new month; all are replayed.",
-)
-@click.option(
-    "--rows",
-    type=click.IntRange(min=1000),
-    default=10_000,
-    show_default=True,
-    help="Trips per generated month.",
-)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Level-2 search budget per model family.",
-)
+@data_dir_option()
+@months_option(MONTHS)
+@rows_option()
+@seed_option(42)
+@trials_option()
 @json_option
 def demo(data_dir: str | None, months: str, rows: int, seed: int, trials: int) -> None:
     """Run levels 0 to 4 end to end, show what each did, and write the comparison report."""
