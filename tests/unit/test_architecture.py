@@ -76,3 +76,27 @@ def test_no_product_function_is_over_the_limit() -> None:
                     if lines > MAX_FUNCTION_LINES:
                         long[f"{path.relative_to(ROOT)}:{node.name}"] = lines
     assert long == {}
+
+
+#: each floor, and the floors below it that it may import (ARCHITECTURE.md)
+FLOORS = {
+    "shared": set(),
+    "level1_devops": {"shared"},
+    "level2_training": {"shared"},
+    "level3_deployment": {"shared", "level1_devops", "level2_training"},
+    "level4_automation": {"shared", "level1_devops", "level2_training", "level3_deployment"},
+}
+FLOORS["taxi_mlops"] = {*FLOORS["level4_automation"], "level4_automation"}
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_each_floor_imports_only_the_floors_below_it(package: str) -> None:
+    """shared -> levels (each may use the ones below it) -> the CLI; never upwards."""
+    allowed = FLOORS[package] | {package}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in imported_modules(path) if m.split(".")[0] in FLOORS.keys() - allowed
+        )
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
