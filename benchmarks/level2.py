@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -108,7 +109,7 @@ def run(tmp: Path, args: argparse.Namespace) -> dict:
     click.echo(
         f"linear, no search, {args.rows:,} rows: level 1 {min(level1_s):.1f} s, level-2 flow "
         f"{min(level2_s):.1f} s: {ratio:.2f}x (val RMSE {level1['val_rmse']:.4f} vs "
-        f"{level2['best']['val_rmse']:.4f})"
+        f"{level2.best.val_rmse:.4f})"
     )
 
     if args.skip_search:
@@ -125,8 +126,8 @@ def run(tmp: Path, args: argparse.Namespace) -> dict:
     search_s = time.perf_counter() - started
     click.echo(
         f"full search at {args.rows:,} rows (linear + ridge, hgb x {args.trials} trials): "
-        f"{search_s:.0f} s; best {search['best']['family']} val RMSE "
-        f"{search['best']['val_rmse']:.3f} vs baseline {search['baseline']['val_rmse']:.3f}"
+        f"{search_s:.0f} s; best {search.best.family} val RMSE "
+        f"{search.best.val_rmse:.3f} vs baseline {search.baseline.val_rmse:.3f}"
     )
     return {
         "rows": args.rows,
@@ -137,14 +138,14 @@ def run(tmp: Path, args: argparse.Namespace) -> dict:
             "level2_flow_seconds": level2_s,
             "ratio": ratio,
             "level1_val_rmse": level1["val_rmse"],
-            "level2_val_rmse": level2["best"]["val_rmse"],
+            "level2_val_rmse": level2.best.val_rmse,
         },
         "search": {
             "seconds": search_s,
             "trials_per_family": args.trials,
-            "best": search["best"],
-            "baseline": search["baseline"],
-            "families": {f: r["val_rmse"] for f, r in search["families"].items()},
+            "best": asdict(search.best),
+            "baseline": asdict(search.baseline),
+            "families": {f: r.val_rmse for f, r in search.families.items()},
         },
     }
 

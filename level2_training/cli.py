@@ -5,11 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
+from level2_training.results import FlowRunRef, TrainingResult
 from shared.cli_options import data_dir_option, rows_option, seed_option, trials_option
 from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, MonthSource, month_range
@@ -141,7 +143,7 @@ def train_command(
             result = training_flow(config)
     except TaxiMlopsError as exc:
         fail(f"{exc} Nothing was registered.")
-    emit({"ok": True, **result}, _result_lines(result))
+    emit({"ok": True, **result.to_dict()}, _result_lines(result))
 
 
 def _config(
@@ -175,24 +177,20 @@ def _config(
     )
 
 
-def _result_lines(result: dict[str, Any]) -> list[str]:
-    reg = result["registered"]
+def _result_lines(result: TrainingResult) -> list[str]:
+    reg = result.registered
     lines = [
-        f"baseline ({result['baseline']['family']}): validation RMSE "
-        f"{result['baseline']['val_rmse']:.3f} min",
-        *(
-            f"  {family:<7} best val RMSE {r['val_rmse']:.3f}"
-            for family, r in result["families"].items()
-        ),
-        f"best: {result['best']['family']} {result['best']['val_rmse']:.3f} min, "
-        f"{result['improvement_vs_baseline']:.1%} below the baseline",
-        f"registered {reg['name']} v{reg['version']} as {', '.join(reg['aliases'])}",
-        f"champion: {reg['decision']}",
-        f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']}); "
+        f"baseline ({result.baseline.family}): validation RMSE {result.baseline.val_rmse:.3f} min",
+        *(f"  {family:<7} best val RMSE {r.val_rmse:.3f}" for family, r in result.families.items()),
+        f"best: {result.best.family} {result.best.val_rmse:.3f} min, "
+        f"{result.improvement_vs_baseline:.1%} below the baseline",
+        f"registered {reg.name} v{reg.version} as {', '.join(reg.aliases)}",
+        f"champion: {reg.decision}",
+        f"MLflow run {result.mlflow_run_id} ({result.tracking_uri}); "
         "`taxi-mlops level2 ui` to browse",
     ]
-    if "flow_run" in result:
-        lines.append(f"ran on a Prefect worker: flow run {result['flow_run']['name']}")
+    if result.flow_run is not None:
+        lines.append(f"ran on a Prefect worker: flow run {result.flow_run.name}")
     return lines
 
 
@@ -204,7 +202,7 @@ def _champion(model_name: str) -> int | None:
     return registry.alias_version(MlflowClient(), model_name, registry.CHAMPION)
 
 
-def _run_on_worker(config: Any, prefect_api_url: str | None, timeout_s: float) -> dict:
+def _run_on_worker(config: Any, prefect_api_url: str | None, timeout_s: float) -> TrainingResult:
     if not prefect_api_url:
         raise ConfigError(
             "--on-worker needs a Prefect server: set PREFECT_API_URL (`taxi-mlops stack env` "
@@ -214,8 +212,8 @@ def _run_on_worker(config: Any, prefect_api_url: str | None, timeout_s: float) -
 
     click.echo("submitted to the training deployment; waiting for a worker to run it", err=True)
     flow_run = submit(config, timeout_s=timeout_s)
-    result = result_of(str(flow_run.id), config.experiment)
-    return {**result, "flow_run": {"id": str(flow_run.id), "name": flow_run.name}}
+    result = TrainingResult.from_dict(result_of(str(flow_run.id), config.experiment))
+    return replace(result, flow_run=FlowRunRef(str(flow_run.id), flow_run.name))
 
 
 @level2.command("deploy-flow")

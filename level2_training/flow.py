@@ -25,6 +25,14 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from level2_training import registry, tracking
+from level2_training.results import (
+    Baseline,
+    BestModel,
+    FamilySearch,
+    PreviousChampion,
+    Registration,
+    TrainingResult,
+)
 from level2_training.search import TrialResult, search_family
 from shared.data.schema import PICKUP
 from shared.data.sources import LoadedMonth, MonthSource, load_source
@@ -177,7 +185,7 @@ def register(
     run_id: str,
     parent_run_id: str,
     champion: tuple[int | None, float | None],
-) -> dict[str, Any]:
+) -> Registration:
     """Register the best model as ``candidate``; make it ``champion`` if it beats the champion."""
     client = MlflowClient()
     name = config.registered_model
@@ -217,22 +225,22 @@ def register(
         )
     else:
         registry.keep_alias(client, name, registry.CHAMPION, reason=why, actor=config.actor)
-    return {
-        "name": name,
-        "version": version,
-        "aliases": sorted(a for a, v in registry.aliases(client, name).items() if v == version),
-        "promoted": promote,
-        "decision": why,
-        "champion_version": version if promote else champion_version,
-        "previous_champion": {"version": champion_version, "val_rmse": champion_rmse},
-    }
+    return Registration(
+        name=name,
+        version=version,
+        aliases=sorted(a for a, v in registry.aliases(client, name).items() if v == version),
+        promoted=promote,
+        decision=why,
+        champion_version=version if promote else champion_version,
+        previous_champion=PreviousChampion(champion_version, champion_rmse),
+    )
 
 
 # ---------------------------------------------------------------------------------- flow
 
 
 @flow(name=FLOW_NAME, log_prints=False)
-def training_flow(config: TrainingConfig) -> dict[str, Any]:
+def training_flow(config: TrainingConfig) -> TrainingResult:
     started = time.perf_counter()
     families = list(dict.fromkeys([BASELINE_FAMILY, *config.families]))
     for family in families:
@@ -270,17 +278,19 @@ def training_flow(config: TrainingConfig) -> dict[str, Any]:
         champion = evaluate_champion(config.registered_model, val_frame)
         registered = register(config, best, best_uri, best_run, parent_id, champion)
         _log_outcome(client, parent_id, results[BASELINE_FAMILY][0], best, registered)
-        result = {
-            "mlflow_run_id": parent_id,
-            "experiment_id": experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
-            **_result_summary(results, (best, best_run, best_uri)),
-            "registered": registered,
-            "data": digest,
-            "git": git,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        client.log_text(parent_id, json.dumps(result, indent=2, default=str), RESULT_ARTIFACT)
+        result = TrainingResult(
+            parent_id,
+            experiment_id,
+            mlflow.get_tracking_uri(),
+            *_scores(results, (best, best_run, best_uri)),
+            registered=registered,
+            data=digest,
+            git=git,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        client.log_text(
+            parent_id, json.dumps(result.to_dict(), indent=2, default=str), RESULT_ARTIFACT
+        )
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status)
@@ -324,45 +334,32 @@ def best_family(results: dict[str, Searched], asked: list[str], families: list[s
     return min(candidates, key=lambda f: (round(results[f][0].val_rmse, 9), families.index(f)))
 
 
+def _scores(
+    results: dict[str, Searched], chosen: Searched
+) -> tuple[Baseline, BestModel, float, dict[str, FamilySearch]]:
+    """The baseline's score, the winner, its gain on the baseline, every family's best."""
+    baseline = results[BASELINE_FAMILY][0]
+    best, run_id, model_uri = chosen
+    mae = best.val_metrics["mae"]
+    return (
+        Baseline(BASELINE_FAMILY, baseline.val_rmse, baseline.val_metrics["mae"]),
+        BestModel(best.family, best.params, best.val_rmse, mae, run_id, model_uri),
+        1.0 - best.val_rmse / baseline.val_rmse,
+        {
+            f: FamilySearch(r[0].val_rmse, r[0].val_metrics["mae"], r[0].params, r[1])
+            for f, r in results.items()
+        },
+    )
+
+
 def _log_outcome(
     client: MlflowClient,
     parent_id: str,
     baseline: TrialResult,
     best: TrialResult,
-    registered: dict[str, Any],
+    registered: Registration,
 ) -> None:
     client.log_metric(parent_id, "baseline_val_rmse", baseline.val_rmse)
     client.log_metric(parent_id, "best_val_rmse", best.val_rmse)
     client.log_metric(parent_id, "improvement_vs_baseline", 1.0 - best.val_rmse / baseline.val_rmse)
-    client.set_tag(parent_id, "registered_version", str(registered["version"]))
-
-
-def _result_summary(results: dict[str, Searched], chosen: Searched) -> dict[str, Any]:
-    """The baseline, the best family and every family's search, as the result reports them."""
-    baseline = results[BASELINE_FAMILY][0]
-    best, best_run, best_uri = chosen
-    return {
-        "baseline": {
-            "family": BASELINE_FAMILY,
-            "val_rmse": baseline.val_rmse,
-            "val_mae": baseline.val_metrics["mae"],
-        },
-        "best": {
-            "family": best.family,
-            "params": best.params,
-            "val_rmse": best.val_rmse,
-            "val_mae": best.val_metrics["mae"],
-            "run_id": best_run,
-            "model_uri": best_uri,
-        },
-        "improvement_vs_baseline": 1.0 - best.val_rmse / baseline.val_rmse,
-        "families": {
-            f: {
-                "val_rmse": r[0].val_rmse,
-                "val_mae": r[0].val_metrics["mae"],
-                "params": r[0].params,
-                "run_id": r[1],
-            }
-            for f, r in results.items()
-        },
-    }
+    client.set_tag(parent_id, "registered_version", str(registered.version))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from shared.data.sources import GENERATED, month_range
 from shared.errors import ConfigError
 from shared.settings import get_settings
 from shared.statedb import StateLocations, state_locations
+
+if TYPE_CHECKING:  # the loop imports pandas and the models: loaded by the commands that run it
+    from level4_automation.loop import CycleResult
 
 
 @click.group()
@@ -49,15 +52,15 @@ def _iso(value: str | None, name: str) -> str | None:
         ) from None
 
 
-def _decision_lines(result: dict[str, Any]) -> list[str]:
-    window, decision = result["window"], result["decision"]
-    rmse = "-" if window["rmse"] is None else f"{window['rmse']:.3f}"
+def _decision_lines(result: CycleResult) -> list[str]:
+    window, decision = result.window, result.decision
+    rmse = "-" if window.rmse is None else f"{window.rmse:.3f}"
     return [
-        f"window {window['start']} .. {window['end']}: {window['rows']} predictions, "
-        f"{window['valid_labelled']} valid labels, RMSE {rmse}, drift share "
-        f"{window['drift_share']:.2f}, invalid {window['invalid_share']:.1%}",
-        f"decision: {decision['action']} ({decision['rule']}): {decision['reason']}",
-        *(f"report: {path}" for path in window["reports"].values()),
+        f"window {window.start} .. {window.end}: {window.rows} predictions, "
+        f"{window.valid_labelled} valid labels, RMSE {rmse}, drift share "
+        f"{window.drift_share:.2f}, invalid {window.invalid_share:.1%}",
+        f"decision: {decision.action} ({decision.rule}): {decision.reason}",
+        *(f"report: {path}" for path in window.reports.values()),
     ]
 
 
@@ -100,7 +103,7 @@ def monitor(
         policy_path=policy_path,
         level3_url=url,
     )
-    emit({"ok": True, **result}, _decision_lines(result))
+    emit({"ok": True, **result.to_dict()}, _decision_lines(result))
 
 
 @level4.command()

@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
@@ -23,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from level2_training import runtime
 from level2_training.flow import TrainingConfig, training_flow
+from level2_training.results import TrainingResult
 from level2_training.tracking import REFERENCE_ARTIFACT
 from level3_deployment.prediction_log import PredictionLog
 from level4_automation import controller as ctl
@@ -76,7 +76,7 @@ def retrainer(
     """The level-2 flow on exported trip files, as the policy's ``retrain`` section says.
     ``auto_champion`` stays False for level 4: only a canary can make a champion."""
 
-    def retrain(request: loop.RetrainRequest) -> dict[str, Any]:
+    def retrain(request: loop.RetrainRequest) -> TrainingResult:
         config = TrainingConfig(
             train=[MonthSource(str(p)) for p in request.train_files],
             val=MonthSource(str(request.val_file)),
@@ -142,8 +142,9 @@ def monitoring_flow(
     window_hours: float = 24.0,
     policy_path: str | None = None,
     level3_url: str = "http://127.0.0.1:8100",
-) -> dict[str, Any]:
-    """One window (default: the last ``window_hours`` up to now, UTC event time)."""
+) -> loop.CycleResult:
+    """One window (default: the last ``window_hours`` up to now, UTC event time). A flow is
+    an edge: it reads the settings, as a CLI command does."""
     settings = get_settings()
     policy = load_policy(Path(policy_path) if policy_path else None)
     if start is None or end is None:
@@ -153,10 +154,6 @@ def monitoring_flow(
         with ctx.store.locked():
             observed = observe_task(ctx, start, end)
             decision = act_task(ctx, observed)
-        return {
-            "window": observed[0].to_dict(),
-            "decision": decision.to_dict(),
-            "state": ctx.store.state().to_dict(),
-        }
+        return loop.CycleResult(observed[0], decision, ctx.store.state())
     finally:
         ctx.log.close()

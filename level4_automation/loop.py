@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from level2_training.results import TrainingResult
 from level3_deployment.prediction_log import PredictionLog
 from level4_automation import controller as ctl
 from level4_automation.alerts import Alerter
@@ -44,7 +45,7 @@ class RetrainRequest:
 #: (version) -> (reference frame, the version's validation RMSE)
 ReferenceSource = Callable[[int], tuple[pd.DataFrame, float | None]]
 #: runs the level-2 flow; returns its result (registered version, best and champion RMSE)
-Retrainer = Callable[[RetrainRequest], dict[str, Any]]
+Retrainer = Callable[[RetrainRequest], TrainingResult]
 
 
 @dataclass(frozen=True)
@@ -137,15 +138,14 @@ def _retrain_and_deploy(
         return "retrain_blocked", "data_quality", str(exc), outcome, cooling
     except TaxiMlopsError as exc:
         return "retrain_failed", "training_error", str(exc), outcome, cooling
-    registered = result["registered"]
-    candidate, candidate_rmse = registered["version"], result["best"]["val_rmse"]
-    champion_rmse = registered["previous_champion"]["val_rmse"]
+    candidate, candidate_rmse = result.registered.version, result.best.val_rmse
+    champion_rmse = result.registered.previous_champion.val_rmse
     outcome.update(
         {
             "candidate": candidate,
-            "family": result["best"]["family"],
+            "family": result.best.family,
             "candidate_rmse": round(candidate_rmse, 6),
-            "champion": registered["previous_champion"]["version"],
+            "champion": result.registered.previous_champion.version,
             "champion_rmse": None if champion_rmse is None else round(champion_rmse, 6),
         }
     )
@@ -207,13 +207,26 @@ def act(
     return decision
 
 
-def run_cycle(ctx: LoopContext, start: str, end: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CycleResult:
+    """One monitoring cycle: the window it measured, the decision it took, the loop's state
+    after it. ``to_dict`` is the CLI's ``--json``."""
+
+    window: WindowMetrics
+    decision: Decision
+    state: LoopState
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_dict(),
+            "decision": self.decision.to_dict(),
+            "state": self.state.to_dict(),
+        }
+
+
+def run_cycle(ctx: LoopContext, start: str, end: str) -> CycleResult:
     """Observe [start, end) and act on it, holding the loop's lock."""
     with ctx.store.locked():
         metrics, deployment, reference_rmse = observe(ctx, start, end)
         decision = act(ctx, metrics, deployment, reference_rmse)
-    return {
-        "window": metrics.to_dict(),
-        "decision": decision.to_dict(),
-        "state": ctx.store.state().to_dict(),
-    }
+    return CycleResult(metrics, decision, ctx.store.state())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +96,27 @@ def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
 
 
+@dataclass(frozen=True)
+class DriftFindings:
+    """What Evidently found in a window against the reference (the WindowMetrics fields of the
+    same names)."""
+
+    drift_scores: dict[str, float]
+    drifted_columns: list[str]
+    drift_share: float
+    data_drift: bool
+    prediction_drift_score: float | None
+    prediction_drift: bool
+    missing_share: float
+
+
 def drift_report(
     current: pd.DataFrame,
     reference: pd.DataFrame,
     policy: DriftPolicy,
     report_path: Path | None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> DriftFindings:
     """Evidently drift per column and for the predictions, plus missing values."""
     from evidently import DataDefinition, Dataset
 
@@ -124,19 +138,19 @@ def drift_report(
     scores, prediction_score, missing_share = _drift_values(snapshot.dict()["metrics"])
     drifted = sorted(c for c, s in scores.items() if s >= policy.column_threshold)
     share = len(drifted) / len(policy.columns) if policy.columns else 0.0
-    return {
-        "drift_scores": {c: round(s, 6) for c, s in sorted(scores.items())},
-        "drifted_columns": drifted,
-        "drift_share": share,
-        "data_drift": share >= policy.drift_share,
-        "prediction_drift_score": (
+    return DriftFindings(
+        drift_scores={c: round(s, 6) for c, s in sorted(scores.items())},
+        drifted_columns=drifted,
+        drift_share=share,
+        data_drift=share >= policy.drift_share,
+        prediction_drift_score=(
             round(prediction_score, 6) if prediction_score is not None else None
         ),
-        "prediction_drift": (
+        prediction_drift=(
             prediction_score is not None and prediction_score >= policy.prediction_threshold
         ),
-        "missing_share": missing_share,
-    }
+        missing_share=missing_share,
+    )
 
 
 def _drift_report(policy: DriftPolicy) -> Any:
@@ -257,8 +271,8 @@ def monitor_window(
             drift_path,
             seed,
         )
-        for key, value in found.items():
-            setattr(metrics, key, value)
+        for key in fields(found):
+            setattr(metrics, key.name, getattr(found, key.name))
         if drift_path is not None:
             metrics.reports["drift"] = str(drift_path)
 

@@ -406,17 +406,17 @@ def _first_models(run: _Run) -> dict[str, Any]:
         auto_champion=True,
         actor="taxi-mlops level4 replay (initial champion)",
     )(request)
-    version = initial["registered"]["version"]
+    version = initial.registered.version
     run.say(
-        f"initial champion v{version} ({initial['best']['family']}) trained on {first}: "
-        f"holdout RMSE {initial['best']['val_rmse']:.3f}"
+        f"initial champion v{version} ({initial.best.family}) trained on {first}: "
+        f"holdout RMSE {initial.best.val_rmse:.3f}"
     )
     clean_first, _ = clean_trips(run.frames[first], run.bounds, month=first, source=first)
     run.static_l1 = build_pipeline(BASELINE).fit(*split_xy(clean_first, BASELINE))
     run.static_champion = mlflow.sklearn.load_model(
         f"models:/{run.settings.registered_model_name}/{version}"
     )
-    return {"version": version, **initial["best"]}
+    return {"version": version, **asdict(initial.best)}
 
 
 def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
@@ -442,7 +442,7 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
         policy_path=str(config.policy_path) if config.policy_path else None,
         level3_url=url,
     )
-    decision = result["decision"]
+    decision = result.decision
     admin.settle()
     valid = valid_mask(frame, month, run.bounds)
     clean, truth = frame[valid], actual[valid]
@@ -458,9 +458,9 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
         "rmse_static_champion": rmse(run.static_champion.predict(clean), truth),
         "rmse_automated": rmse(predicted[valid], truth),
         "served_by": {str(v): int(n) for v, n in served},
-        "action": decision["action"],
-        "rule": decision["rule"],
-        "reason": decision["reason"],
+        "action": decision.action,
+        "rule": decision.rule,
+        "reason": decision.reason,
         "blue_after": state["blue"],
         "green_after": state["green"],
     }
@@ -468,7 +468,7 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
         f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
         f"{_f(row['rmse_static_level1'])}, static champion "
         f"{_f(row['rmse_static_champion'])}, automated {_f(row['rmse_automated'])} -> "
-        f"{decision['action']} ({decision['rule']})"
+        f"{decision.action} ({decision.rule})"
     )
     return row
 
@@ -552,7 +552,7 @@ def _deploy_bad_candidate(previous: pd.DataFrame, run: _Run, admin: AdminClient)
         policy.model_copy(update={"retrain": one_quick_model}),
         actor="taxi-mlops level4 replay (deliberately bad candidate)",
     )(request)
-    version = result["registered"]["version"]
+    version = result.registered.version
     admin.deploy(
         version,
         policy.canary.share,

@@ -42,18 +42,18 @@ def settings(isolated_home: Path) -> Settings:
 
 def test_flow_tracks_registers_and_promotes(settings: Settings) -> None:
     result = training_flow(config(settings))
-    assert result["best"]["family"] == "hgb"
-    assert result["best"]["val_rmse"] < result["baseline"]["val_rmse"]
-    assert result["registered"]["version"] == 1
-    assert result["registered"]["aliases"] == ["candidate", "champion"]
-    assert result["data"]["content_hash"] and len(result["data"]["inputs"]) == 2
+    assert result.best.family == "hgb"
+    assert result.best.val_rmse < result.baseline.val_rmse
+    assert result.registered.version == 1
+    assert result.registered.aliases == ["candidate", "champion"]
+    assert result.data["content_hash"] and len(result.data["inputs"]) == 2
 
     client = MlflowClient()
-    parent = client.get_run(result["mlflow_run_id"])
+    parent = client.get_run(result.mlflow_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["baseline_val_rmse"] == pytest.approx(result["baseline"]["val_rmse"])
+    assert parent.data.metrics["baseline_val_rmse"] == pytest.approx(result.baseline.val_rmse)
     children = client.search_runs(
-        [result["experiment_id"]], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert len(children) == 1 + 2 + 2  # the linear baseline, then 2 trials per family
     trial = next(r for r in children if r.data.tags["family"] == "hgb")
@@ -76,7 +76,7 @@ def test_flow_tracks_registers_and_promotes(settings: Settings) -> None:
 def test_weaker_candidate_stays_candidate_and_history_says_why(settings: Settings) -> None:
     training_flow(config(settings))
     weaker = training_flow(config(settings, families=["linear"]))
-    assert weaker["registered"]["promoted"] is False
+    assert weaker.registered.promoted is False
     client = MlflowClient()
     assert registry.aliases(client, NAME) == {"candidate": 2, "champion": 1}
     last = registry.history(client, NAME)[-1]
@@ -103,7 +103,7 @@ def test_same_data_and_seed_give_the_same_result(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
     second = training_flow(config(settings, trials=3))
     for key in ("family", "params", "val_rmse", "val_mae"):
-        assert first["best"][key] == second["best"][key]
-    assert {f: r["val_rmse"] for f, r in first["families"].items()} == {
-        f: r["val_rmse"] for f, r in second["families"].items()
+        assert getattr(first.best, key) == getattr(second.best, key)
+    assert {f: r.val_rmse for f, r in first.families.items()} == {
+        f: r.val_rmse for f, r in second.families.items()
     }

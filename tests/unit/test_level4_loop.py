@@ -10,6 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from level2_training.results import (
+    Baseline,
+    BestModel,
+    PreviousChampion,
+    Registration,
+    TrainingResult,
+)
 from level3_deployment.prediction_log import PredictionLog, PredictionRecord
 from level4_automation import loop
 from level4_automation.alerts import Alerter
@@ -116,21 +123,31 @@ def context(tmp_path: Path):
     log.close()
 
 
-def result(candidate_rmse: float, champion_rmse: float) -> dict[str, Any]:
-    return {
-        "registered": {
-            "version": 2,
-            "previous_champion": {"version": 1, "val_rmse": champion_rmse},
-        },
-        "best": {"val_rmse": candidate_rmse, "family": "hgb"},
-    }
+def result(candidate_rmse: float, champion_rmse: float) -> TrainingResult:
+    """What the training flow returns for a candidate v2 against the champion v1."""
+    return TrainingResult(
+        mlflow_run_id="run",
+        experiment_id="1",
+        tracking_uri="sqlite:///unused.db",
+        baseline=Baseline("linear", 7.0, 5.0),
+        best=BestModel("hgb", {}, candidate_rmse, 3.0, "best-run", "models:/m/2"),
+        improvement_vs_baseline=1 - candidate_rmse / 7.0,
+        families={},
+        registered=Registration(
+            "taxi-trip-duration", 2, ["candidate"], False, "left to the gate", 1,
+            PreviousChampion(1, champion_rmse),
+        ),
+        data={},
+        git={},
+        seconds=1.0,
+    )  # fmt: skip
 
 
 def test_degradation_retrains_on_exported_labels_and_deploys_a_canary(context) -> None:
     ctx, level3, trained, outcome = context
     outcome["result"] = result(4.0, 6.0)
     answer = loop.run_cycle(ctx, START, END)
-    assert answer["decision"]["action"] == "canary_deployed"
+    assert answer.decision.action == "canary_deployed"
     assert level3.calls == [("deploy", 2, 20.0)]
     (request,) = trained
     assert request.rows == {"train": 1200, "holdout": 300}
@@ -146,9 +163,9 @@ def test_bad_training_data_blocks_the_retrain_and_alerts(context, caplog) -> Non
     report = ValidationReport(source="x", rows_in=10, rows_out=1)
     outcome["error"] = DataQualityError("x: 90% of rows are invalid", report)
     answer = loop.run_cycle(ctx, START, END)
-    decision = answer["decision"]
-    assert (decision["action"], decision["rule"]) == ("retrain_blocked", "data_quality")
-    assert decision["details"]["alert"] == "logged"
+    decision = answer.decision
+    assert (decision.action, decision.rule) == ("retrain_blocked", "data_quality")
+    assert decision.details["alert"] == "logged"
     assert level3.calls == []  # nothing deployed
     assert ctx.store.state().phase == "watch"
     assert "retrain_blocked" in caplog.text
@@ -157,8 +174,8 @@ def test_bad_training_data_blocks_the_retrain_and_alerts(context, caplog) -> Non
 def test_a_candidate_failing_the_gate_is_never_deployed(context) -> None:
     ctx, level3, _, outcome = context
     outcome["result"] = result(6.5, 6.0)
-    decision = loop.run_cycle(ctx, START, END)["decision"]
-    assert (decision["action"], decision["rule"]) == ("gate_failed", "non_inferiority")
+    decision = loop.run_cycle(ctx, START, END).decision
+    assert (decision.action, decision.rule) == ("gate_failed", "non_inferiority")
     assert level3.calls == []
     assert ctx.store.state().cooldown_left == 1
 
