@@ -11,8 +11,9 @@ Side effects (retraining, deploying, alerting) live in :mod:`level4_automation.l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from level4_automation.monitor import WindowMetrics
 from level4_automation.policy import Policy
@@ -84,6 +85,20 @@ def data_incident(policy: Policy, metrics: WindowMetrics) -> bool:
 Outcome = tuple[str, str, str, LoopState]
 
 
+C = TypeVar("C")
+
+
+def _first_rule(
+    rules: Sequence[Callable[[C], Outcome | None]], context: C, otherwise: Callable[[C], Outcome]
+) -> Outcome:
+    """The outcome of the first rule that applies, in order; ``otherwise`` when none does."""
+    for rule in rules:
+        outcome = rule(context)
+        if outcome is not None:
+            return outcome
+    return otherwise(context)
+
+
 @dataclass(frozen=True)
 class _Watch:
     """What the watch rules read: the policy, the state before and after this window (its
@@ -122,11 +137,7 @@ def decide_watch(
     )
     cooled = replace(state, cooldown_left=max(state.cooldown_left - 1, 0))
     watch = _Watch(policy, state, cooled, metrics, reference_rmse, limit, deployment)
-    for rule in _WATCH_RULES:
-        outcome = rule(watch)
-        if outcome is not None:
-            break
-    action, name, reason, new_state = outcome or _healthy(watch)
+    action, name, reason, new_state = _first_rule(_WATCH_RULES, watch, _healthy)
     seen = evidence(metrics, reference_rmse)
     return Verdict(action, name, reason, seen, _watch_thresholds(policy, state, limit)), new_state
 
@@ -281,11 +292,7 @@ def decide_canary(
     )
     windows = state.canary_windows + 1
     canary = _Canary(policy, state, done, windows, metrics, ab, deployment)
-    for rule in _CANARY_RULES:
-        outcome = rule(canary)
-        if outcome is not None:
-            break
-    action, name, reason, new_state = outcome or _ab_pending(canary)
+    action, name, reason, new_state = _first_rule(_CANARY_RULES, canary, _ab_pending)
     thresholds = {
         "min_samples": policy.canary.min_samples,
         "confidence": policy.canary.confidence,
