@@ -261,13 +261,34 @@ def send_feedback(
 # ------------------------------------------------------------------------------ outputs
 
 
-def write_plot(table: list[dict[str, Any]], injections: list[Injection], path: Path) -> None:
+@dataclass(frozen=True)
+class ReplayRow:
+    """One replayed month: its rides, each model's RMSE on the valid ones, and what level 4
+    did (a row of table.json and table.md)."""
+
+    month: str
+    rides: int
+    refused_rides: int
+    refused_labels: int
+    valid_rides: int
+    rmse_static_level1: float | None
+    rmse_static_champion: float | None
+    rmse_automated: float | None
+    served_by: dict[str, int]
+    action: str
+    rule: str
+    reason: str
+    blue_after: int | None
+    green_after: int | None
+
+
+def write_plot(table: list[ReplayRow], injections: list[Injection], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    months = [row["month"] for row in table]
+    months = [row.month for row in table]
     x = np.arange(len(months))
     fig, ax = plt.subplots(figsize=(max(7, len(months) * 0.6), 4.2))
     series = [
@@ -276,13 +297,13 @@ def write_plot(table: list[dict[str, Any]], injections: list[Injection], path: P
         ("rmse_automated", "level 4: automated system (served answers)", "tab:blue", "-"),
     ]
     for key, label, color, style in series:
-        values = [np.nan if row[key] is None else row[key] for row in table]
+        values = [np.nan if (v := getattr(row, key)) is None else v for row in table]
         ax.plot(x, values, style, color=color, marker="o", label=label)
     for i, row in enumerate(table):
-        if row["action"] in ("promote", "rollback", "canary_deployed", "retrain_blocked"):
+        if row.action in ("promote", "rollback", "canary_deployed", "retrain_blocked"):
             ax.annotate(
-                row["action"].replace("_", " "),
-                (x[i], row["rmse_automated"] or 0),
+                row.action.replace("_", " "),
+                (x[i], row.rmse_automated or 0),
                 textcoords="offset points",
                 xytext=(0, 10),
                 ha="center",
@@ -308,7 +329,7 @@ def write_plot(table: list[dict[str, Any]], injections: list[Injection], path: P
     plt.close(fig)
 
 
-def markdown_table(table: list[dict[str, Any]]) -> str:
+def markdown_table(table: list[ReplayRow]) -> str:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
@@ -319,10 +340,10 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     ]
     for row in table:
         lines.append(
-            f"| {row['month']} | {row['rides']} | {row['refused_rides']} "
-            f"| {fmt(row['rmse_static_level1'])} | {fmt(row['rmse_static_champion'])} "
-            f"| {fmt(row['rmse_automated'])} | v{row['blue_after']} "
-            f"| {row['action']} ({row['rule']}) |"
+            f"| {row.month} | {row.rides} | {row.refused_rides} "
+            f"| {fmt(row.rmse_static_level1)} | {fmt(row.rmse_static_champion)} "
+            f"| {fmt(row.rmse_automated)} | v{row.blue_after} "
+            f"| {row.action} ({row.rule}) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -419,7 +440,7 @@ def _first_models(run: _Run) -> dict[str, Any]:
     return {"version": version, **asdict(initial.best)}
 
 
-def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
+def _replay_month(run: _Run, index: int, month: str) -> ReplayRow:
     """One month: its rides through the service, their labels, a monitoring cycle; the row."""
     from level4_automation.flow import monitoring_flow
     from shared.settings import admin_token, feedback_token
@@ -448,33 +469,33 @@ def _replay_month(run: _Run, index: int, month: str) -> dict[str, Any]:
     clean, truth = frame[valid], actual[valid]
     _, state = http_json("GET", f"{url}/health")
     served = zip(*np.unique(versions[valid], return_counts=True), strict=True)
-    row = {
-        "month": month,
-        "rides": len(frame),
-        "refused_rides": refused,
-        "refused_labels": labels["refused"],
-        "valid_rides": int(valid.sum()),
-        "rmse_static_level1": rmse(run.static_l1.predict(clean), truth),
-        "rmse_static_champion": rmse(run.static_champion.predict(clean), truth),
-        "rmse_automated": rmse(predicted[valid], truth),
-        "served_by": {str(v): int(n) for v, n in served},
-        "action": decision.action,
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "blue_after": state["blue"],
-        "green_after": state["green"],
-    }
+    row = ReplayRow(
+        month=month,
+        rides=len(frame),
+        refused_rides=refused,
+        refused_labels=labels["refused"],
+        valid_rides=int(valid.sum()),
+        rmse_static_level1=rmse(run.static_l1.predict(clean), truth),
+        rmse_static_champion=rmse(run.static_champion.predict(clean), truth),
+        rmse_automated=rmse(predicted[valid], truth),
+        served_by={str(v): int(n) for v, n in served},
+        action=decision.action,
+        rule=decision.rule,
+        reason=decision.reason,
+        blue_after=state["blue"],
+        green_after=state["green"],
+    )
     run.say(
         f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
-        f"{_f(row['rmse_static_level1'])}, static champion "
-        f"{_f(row['rmse_static_champion'])}, automated {_f(row['rmse_automated'])} -> "
+        f"{_f(row.rmse_static_level1)}, static champion "
+        f"{_f(row.rmse_static_champion)}, automated {_f(row.rmse_automated)} -> "
         f"{decision.action} ({decision.rule})"
     )
     return row
 
 
 def _outputs(
-    run: _Run, initial: dict[str, Any], table: list[dict[str, Any]], seconds: float
+    run: _Run, initial: dict[str, Any], table: list[ReplayRow], seconds: float
 ) -> dict[str, Any]:
     """The replay's files (decision log, table, plot) and its result."""
     from level4_automation.store import MonitoringStore
@@ -483,7 +504,8 @@ def _outputs(
     where = state_locations(run.settings.home, run.settings.state_url)
     decisions = MonitoringStore(where.loop).decisions()
     (config.out_dir / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
-    (config.out_dir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+    rows = [asdict(row) for row in table]
+    (config.out_dir / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (config.out_dir / "table.md").write_text(markdown_table(table))
     plot = config.out_dir / "rmse.png"
     write_plot(table, config.injections, plot)
@@ -493,10 +515,10 @@ def _outputs(
         "months": config.months,
         "injections": [asdict(i) for i in config.injections],
         "initial_champion": initial,
-        "table": table,
-        "promotions": sum(1 for r in table if r["action"] == "promote"),
-        "rollbacks": sum(1 for r in table if r["action"] == "rollback"),
-        "retrains": sum(1 for r in table if r["action"] in retrain_actions),
+        "table": rows,
+        "promotions": sum(1 for r in table if r.action == "promote"),
+        "rollbacks": sum(1 for r in table if r.action == "rollback"),
+        "retrains": sum(1 for r in table if r.action in retrain_actions),
         "mean_rmse_after_injection": _after_first_injection(table, config.injections),
         "decisions": deterministic(decisions),
         "files": {
@@ -514,15 +536,15 @@ def _f(value: float | None) -> str:
 
 
 def _after_first_injection(
-    table: list[dict[str, Any]], injections: list[Injection]
+    table: list[ReplayRow], injections: list[Injection]
 ) -> dict[str, float | None]:
     slower = [i.month for i in injections if i.kind == "slower"]
     if not slower:
         return {}
-    rows = [r for r in table if r["month"] > min(slower)]  # the months after the drift began
+    rows = [r for r in table if r.month > min(slower)]  # the months after the drift began
 
     def mean(key: str) -> float | None:
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [v for v in (getattr(r, key) for r in rows) if v is not None]
         return round(float(np.mean(values)), 4) if values else None
 
     return {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,19 +126,13 @@ def _predicts(url: str) -> dict[str, Any]:
     return answer
 
 
-def _level0(run: _Run, m1: str, m2: str, m3: str) -> dict[str, Any]:
+def _level0(run: _Run, m1: str, m2: str, m3: str) -> report.LevelMeasure:
     run.say("\n== Level 0: the notebook, run top to bottom (then again on the new month) ==")
     first = run.cli("level0_initial", ["level0", "run", "--train", m1, "--val", m2])
     run.say(f"   validation RMSE {first['val_rmse']:.3f} min; pickle at {first['model_path']}")
     new = run.cli("level0_new", ["level0", "run", "--train", m2, "--val", m3])
     run.say(f"   new month: validation RMSE {new['val_rmse']:.3f}; the pickle was overwritten")
-    return {
-        "val_rmse": first["val_rmse"],
-        "new_val_rmse": new["val_rmse"],
-        "time_to_model_s": new["_seconds"],
-        "time_to_served_s": None,
-        "rollback_s": None,
-    }
+    return report.LevelMeasure(first["val_rmse"], new["val_rmse"], new["_seconds"], None, None)
 
 
 def _show_service(run: _Run, url: str) -> dict[str, Any]:
@@ -159,7 +153,8 @@ def _show_service(run: _Run, url: str) -> dict[str, Any]:
     return {"prediction": answer, "bad_request_status": status, "metrics": counters}
 
 
-def _level1(run: _Run, m1: str, m2: str, m3: str) -> dict[str, Any]:
+def _level1(run: _Run, m1: str, m2: str, m3: str) -> tuple[report.LevelMeasure, dict[str, Any]]:
+    """Level 1's measurements, and what its service showed (an answer, a refusal, metrics)."""
     run.say("\n== Level 1: a tested training script and a gunicorn service ==")
     models = run.home / "models" / "level1"
     initial, new = models / "initial.joblib", models / "new.joblib"
@@ -186,17 +181,15 @@ def _level1(run: _Run, m1: str, m2: str, m3: str) -> dict[str, Any]:
         _predicts(service.url)
     served_s = round(trained["_seconds"] + restart_s, 3)
     run.say(f"   new month served after {served_s:.1f} s; rollback (restart) {rollback_s:.1f} s")
-    return {
-        "val_rmse": first["val_rmse"],
-        "new_val_rmse": trained["val_rmse"],
-        "time_to_model_s": trained["_seconds"],
-        "time_to_served_s": served_s,
-        "rollback_s": rollback_s,
-        "service": shown,
-    }
+    measured = report.LevelMeasure(
+        first["val_rmse"], trained["val_rmse"], trained["_seconds"], served_s, rollback_s
+    )
+    return measured, shown
 
 
-def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _level2_and_3(
+    run: _Run, m1: str, m2: str, m3: str
+) -> tuple[report.LevelMeasure, report.LevelMeasure]:
     trials = str(run.config.trials)
     run.say("\n== Level 2: a Prefect training pipeline, MLflow tracking and registry ==")
     first = run.cli(
@@ -210,28 +203,15 @@ def _level2_and_3(run: _Run, m1: str, m2: str, m3: str) -> tuple[dict[str, Any],
         f"baseline; registered v{registered['version']} as {', '.join(registered['aliases'])}"
     )
     run.say(f"   browse the runs: TAXI_MLOPS_HOME={run.home} taxi-mlops level2 ui")
-    trained, version, deployed_s, rollback_s = _level3_drill(run, m2, m3, trials)
-    level2 = {
-        "val_rmse": first["best"]["val_rmse"],
-        "new_val_rmse": trained["best"]["val_rmse"],
-        "time_to_model_s": trained["_seconds"],
-        "time_to_served_s": None,
-        "rollback_s": None,
-        "family": first["best"]["family"],
-        "registered_version": registered["version"],
-    }
-    level3 = {
-        **level2,
-        "time_to_served_s": round(trained["_seconds"] + deployed_s, 3),
-        "rollback_s": rollback_s,
-        "deployed_version": int(version),
-    }
-    return level2, level3
+    trained, deployed_s, rollback_s = _level3_drill(run, m2, m3, trials)
+    level2 = report.LevelMeasure(
+        first["best"]["val_rmse"], trained["best"]["val_rmse"], trained["_seconds"], None, None
+    )
+    served_s = round(trained["_seconds"] + deployed_s, 3)
+    return level2, replace(level2, time_to_served_s=served_s, rollback_s=rollback_s)
 
 
-def _level3_drill(
-    run: _Run, m2: str, m3: str, trials: str
-) -> tuple[dict[str, Any], str, float, float]:
+def _level3_drill(run: _Run, m2: str, m3: str, trials: str) -> tuple[dict[str, Any], float, float]:
     """Train the new month's model, deploy and promote it, roll it back; how long each took."""
     run.say("\n== Level 3: blue/green from the registry; the new month's model goes live ==")
     service, _ = run.serve(["level3", "serve"], "level3")
@@ -279,7 +259,7 @@ def _level3_drill(
         f"{deployed_s:.1f} s after the deploy command; rolled back to v{blue_before} in "
         f"{rollback_s:.1f} s"
     )
-    return trained, version, deployed_s, rollback_s
+    return trained, deployed_s, rollback_s
 
 
 def _level4(run: _Run, files: list[str]) -> dict[str, Any]:
@@ -324,7 +304,7 @@ def _browser_check(page: Path, out_dir: Path, say: Say) -> dict[str, Any]:
     return {"checked": True, "images": len(checked.images), "screenshot": checked.screenshot}
 
 
-def run_compare(config: CompareConfig, say: Say = lambda line: None) -> dict[str, Any]:
+def run_compare(config: CompareConfig, say: Say = lambda line: None) -> report.Comparison:
     """Run every level and write the report; returns what the report shows."""
     started = time.perf_counter()
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,28 +322,34 @@ def run_compare(config: CompareConfig, say: Say = lambda line: None) -> dict[str
         lambda line: say(f"  {line}"),
     )
     m1, m2, m3 = files[:3]
-    say("\n== Data: load and validate (shared/, the code every level calls) ==")
+    validation = _validate(run, config.months[:3], files[:3])
+    level1, shown = _level1(run, m1, m2, m3)
+    measured = {0: _level0(run, m1, m2, m3), 1: level1}
+    measured[2], measured[3] = _level2_and_3(run, m1, m2, m3)
+    replay = _level4(run, files)
+    built = report.build(config.months, measured, replay, data=config.data_dir or "generated")
+    seconds = round(time.perf_counter() - started, 1)
+    result = replace(built, validation=validation, level1_service=shown, seconds=seconds)
+    files_out = report.write(result, replay, config.out_dir)
+    checked = _browser_check(Path(files_out["html"]), config.out_dir, say)
+    result = replace(result, files=files_out, browser_check=checked)
+    (config.out_dir / "comparison.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    say(f"report: {files_out['html']} (Markdown: {files_out['markdown']})")
+    return result
+
+
+def _validate(run: _Run, months: list[str], files: list[str]) -> dict[str, Any]:
+    """What `data validate` kept and dropped of each of the first three months."""
+    run.say("\n== Data: load and validate (shared/, the code every level calls) ==")
     validation = {}
-    for month, path in zip(config.months[:3], files[:3], strict=True):
+    for month, path in zip(months, files, strict=True):
         checked = run.cli(f"validate_{month}", ["data", "validate", path])
         validation[month] = {k: checked[k] for k in ("rows_in", "rows_out", "dropped")}
-        say(
+        run.say(
             f"   {month}: {checked['rows_out']} of {checked['rows_in']} rows valid; "
             f"dropped {json.dumps(checked['dropped'])}"
         )
-    measured = {0: _level0(run, m1, m2, m3), 1: _level1(run, m1, m2, m3)}
-    measured[2], measured[3] = _level2_and_3(run, m1, m2, m3)
-    replay = _level4(run, files)
-    result = report.build(config.months, measured, replay, data=config.data_dir or "generated")
-    result["validation"] = validation
-    result["level1_service"] = measured[1]["service"]
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    files_out = report.write(result, replay, config.out_dir)
-    result["files"] = files_out
-    result["browser_check"] = _browser_check(Path(files_out["html"]), config.out_dir, say)
-    (config.out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
-    say(f"report: {files_out['html']} (Markdown: {files_out['markdown']})")
-    return result
+    return validation
 
 
 @click.command()
@@ -421,7 +407,7 @@ def compare(
     result = run_compare(config, progress)
     lines = [
         *report.summary_lines(result),
-        f"report: {result['files']['html']}",
-        f"        {result['files']['markdown']}",
+        f"report: {result.files['html']}",
+        f"        {result.files['markdown']}",
     ]
-    emit(result, lines)
+    emit(result.to_dict(), lines)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -34,14 +33,14 @@ def _say(text: str = "") -> None:
         click.echo(text)
 
 
-def summary(result: dict[str, Any]) -> list[str]:
+def summary(result: report.Comparison) -> list[str]:
     """The closing table: per level, its validation RMSE, its RMSE through the drift, and how
     a new month reaches users."""
     lines = ["", "== Summary: what each level buys ==", *report.summary_lines(result)]
     lines += [
-        f"done in {result['seconds']} s.",
-        f"Comparison report: {result['files']['html']}",
-        f"                   {result['files']['markdown']}",
+        f"done in {result.seconds} s.",
+        f"Comparison report: {result.files['html']}",
+        f"                   {result.files['markdown']}",
         "Walkthroughs: level0_notebook/, level1_devops/, level2_training/, level3_deployment/, "
         "level4_automation/ (README.md in each)",
     ]
@@ -72,4 +71,4 @@ def demo(data_dir: str | None, months: str, rows: int, seed: int, trials: int) -
     source = data_dir or f"generated ({rows} trips/month, seed {seed})"
     _say(f"taxi-mlops demo: data = {source}; everything under {out}")
     result = run_compare(config, _say)
-    emit(result, summary(result))
+    emit(result.to_dict(), summary(result))

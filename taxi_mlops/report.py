@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import re
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,65 @@ SERIES_LABEL = {
 }
 
 
+@dataclass(frozen=True)
+class LevelMeasure:
+    """What one level's own commands measured (from their ``--json`` answers)."""
+
+    val_rmse: float | None
+    new_val_rmse: float | None
+    time_to_model_s: float | None
+    time_to_served_s: float | None
+    rollback_s: float | None
+
+
+@dataclass(frozen=True)
+class LevelRow:
+    """One level in the comparison: what it measured, what it gives in words (LEVELS), and its
+    RMSE over the evaluation months from the replay. Level 4 also has how many windows after
+    the drift its new model was served, and its promotions and rollbacks."""
+
+    level: int
+    name: str
+    manual: list[str]
+    tracked: str
+    rollback: str
+    val_rmse: float | None
+    new_val_rmse: float | None
+    time_to_model_s: float | None
+    time_to_served_s: float | None
+    rollback_s: float | None
+    series: str | None
+    eval_rmse_mean: float | None
+    windows_to_served: int | None = None
+    promotions: int | None = None
+    rollbacks: int | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The comparison report's content; ``to_dict`` is comparison.json and the ``--json``."""
+
+    data: str
+    months: list[str]
+    train_month: str
+    val_month: str
+    evaluation_months: list[str]
+    drift: list[dict[str, Any]]
+    drift_month: str | None
+    levels: list[LevelRow]
+    #: per replayed month: each series' RMSE and level 4's action
+    monthly: list[dict[str, Any]]
+    #: filled in by `compare` after the report is built
+    validation: dict[str, Any] = field(default_factory=dict)
+    level1_service: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    files: dict[str, Any] = field(default_factory=dict)
+    browser_check: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, **asdict(self)}
+
+
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return round(sum(known) / len(known), 4) if known else None
@@ -90,57 +150,58 @@ def _windows_toserved_text(table: list[dict[str, Any]], drift_month: str | None)
     return None
 
 
+NOT_MEASURED = LevelMeasure(None, None, None, None, None)
+
+
 def build(
-    months: list[str], measured: dict[int, dict[str, Any]], replay: dict[str, Any], data: str
-) -> dict[str, Any]:
-    """The report's content: measured values per level, joined with the level-4 replay."""
+    months: list[str], measured: dict[int, LevelMeasure], replay: dict[str, Any], data: str
+) -> Comparison:
+    """The report's content: measured values per level, joined with the level-4 replay (its
+    ``--json`` answer)."""
     table = replay["table"]
     evaluation = [r for r in table if r["month"] >= months[2]]
     drift = sorted(i["month"] for i in replay.get("injections", []) if i["kind"] == "slower")
     drift_month = drift[0] if drift else None
-    series = dict(SERIES)
-    # Level 0's notebook trains the course's model too (its own cleaning): it shares level 1's
-    # line only if the two commands' validation RMSEs agree within PROXY_TOLERANCE.
-    gap = abs(measured[0]["val_rmse"] - measured[1]["val_rmse"]) / measured[1]["val_rmse"]
-    if gap <= PROXY_TOLERANCE:
-        series[0] = "rmse_static_level1"
-    windows = _windows_toserved_text(table, drift_month)
+    series = _series(measured)
     levels = []
     for level in range(5):
-        found = measured.get(level, {})
-        key = series.get(level)
-        row = {
-            "level": level,
+        found, key = measured.get(level, NOT_MEASURED), series.get(level)
+        row = LevelRow(
+            level,
             **LEVELS[level],
-            "val_rmse": found.get("val_rmse"),
-            "new_val_rmse": found.get("new_val_rmse"),
-            "time_to_model_s": found.get("time_to_model_s"),
-            "time_to_served_s": found.get("time_to_served_s"),
-            "rollback_s": found.get("rollback_s"),
-            "series": key,
-            "eval_rmse_mean": _mean([r[key] for r in evaluation]) if key else None,
-        }
+            **asdict(found),
+            series=key,
+            eval_rmse_mean=_mean([r[key] for r in evaluation]) if key else None,
+        )
         if level == 4:
-            row["val_rmse"] = replay["initial_champion"].get("val_rmse")
-            row["windows_to_served"] = windows
-            row["promotions"] = replay["promotions"]
-            row["rollbacks"] = replay["rollbacks"]
+            row = replace(
+                row,
+                val_rmse=replay["initial_champion"].get("val_rmse"),
+                windows_to_served=_windows_toserved_text(table, drift_month),
+                promotions=replay["promotions"],
+                rollbacks=replay["rollbacks"],
+            )
         levels.append(row)
-    return {
-        "ok": True,
-        "data": data,
-        "months": months,
-        "train_month": months[0],
-        "val_month": months[1],
-        "evaluation_months": [r["month"] for r in evaluation],
-        "drift": replay.get("injections", []),
-        "drift_month": drift_month,
-        "levels": levels,
-        "monthly": [
-            {"month": r["month"], **{k: r[k] for k in SERIES_LABEL}, "action": r["action"]}
-            for r in table
-        ],
-    }
+    monthly = [
+        {"month": r["month"], **{k: r[k] for k in SERIES_LABEL}, "action": r["action"]}
+        for r in table
+    ]
+    evaluated = [r["month"] for r in evaluation]
+    injected = replay.get("injections", [])
+    return Comparison(
+        data, months, months[0], months[1], evaluated, injected, drift_month, levels, monthly
+    )
+
+
+def _series(measured: dict[int, LevelMeasure]) -> dict[int, str]:
+    """Which replay series stands for each level's model. Level 0's notebook trains the
+    course's model too (its own cleaning): it shares level 1's line only if the two commands'
+    validation RMSEs agree within PROXY_TOLERANCE."""
+    series = dict(SERIES)
+    level0, level1 = measured[0].val_rmse, measured[1].val_rmse
+    if level0 is not None and level1 and abs(level0 - level1) / level1 <= PROXY_TOLERANCE:
+        series[0] = "rmse_static_level1"
+    return series
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -154,34 +215,33 @@ def _seconds(value: float | None, missing: str = "not served") -> str:
     return missing if value is None else f"{value:.1f} s"
 
 
-def served_text(row: dict[str, Any]) -> str:
-    if row["level"] == 4:
-        windows = row.get("windows_to_served")
+def served_text(row: LevelRow) -> str:
+    if row.level == 4:
+        windows = row.windows_to_served
         return (
             "no drift promotion in this run"
             if windows is None
             else f"automatic: {windows} monitoring window(s) after the drift began"
         )
-    return _seconds(row["time_to_served_s"])
+    return _seconds(row.time_to_served_s)
 
 
-def _rollback(row: dict[str, Any]) -> str:
-    measured = "" if row["rollback_s"] is None else f" ({row['rollback_s']:.1f} s)"
-    return row["rollback"] + measured
+def _rollback(row: LevelRow) -> str:
+    measured = "" if row.rollback_s is None else f" ({row.rollback_s:.1f} s)"
+    return row.rollback + measured
 
 
-def summary_lines(result: dict[str, Any]) -> list[str]:
+def summary_lines(result: Comparison) -> list[str]:
     """The per-level table a terminal shows at the end of a comparison (and of the demo)."""
     lines = [f"{'level':<6}{'val RMSE':>9}{'RMSE, eval months':>19}  new month -> served model"]
-    for row in result["levels"]:
+    for row in result.levels:
         lines.append(
-            f"{row['level']:<6}{num(row['val_rmse']):>9}{num(row['eval_rmse_mean']):>19}"
-            f"  {served_text(row)}"
+            f"{row.level:<6}{num(row.val_rmse):>9}{num(row.eval_rmse_mean):>19}  {served_text(row)}"
         )
     return lines
 
 
-def plots(result: dict[str, Any]) -> dict[str, bytes]:
+def plots(result: Comparison) -> dict[str, bytes]:
     """PNG bytes: RMSE month by month (one line per level's model) and the per-level bars."""
     import matplotlib
 
@@ -189,7 +249,7 @@ def plots(result: dict[str, Any]) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     out: dict[str, bytes] = {}
-    monthly = result["monthly"]
+    monthly = result.monthly
     x = list(range(len(monthly)))
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     styles = {
@@ -200,8 +260,8 @@ def plots(result: dict[str, Any]) -> dict[str, bytes]:
     for key, label in SERIES_LABEL.items():
         color, style = styles[key]
         ax.plot(x, [r[key] for r in monthly], style, marker="o", color=color, label=label)
-    if result["drift_month"] in [r["month"] for r in monthly]:
-        at = [r["month"] for r in monthly].index(result["drift_month"])
+    if result.drift_month in [r["month"] for r in monthly]:
+        at = [r["month"] for r in monthly].index(result.drift_month)
         ax.axvline(at - 0.5, color="tab:red", alpha=0.5)
         ax.annotate("drift injected", (at - 0.45, ax.get_ylim()[1]), va="top", color="tab:red")
     ax.set_xticks(x, [r["month"] for r in monthly], rotation=45, ha="right")
@@ -213,13 +273,13 @@ def plots(result: dict[str, Any]) -> dict[str, bytes]:
     out["rmse_over_time.png"] = _png(fig)
     plt.close(fig)
 
-    levels = result["levels"]
+    levels = result.levels
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-    names = [f"L{r['level']}" for r in levels]
-    left.bar(names, [r["eval_rmse_mean"] or 0 for r in levels], color="tab:blue")
+    names = [f"L{r.level}" for r in levels]
+    left.bar(names, [r.eval_rmse_mean or 0 for r in levels], color="tab:blue")
     left.set_title("mean RMSE over the evaluation months")
     left.set_ylabel("minutes")
-    served = [r["time_to_served_s"] for r in levels]
+    served = [r.time_to_served_s for r in levels]
     right.bar(names, [s or 0 for s in served], color="tab:green")
     for i, s in enumerate(served):
         if s is None:
@@ -245,26 +305,26 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def markdown(result: dict[str, Any]) -> str:
-    months = result["months"]
+def markdown(result: Comparison) -> str:
+    months = result.months
     lines = [
         "# taxi-mlops: what each maturity level buys",
         "",
-        f"Data: {result['data']}. Trained on {months[0]}, validated on {months[1]}; a new month "
-        f"({months[2]}) then arrives; evaluation months {result['evaluation_months'][0]}.."
-        f"{result['evaluation_months'][-1]}. Drift: "
-        + (", ".join(f"{d['month']} {d['kind']}" for d in result["drift"]) or "none injected")
+        f"Data: {result.data}. Trained on {months[0]}, validated on {months[1]}; a new month "
+        f"({months[2]}) then arrives; evaluation months {result.evaluation_months[0]}.."
+        f"{result.evaluation_months[-1]}. Drift: "
+        + (", ".join(f"{d['month']} {d['kind']}" for d in result.drift) or "none injected")
         + ".",
         "",
         "| level | | validation RMSE | mean RMSE, evaluation months | new month -> served model "
         "| manual steps | tracked | rollback |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in result["levels"]:
+    for row in result.levels:
         lines.append(
-            f"| {row['level']} | {row['name']} | {num(row['val_rmse'])} "
-            f"| {num(row['eval_rmse_mean'])} | {served_text(row)} "
-            f"| {'; '.join(row['manual'])} | {row['tracked']} | {_rollback(row)} |"
+            f"| {row.level} | {row.name} | {num(row.val_rmse)} "
+            f"| {num(row.eval_rmse_mean)} | {served_text(row)} "
+            f"| {'; '.join(row.manual)} | {row.tracked} | {_rollback(row)} |"
         )
     lines += [
         "",
@@ -277,7 +337,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| month | " + " | ".join(SERIES_LABEL.values()) + " | level-4 decision |",
         "|---|---|---|---|---|",
     ]
-    for r in result["monthly"]:
+    for r in result.monthly:
         lines.append(
             f"| {r['month']} | "
             + " | ".join(num(r[k]) for k in SERIES_LABEL)
@@ -322,38 +382,38 @@ def _esc(value: Any) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(value)))
 
 
-def _html_rows(result: dict[str, Any]) -> tuple[str, str]:
+def _html_rows(result: Comparison) -> tuple[str, str]:
     """The levels table's rows and the month-by-month table's rows."""
     rows = "".join(
         "<tr>"
-        f"<td>{r['level']}</td><td>{_esc(r['name'])}</td><td>{num(r['val_rmse'])}</td>"
-        f"<td>{num(r['eval_rmse_mean'])}</td><td>{_esc(served_text(r))}</td>"
-        f"<td><ul>{''.join(f'<li>{_esc(s)}</li>' for s in r['manual'])}</ul></td>"
-        f"<td>{_esc(r['tracked'])}</td><td>{_esc(_rollback(r))}</td>"
+        f"<td>{r.level}</td><td>{_esc(r.name)}</td><td>{num(r.val_rmse)}</td>"
+        f"<td>{num(r.eval_rmse_mean)}</td><td>{_esc(served_text(r))}</td>"
+        f"<td><ul>{''.join(f'<li>{_esc(s)}</li>' for s in r.manual)}</ul></td>"
+        f"<td>{_esc(r.tracked)}</td><td>{_esc(_rollback(r))}</td>"
         "</tr>"
-        for r in result["levels"]
+        for r in result.levels
     )
     monthly = "".join(
         f"<tr><td>{r['month']}</td>"
         + "".join(f"<td>{num(r[k])}</td>" for k in SERIES_LABEL)
         + f"<td>{_esc(r['action'])}</td></tr>"
-        for r in result["monthly"]
+        for r in result.monthly
     )
     return rows, monthly
 
 
-def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
+def html_page(result: Comparison, images: dict[str, bytes]) -> str:
     esc = _esc
 
     def img(name: str, alt: str) -> str:
         data = base64.b64encode(images[name]).decode()
         return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
 
-    months = result["months"]
+    months = result.months
     rows, monthly = _html_rows(result)
-    drift = ", ".join(f"{d['month']} {d['kind']}" for d in result["drift"]) or "none injected"
+    drift = ", ".join(f"{d['month']} {d['kind']}" for d in result.drift) or "none injected"
     method = "".join(f"<li>{esc(m.removeprefix('- '))}</li>" for m in METHOD)
-    evaluation = f"{result['evaluation_months'][0]}..{result['evaluation_months'][-1]}"
+    evaluation = f"{result.evaluation_months[0]}..{result.evaluation_months[-1]}"
     headers = "".join(f"<th>{esc(v)}</th>" for v in SERIES_LABEL.values())
     return f"""<!doctype html>
 <html lang="en">
@@ -367,9 +427,9 @@ def html_page(result: dict[str, Any], images: dict[str, bytes]) -> str:
 </head>
 <body>
 <h1>taxi-mlops: what each maturity level buys</h1>
-<p>Data: {esc(result["data"])}. Trained on {months[0]}, validated on {months[1]}; a new month
+<p>Data: {esc(result.data)}. Trained on {months[0]}, validated on {months[1]}; a new month
 ({months[2]}) then arrives; evaluation months {evaluation}.
-Drift: {esc(drift)}. Run took {result.get("seconds", "-")} s.</p>
+Drift: {esc(drift)}. Run took {"-" if result.seconds is None else result.seconds} s.</p>
 <table id="levels">
 <tr><th>level</th><th></th><th>validation RMSE</th><th>mean RMSE, evaluation months</th>
 <th>new month &rarr; served model</th><th>manual steps</th><th>tracked</th><th>rollback</th></tr>
@@ -389,7 +449,7 @@ Drift: {esc(drift)}. Run took {result.get("seconds", "-")} s.</p>
 """
 
 
-def write(result: dict[str, Any], replay: dict[str, Any], out_dir: Path) -> dict[str, str]:
+def write(result: Comparison, replay: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     images = plots(result)
     for name, data in images.items():
         (out_dir / name).write_bytes(data)

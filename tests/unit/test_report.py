@@ -14,36 +14,13 @@ from taxi_mlops.compare import CompareConfig, default_injection
 MONTHS = ["2019-01", "2019-02", "2019-03", "2019-04", "2019-05"]
 
 
-def measured(level0_val: float = 5.5) -> dict[int, dict[str, Any]]:
+def measured(level0_val: float = 5.5) -> dict[int, report.LevelMeasure]:
+    """val RMSE, new month's val RMSE, time to a model, to a served model, to roll back."""
     return {
-        0: {
-            "val_rmse": level0_val,
-            "new_val_rmse": 5.6,
-            "time_to_model_s": 9.0,
-            "time_to_served_s": None,
-            "rollback_s": None,
-        },
-        1: {
-            "val_rmse": 5.5,
-            "new_val_rmse": 5.6,
-            "time_to_model_s": 3.0,
-            "time_to_served_s": 6.0,
-            "rollback_s": 2.5,
-        },
-        2: {
-            "val_rmse": 4.3,
-            "new_val_rmse": 4.4,
-            "time_to_model_s": 30.0,
-            "time_to_served_s": None,
-            "rollback_s": None,
-        },
-        3: {
-            "val_rmse": 4.3,
-            "new_val_rmse": 4.4,
-            "time_to_model_s": 30.0,
-            "time_to_served_s": 33.0,
-            "rollback_s": 0.2,
-        },
+        0: report.LevelMeasure(level0_val, 5.6, 9.0, None, None),
+        1: report.LevelMeasure(5.5, 5.6, 3.0, 6.0, 2.5),
+        2: report.LevelMeasure(4.3, 4.4, 30.0, None, None),
+        3: report.LevelMeasure(4.3, 4.4, 30.0, 33.0, 0.2),
     }
 
 
@@ -76,29 +53,29 @@ def replay(drift_month: str | None = "2019-04") -> dict[str, Any]:
 
 def test_each_level_gets_its_own_numbers_and_its_replay_line() -> None:
     result = report.build(MONTHS, measured(), replay(), data="generated")
-    levels = {r["level"]: r for r in result["levels"]}
-    assert [levels[i]["val_rmse"] for i in range(5)] == [5.5, 5.5, 4.3, 4.3, 4.2]
-    assert result["evaluation_months"] == ["2019-03", "2019-04", "2019-05"]
+    levels = {r.level: r for r in result.levels}
+    assert [levels[i].val_rmse for i in range(5)] == [5.5, 5.5, 4.3, 4.3, 4.2]
+    assert result.evaluation_months == ["2019-03", "2019-04", "2019-05"]
     # evaluation months only: 2019-03..05 are table rows 1..3
-    assert levels[1]["eval_rmse_mean"] == pytest.approx((7 + 8 + 9) / 3)
-    assert levels[2]["eval_rmse_mean"] == levels[3]["eval_rmse_mean"] == pytest.approx(6.5)
-    assert levels[4]["eval_rmse_mean"] == pytest.approx((5.0 + 5.5 + 6.0) / 3)
-    assert levels[0]["eval_rmse_mean"] == levels[1]["eval_rmse_mean"]  # the same model
-    assert levels[3]["time_to_served_s"] == 33.0 and levels[2]["time_to_served_s"] is None
-    assert levels[4]["windows_to_served"] == 2  # canary in 2019-04, promoted in 2019-05
+    assert levels[1].eval_rmse_mean == pytest.approx((7 + 8 + 9) / 3)
+    assert levels[2].eval_rmse_mean == levels[3].eval_rmse_mean == pytest.approx(6.5)
+    assert levels[4].eval_rmse_mean == pytest.approx((5.0 + 5.5 + 6.0) / 3)
+    assert levels[0].eval_rmse_mean == levels[1].eval_rmse_mean  # the same model
+    assert levels[3].time_to_served_s == 33.0 and levels[2].time_to_served_s is None
+    assert levels[4].windows_to_served == 2  # canary in 2019-04, promoted in 2019-05
 
 
 def test_level0_shares_level1s_line_only_when_their_models_agree() -> None:
     close = report.build(MONTHS, measured(level0_val=5.55), replay(), data="generated")
-    assert close["levels"][0]["eval_rmse_mean"] == close["levels"][1]["eval_rmse_mean"]
+    assert close.levels[0].eval_rmse_mean == close.levels[1].eval_rmse_mean
     far = report.build(MONTHS, measured(level0_val=5.9), replay(), data="generated")
-    assert far["levels"][0]["eval_rmse_mean"] is None
+    assert far.levels[0].eval_rmse_mean is None
 
 
 def test_without_drift_level4_has_no_promotion_delay() -> None:
     result = report.build(MONTHS, measured(), replay(drift_month=None), data="generated")
-    assert result["drift_month"] is None
-    assert result["levels"][4]["windows_to_served"] is None
+    assert result.drift_month is None
+    assert result.levels[4].windows_to_served is None
     assert "none injected" in report.markdown(result)
 
 
@@ -107,8 +84,8 @@ def test_markdown_and_html_carry_the_same_numbers(tmp_path: Path) -> None:
     files = report.write(result, replay(), tmp_path)
     md = Path(files["markdown"]).read_text()
     page = Path(files["html"]).read_text()
-    for row in result["levels"]:
-        assert f"| {row['level']} | {row['name']} | {report.num(row['val_rmse'])} " in md
+    for row in result.levels:
+        assert f"| {row.level} | {row.name} | {report.num(row.val_rmse)} " in md
     assert page.count("data:image/png;base64,") == 2  # self-contained
     assert "<script" not in page and 'src="http' not in page
     assert "6.500" in md and "6.500" in page  # levels 2-3 mean over the evaluation months
