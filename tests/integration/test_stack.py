@@ -30,16 +30,15 @@ import pytest
 import sqlalchemy
 
 from level3_deployment.client import wait_until_served
-from level4_automation.replay import (
+from level4_automation.replay_inject import (
     Injection,
     ReplayConfig,
     durations,
     inject,
     load_trips,
     ride_payloads,
-    send_feedback,
-    stream,
 )
+from level4_automation.replay_traffic import send_feedback, stream
 from shared.services import http_json
 from shared.settings import DEV_FEEDBACK_TOKEN
 from taxi_mlops.stack import nginx
