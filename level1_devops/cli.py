@@ -74,19 +74,19 @@ def serve(
     model_path: Path, host: str, port: int, workers: int, threads: int, access_log: bool
 ) -> None:
     """Serve a model with gunicorn: POST /predict, GET /health, GET /metrics."""
-    from shared.gunicorn_runner import ServerOptions, run
+    from shared.gunicorn_runner import run, service_options
     from shared.model_io import load_model
 
     load_model(model_path)  # fail here, with a clear message, rather than in a worker
     settings = get_settings()
-    options = ServerOptions(
+    options = service_options(
+        "level1",
+        settings.run_dir,
         host=host,
         port=port,
         workers=workers,
         threads=threads,
         access_log=access_log,
-        pidfile=settings.run_dir / f"level1-{port}.pid",
-        metrics_dir=settings.run_dir / f"level1-{port}-metrics",
     )
 
     def factory() -> Flask:  # runs in the gunicorn master, before workers fork

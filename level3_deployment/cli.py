@@ -42,19 +42,19 @@ def serve(
 ) -> None:
     """Serve the registry's champion (blue) and any deployed green under gunicorn."""
     from level2_training import runtime
-    from shared.gunicorn_runner import ServerOptions, run
+    from shared.gunicorn_runner import run, service_options
 
     settings = get_settings()
     admin_token(settings)  # refuse to start without real tokens outside dev
     feedback_token(settings)
     runtime.configure(settings)
-    options = ServerOptions(
+    options = service_options(
+        "level3",
+        settings.run_dir,
         host=host,
         port=port,
         workers=workers,
         threads=threads,
-        pidfile=settings.run_dir / f"level3-{port}.pid",
-        metrics_dir=settings.run_dir / f"level3-{port}-metrics",
         # Each worker builds its own app: MLflow's SQLAlchemy connections must not cross fork().
         preload=False,
     )

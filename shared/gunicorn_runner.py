@@ -37,6 +37,31 @@ class ServerOptions:
     preload: bool = True
 
 
+def service_options(
+    name: str,
+    run_dir: Path,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    access_log: bool = False,
+    preload: bool = True,
+) -> ServerOptions:
+    """A project service's options: its pid file and metrics folder live under ``run_dir``,
+    named by the service and its port, so two services on one machine never share them."""
+    return ServerOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        access_log=access_log,
+        preload=preload,
+        pidfile=run_dir / f"{name}-{port}.pid",
+        metrics_dir=run_dir / f"{name}-{port}-metrics",
+    )
+
+
 def prepare_metrics_dir(metrics_dir: Path) -> None:
     """Start with an empty multiprocess folder (stale files would be summed into new counters)
     and switch prometheus_client to it.
