@@ -70,6 +70,9 @@ class TrainingConfig(BaseModel):
     auto_champion: bool = True
     #: rows of training data (with the model's predictions) logged as the monitoring reference
     reference_rows: int = 20_000
+    #: the version the candidate must beat: level 4 passes the blue version the service
+    #: serves; None: the registry's ``champion`` alias
+    incumbent_version: int | None = None
 
 
 # --------------------------------------------------------------------------------- tasks
@@ -157,13 +160,17 @@ def train(
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_champion(model_name: str, val: pd.DataFrame) -> tuple[int | None, float | None]:
-    """The current champion's RMSE on this flow's validation data (None without a champion)."""
+def evaluate_champion(
+    model_name: str, val: pd.DataFrame, version: int | None = None
+) -> tuple[int | None, float | None]:
+    """The incumbent's RMSE on this flow's validation data: ``version`` when given (the served
+    blue), else the ``champion`` alias's (None, None without one)."""
     client = MlflowClient()
-    version = registry.alias_version(client, model_name, registry.CHAMPION)
+    if version is None:
+        version = registry.alias_version(client, model_name, registry.CHAMPION)
     if version is None:
         return None, None
-    champion = mlflow.sklearn.load_model(f"models:/{model_name}@{registry.CHAMPION}")
+    champion = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
     _, y_val = split_xy(val)
     return version, regression_metrics(y_val, champion.predict(val))["rmse"]
 
@@ -216,7 +223,8 @@ def register(
     champion_version, champion_rmse = champion
     promote, why = registry.promotion_decision(best.val_rmse, champion_rmse, config.margin)
     if champion_version is not None:
-        why = f"v{version} vs champion v{champion_version}: {why}"
+        incumbent = "champion" if config.incumbent_version is None else "served blue"
+        why = f"v{version} vs {incumbent} v{champion_version}: {why}"
     if promote and not config.auto_champion and champion_version is not None:
         promote, why = False, f"{why}; champion left to the deployment gate"
     if promote:
@@ -275,7 +283,9 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
         }
         best, best_run, best_uri = results[best_family(results, config.families, families)]
         log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
-        champion = evaluate_champion(config.registered_model, val_frame)
+        champion = evaluate_champion(
+            config.registered_model, val_frame, config.incumbent_version
+        )
         registered = register(config, best, best_uri, best_run, parent_id, champion)
         _log_outcome(client, parent_id, results[BASELINE_FAMILY][0], best, registered)
         result = TrainingResult(

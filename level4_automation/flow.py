@@ -89,6 +89,7 @@ def retrainer(
             artifact_location=runtime.artifact_location(settings),
             actor=actor,
             auto_champion=auto_champion,
+            incumbent_version=request.incumbent_version,
         )
         return training_flow(config)
 

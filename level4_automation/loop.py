@@ -40,6 +40,9 @@ class RetrainRequest:
     train_files: list[Path]
     val_file: Path
     rows: dict[str, int]
+    #: the version the candidate must beat: the blue the level-3 service serves (not the
+    #: registry's champion alias, which can differ)
+    incumbent_version: int | None = None
 
 
 #: (version) -> (reference frame, the version's validation RMSE)
@@ -124,12 +127,13 @@ def export_training_data(
 
 
 def _retrain_and_deploy(
-    ctx: LoopContext, state: LoopState, window: WindowMetrics
+    ctx: LoopContext, state: LoopState, window: WindowMetrics, served_blue: int | None
 ) -> tuple[str, str, str, dict[str, Any], LoopState]:
     policy = ctx.policy
     history = [w for w in ctx.store.windows() if w.start <= window.start]
     recent = history[-policy.retrain.windows :]
-    request = export_training_data(ctx, recent, ctx.work_dir / "retrain" / _slug(window.start))
+    exported = export_training_data(ctx, recent, ctx.work_dir / "retrain" / _slug(window.start))
+    request = replace(exported, incumbent_version=served_blue)
     outcome: dict[str, Any] = {"training_rows": request.rows, "windows": [w.start for w in recent]}
     cooling = replace(state, cooldown_left=policy.trigger.cooldown_windows)
     try:
@@ -191,7 +195,7 @@ def act(
         action, rule, reason = verdict.action, verdict.rule, verdict.reason
         if action == ctl.RETRAIN:
             action, rule, step_reason, outcome, new_state = _retrain_and_deploy(
-                ctx, new_state, metrics
+                ctx, new_state, metrics, deployment.blue
             )
             reason = f"{reason} -> {step_reason}"
     details: dict[str, Any] = {

@@ -84,6 +84,23 @@ def test_weaker_candidate_stays_candidate_and_history_says_why(settings: Setting
     assert "does not beat champion" in last.reason and last.actor == "pytest"
 
 
+def test_the_incumbent_given_is_the_one_the_candidate_must_beat(settings: Settings) -> None:
+    """Level 4 passes the served blue: the gate's RMSE is that version's on this run's
+    validation month, whatever the champion alias says."""
+    training_flow(config(settings, families=["linear"]))  # v1, champion
+    training_flow(config(settings, families=["hgb"], auto_champion=False))  # v2, not champion
+    third = training_flow(
+        config(settings, families=["ridge"], incumbent_version=2, auto_champion=False)
+    )
+    assert third.registered.previous_champion.version == 2
+    champion_rmse = training_flow(config(settings, families=["ridge"], auto_champion=False))
+    assert champion_rmse.registered.previous_champion.version == 1
+    assert third.registered.previous_champion.val_rmse != pytest.approx(
+        champion_rmse.registered.previous_champion.val_rmse
+    )
+    assert "vs served blue v2" in third.registered.decision
+
+
 def test_garbage_month_registers_nothing_and_keeps_the_champion(settings: Settings) -> None:
     training_flow(config(settings, families=["linear"]))
     before = registry.history(MlflowClient(), NAME)

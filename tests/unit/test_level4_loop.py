@@ -33,10 +33,11 @@ START, END = "2019-02-01T00:00:00", "2019-03-01T00:00:00"
 class FakeLevel3:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.blue = 1
         self.green: int | None = None
 
     def deployment(self) -> Deployment:
-        return Deployment(1, self.green, 20.0 if self.green else 0.0)
+        return Deployment(self.blue, self.green, 20.0 if self.green else 0.0)
 
     def deploy(self, version: int, percent: float, mode: str, reason: str) -> dict:
         self.calls.append(("deploy", version, percent))
@@ -103,7 +104,7 @@ def context(tmp_path: Path):
     trained: list[loop.RetrainRequest] = []
     outcome: dict[str, Any] = {}
 
-    def retrain(request: loop.RetrainRequest) -> dict[str, Any]:
+    def retrain(request: loop.RetrainRequest) -> TrainingResult:
         trained.append(request)
         if "error" in outcome:
             raise outcome["error"]
@@ -186,3 +187,14 @@ def test_a_second_cycle_cannot_run_while_one_holds_the_lock(context) -> None:
 
     with ctx.store.locked(), pytest.raises(BusyError, match="another monitoring cycle"):
         loop.run_cycle(ctx, START, END)
+
+
+def test_the_candidate_is_gated_against_the_served_blue_not_the_champion_alias(context) -> None:
+    """The registry's champion alias can lag what the service serves (a blue changed by hand):
+    the retraining is asked to beat the blue the level-3 service reports."""
+    ctx, level3, trained, outcome = context
+    level3.blue = 3
+    outcome["result"] = result(4.0, 6.0)
+    loop.run_cycle(ctx, START, END)
+    (request,) = trained
+    assert request.incumbent_version == 3
