@@ -85,7 +85,7 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk)
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk); the canary test's error rates
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
 	$(BIN)/python -m benchmarks.level4
@@ -93,6 +93,7 @@ bench: install ## Benchmarks: generator, featurization, level-1 vs the course, l
 	$(BIN)/python -m benchmarks.serving_workers
 	$(BIN)/python -m benchmarks.state_backends
 	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.canary
 
 clean: ## Remove the virtualenv and all project state (.taxi-mlops)
 	rm -rf $(VENV) .taxi-mlops .pytest_cache .ruff_cache

@@ -283,9 +283,7 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
         }
         best, best_run, best_uri = results[best_family(results, config.families, families)]
         log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
-        champion = evaluate_champion(
-            config.registered_model, val_frame, config.incumbent_version
-        )
+        champion = evaluate_champion(config.registered_model, val_frame, config.incumbent_version)
         registered = register(config, best, best_uri, best_run, parent_id, champion)
         _log_outcome(client, parent_id, results[BASELINE_FAMILY][0], best, registered)
         result = TrainingResult(
