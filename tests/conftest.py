@@ -66,7 +66,14 @@ REAL_DATA = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"
 
 
 #: Tool caches may appear in a fresh clone while tests run; nothing else may.
-TOOL_CACHES = {".ruff_cache", ".pytest_cache", ".venv", "__pycache__", "taxi_mlops.egg-info"}
+TOOL_CACHES = {
+    ".ruff_cache",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".venv",
+    "__pycache__",
+    "taxi_mlops.egg-info",
+}
 
 
 @pytest.fixture(scope="session", autouse=True)

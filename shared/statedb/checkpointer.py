@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: ~4 MB of log at 2,000 commits a second, the size SQLite's own 1,000-page threshold keeps
 INTERVAL_S = 0.1
+#: the thread's name, followed by the database's path
+THREAD_NAME = "sqlite-checkpoint"
 
 
 class Checkpointer:
@@ -48,7 +50,8 @@ class Checkpointer:
             if self._pid == os.getpid():
                 return
             self._pid, self._stop = os.getpid(), threading.Event()
-            thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            name = f"{THREAD_NAME} {self.path}"
+            thread = threading.Thread(target=self._run, name=name, daemon=True)
             thread.start()
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from shared.statedb import Database
+from shared.statedb.checkpointer import THREAD_NAME
 
 
 def autocheckpoint(conn: sa.Connection) -> int:
@@ -20,8 +21,10 @@ def autocheckpoint(conn: sa.Connection) -> int:
     return int(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
 
 
-def checkpoint_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sqlite-checkpoint" and t.is_alive()]
+def checkpoint_threads(path: Path) -> list[threading.Thread]:
+    """This database's checkpoint threads (other tests' services may have theirs running)."""
+    name = f"{THREAD_NAME} {path}"
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
 def wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -32,12 +35,13 @@ def wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[no-unt
 
 
 def test_the_writer_connection_leaves_checkpoints_to_a_thread_of_its_own(tmp_path: Path) -> None:
-    db = Database(tmp_path / "s.db", background_checkpoints=True)
+    path = tmp_path / "s.db"
+    db = Database(path, background_checkpoints=True)
     with db.write() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
-    assert not checkpoint_threads()  # not before a writer asks: gunicorn's master forks
+    assert not checkpoint_threads(path)  # not before a writer asks: gunicorn's master forks
     writer = db.writer_connection()
-    assert autocheckpoint(writer) == 0 and len(checkpoint_threads()) == 1
+    assert autocheckpoint(writer) == 0 and len(checkpoint_threads(path)) == 1
     for i in range(300):
         with db.write(writer):
             writer.exec_driver_sql("INSERT INTO t VALUES (?)", (f"row {i} " + "x" * 200,))
@@ -49,14 +53,14 @@ def test_the_writer_connection_leaves_checkpoints_to_a_thread_of_its_own(tmp_pat
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 300
     writer.close()
     db.dispose()
-    assert wait_for(lambda: not checkpoint_threads(), 5.0)
+    assert wait_for(lambda: not checkpoint_threads(path), 5.0)
 
 
 def test_a_database_without_it_has_no_thread(tmp_path: Path) -> None:
     db = Database(tmp_path / "s.db")
     writer = db.writer_connection()
     assert autocheckpoint(writer) == 1000 and db.checkpointer is None
-    assert not checkpoint_threads()
+    assert not checkpoint_threads(tmp_path / "s.db")
     writer.close()
 
 
