@@ -29,7 +29,7 @@ import click
 import numpy as np
 from scipy import stats
 
-from level3_deployment.sequential import half_width, rho_squared
+from level3_deployment.sequential import TUNED_FOR, half_width, rho_squared
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "tlc-yellow-sample"
@@ -70,8 +70,7 @@ def _running(values: np.ndarray, looks: np.ndarray) -> tuple[np.ndarray, np.ndar
 def sequential_verdicts(outcomes: np.ndarray, looks: np.ndarray, alpha: float) -> np.ndarray:
     """-1 promote, +1 roll back, 0 none, at each look (the first decision stands)."""
     n, mean, sd = _running(outcomes, looks)
-    # tightest at half the budget
-    width = half_width(n, sd, alpha, rho_squared(int(looks[-1] // 2), alpha))
+    width = half_width(n, sd, alpha, rho_squared(TUNED_FOR, alpha))
     return np.where(mean - width > 0, 1, np.where(mean + width < 0, -1, 0))
 
 
@@ -165,7 +164,7 @@ def main() -> None:
         "look_every": args.look_every,
         "canary_share": args.share,
         "alpha": args.alpha,
-        "sequence_tuned_for": args.budget // 2,
+        "sequence_tuned_for": TUNED_FOR,
         "aa_false_rollback_rate": aa["sequential"]["rollback_rate"],
         "aa_false_promote_rate": aa["sequential"]["promote_rate"],
         "fixed_horizon_false_rollback_rate": aa["welch"]["rollback_rate"],

@@ -80,6 +80,12 @@ def _cut(text: str | None, limit: int) -> str | None:
     return text if text is None or len(text) <= limit else text[:limit] + "..."
 
 
+def new_prediction_id() -> str:
+    """A fresh id for a prediction logged without a request id (with one, a retry's rows get
+    the same ids: level3_deployment/scoring.py)."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class PredictionRecord:
     request_key: str | None
@@ -90,7 +96,7 @@ class PredictionRecord:
     latency_ms: float
     shadow: bool = False
     ts: float = field(default_factory=time.time)
-    prediction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    prediction_id: str = field(default_factory=new_prediction_id)
 
 
 class PredictionLog:

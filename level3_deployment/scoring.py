@@ -6,14 +6,13 @@ answers and the prediction log's records. The level-3 route (app.py) parses the 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from level3_deployment import state as st
-from level3_deployment.prediction_log import PredictionRecord
+from level3_deployment.prediction_log import PredictionRecord, new_prediction_id
 from level3_deployment.routing import Variant, assign
 from shared.compiled import ServingModel
 from shared.data.schema import PICKUP
@@ -79,7 +78,7 @@ def _score_groups(
                 latency,
                 shadow=shadow,
                 # with a request id, a retry of this request maps to the same rows
-                prediction_id=uuid.uuid4().hex
+                prediction_id=new_prediction_id()
                 if request_id is None
                 else f"{request_id}:{i}:{'shadow' if shadow else 'answer'}",
             )

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the sample size at which the sequence is tightest by default: half of the label budget the
+#: canary benchmark (benchmarks/canary.py) measures its error rates and power on
+TUNED_FOR = 20_000
 #: the verdicts, as the A/B report names them
 CANARY_WORSE = "blue_better"
 CANARY_BETTER = "green_better"
@@ -86,7 +89,7 @@ def decide(
     *,
     alpha: float = 0.05,
     margin: float = 0.0,
-    tuned_for: int = 2000,
+    tuned_for: int = TUNED_FOR,
     min_samples: int = 100,
 ) -> SequentialResult:
     """The sequence now, and a verdict when it excludes the boundary: roll back when the canary's

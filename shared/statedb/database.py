@@ -116,7 +116,8 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _compact_json(value: Any) -> str:
+def compact_json(value: Any) -> str:
+    """How a JSON column's value is stored (SQLAlchemy's serialiser and the driver INSERT's)."""
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -185,7 +186,7 @@ class Database:
                     pool_size=8,
                     max_overflow=8,
                     pool_timeout=5,
-                    json_serializer=_compact_json,
+                    json_serializer=compact_json,
                     connect_args={"connect_timeout": 3, "application_name": "taxi-mlops"},
                 )
             except (NoSuchModuleError, ModuleNotFoundError) as exc:
@@ -195,7 +196,7 @@ class Database:
                 ) from None
         engine = sa.create_engine(
             self.url,
-            json_serializer=_compact_json,
+            json_serializer=compact_json,
             connect_args={"timeout": self._busy_timeout_s, "check_same_thread": False},
         )
         _sqlite_transactions(engine, int(self._busy_timeout_s * 1000))

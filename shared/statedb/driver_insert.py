@@ -11,7 +11,6 @@ way. PostgreSQL keeps SQLAlchemy's path: its many-row INSERT becomes one stateme
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+from shared.statedb.database import compact_json
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class DriverInsert:
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return [
-            tuple(_compact_json(row[k]) if k in self.json_keys else row[k] for k in self.keys)
+            tuple(compact_json(row[k]) if k in self.json_keys else row[k] for k in self.keys)
             for row in rows
         ]
 
