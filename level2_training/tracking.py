@@ -125,8 +125,13 @@ def log_pipeline(pipeline: Pipeline, example: pd.DataFrame) -> str:
 def log_common(digest: dict[str, Any], git: dict[str, str]) -> None:
     """Data digest and code version on the active run."""
     mlflow.set_tags({**git, "data_content_hash": digest["content_hash"]})
+    # several files may hold one month (level 4 trains on several windows of a month): an
+    # MLflow param is written once, so each month's rows are summed first
+    rows: dict[str, int] = {}
     for item in digest["inputs"]:
-        mlflow.log_param(f"data.{item['role']}.{item['month']}.rows", item["rows_out"])
+        key = f"data.{item['role']}.{item['month']}.rows"
+        rows[key] = rows.get(key, 0) + int(item["rows_out"])
+    mlflow.log_params(rows)
     mlflow.log_dict(digest, "data_digest.json")
 
 

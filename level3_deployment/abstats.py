@@ -17,6 +17,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from level3_deployment import sequential
+from level3_deployment.sequential import SequentialResult
+
+#: a split is broken when counts this unlikely under the configured share are seen (the usual
+#: sample-ratio-mismatch threshold: strict, because a real split's counts are huge)
+SRM_P_VALUE = 0.001
+
 
 @dataclass(frozen=True)
 class VariantQuality:
@@ -38,6 +45,19 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class SampleRatio:
+    """Did the split give green its share of the labelled rides? A chi-square goodness-of-fit
+    test of the two counts against the configured share. A mismatch means the routing (or the
+    labelling) is broken, and the A/B evidence is not evidence: it is an alert, not a verdict."""
+
+    expected_share: float
+    observed_share: float
+    p_value: float
+    mismatch: bool
+    threshold: float = SRM_P_VALUE
+
+
+@dataclass(frozen=True)
 class ABReport:
     variants: dict[str, VariantQuality]
     comparison: Comparison | None
@@ -45,6 +65,11 @@ class ABReport:
     reason: str
     min_samples: int
     confidence: float
+    #: "welch": a fixed-horizon test, valid at one look; "sequential": an always-valid
+    #: confidence sequence (level3_deployment/sequential.py), valid at every look
+    test: str = "welch"
+    sequence: SequentialResult | None = None
+    sample_ratio: SampleRatio | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,3 +137,75 @@ def ab_report(
             f"green's RMSE is higher by {comparison.rmse_diff:.3f} (p = {comparison.p_value:.3g})"
         )
     return ABReport(variants, comparison, verdict, reason, min_samples, confidence)
+
+
+def sample_ratio(blue: int, green: int, share: float) -> SampleRatio | None:
+    """The sample-ratio check of ``blue`` and ``green`` counts against green's ``share``
+    (None when there is nothing to check: no rides, or a share of 0 or 1)."""
+    total = blue + green
+    if total == 0 or not 0 < share < 1:
+        return None
+    expected = [total * (1 - share), total * share]
+    p_value = float(stats.chisquare([blue, green], expected).pvalue)
+    return SampleRatio(share, green / total, p_value, p_value < SRM_P_VALUE)
+
+
+@dataclass(frozen=True)
+class SequentialSettings:
+    """What a sequential report needs besides the errors: the split (green's ``share`` for
+    A/B; None for shadow, where ``errors`` are paired ride by ride), the confidence, the
+    non-inferiority ``margin`` (relative to blue's MSE) and the sample size the sequence is
+    tuned for."""
+
+    share: float | None
+    confidence: float = 0.95
+    margin: float = 0.0
+    tuned_for: int = sequential.TUNED_FOR
+    min_samples: int = 200
+
+
+def sequential_report(errors: dict[str, np.ndarray], how: SequentialSettings) -> ABReport:
+    """The A/B report judged by the confidence sequence on squared errors: A/B by inverse
+    propensity weighting with the split's share, shadow by the paired difference."""
+    variants = {v: variant_quality(e, how.confidence) for v, e in errors.items() if len(e)}
+    blue, green = (np.asarray(errors.get(v, ()), float) for v in ("blue", "green"))
+    ratio = None if how.share is None else sample_ratio(blue.size, green.size, how.share)
+
+    def report(verdict: str | None, reason: str, seq: SequentialResult | None) -> ABReport:
+        return ABReport(
+            variants,
+            None,
+            verdict,
+            reason,
+            how.min_samples,
+            how.confidence,
+            "sequential",
+            seq,
+            ratio,
+        )
+
+    if min(blue.size, green.size) < how.min_samples:
+        return report(
+            None,
+            f"too early: {blue.size} blue and {green.size} green labelled predictions; a "
+            f"verdict needs {how.min_samples} of each",
+            None,
+        )
+    if ratio is not None and ratio.mismatch:
+        return report(
+            None,
+            f"sample ratio mismatch: green has {ratio.observed_share:.1%} of the labelled rides, "
+            f"the split gives it {ratio.expected_share:.1%} (p = {ratio.p_value:.2g}): no "
+            "verdict on a broken split",
+            None,
+        )
+    outcomes = sequential.pseudo_outcomes(green**2, blue**2, how.share)
+    found = sequential.decide(
+        outcomes,
+        float(np.mean(blue**2)),
+        alpha=1 - how.confidence,
+        margin=how.margin,
+        tuned_for=how.tuned_for,
+        min_samples=2,
+    )
+    return report(found.verdict, found.reason, found)

@@ -16,9 +16,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from level3_deployment import state as st
-from level3_deployment.abstats import ab_report
+from level3_deployment.abstats import SequentialSettings, ab_report, sequential_report
 from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.routing import Mode, Variant
+from level3_deployment.sequential import TUNED_FOR
 from level3_deployment.slots import SlotManager, UnknownVersion
 from shared.data.validate import ValidationBounds
 from shared.serving import FieldError, RequestValidationError
@@ -155,19 +156,41 @@ class Admin:
         new = self.change(lambda s: st.deploy(s, version, percent, mode, reason, _actor()))
         return _recorded(new, lambda: self.aliases.deployed(version, reason))
 
-    def ab_report(self, min_samples: int, confidence: float) -> dict[str, Any]:
+    def ab_report(
+        self, min_samples: int, confidence: float, sequential: SequentialAsk | None = None
+    ) -> dict[str, Any]:
         """The A/B report of the pair deployed now, on labels in the modelled range (the
-        training target's): a three-hour trip would swamp every squared error."""
+        training target's): a three-hour trip would swamp every squared error. Judged by
+        Welch's test, or by the always-valid confidence sequence when ``sequential`` is given
+        (paired ride by ride in shadow mode, weighted by the split's share in A/B mode)."""
         current = self.store.current()
         since = self.store.pairing_since()
         versions = {"blue": str(current.blue)}
         if current.green is not None:
             versions["green"] = str(current.green)
         label_range = (self.bounds.min_duration_min, self.bounds.max_duration_min)
-        errors = self.log.labelled_errors(since=since, versions=versions, actual_range=label_range)
-        report = ab_report(errors, min_samples=min_samples, confidence=confidence)
-        head = {"blue": current.blue, "green": current.green, "since": since}
-        return {**head, "label_range": label_range, **report.to_dict()}
+        head: dict[str, Any] = {"blue": current.blue, "green": current.green, "since": since}
+        head |= {"mode": str(current.mode), "label_range": label_range}
+        if sequential is None:
+            errors = self.log.labelled_errors(since, None, versions, label_range)
+            report = ab_report(errors, min_samples=min_samples, confidence=confidence)
+            return {**head, **report.to_dict()}
+        paired = current.mode is Mode.SHADOW
+        errors = self.log.labelled_errors(since, None, versions, label_range, paired=paired)
+        share = None if paired else current.green_percent / 100
+        how = SequentialSettings(
+            share, confidence, sequential.margin, sequential.tuned_for, min_samples
+        )
+        return {**head, **sequential_report(errors, how).to_dict()}
+
+
+@dataclass(frozen=True)
+class SequentialAsk:
+    """A request for the sequential verdict: the non-inferiority margin (relative to blue's
+    MSE) and the labels the sequence is tuned for."""
+
+    margin: float = 0.0
+    tuned_for: int = TUNED_FOR
 
 
 def _actor() -> str:
@@ -223,6 +246,14 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
     def ab() -> Response:
         min_samples = query_number("min_samples", 200, 1, 10**9)
         confidence = query_number("confidence", 0.95, 0.5, 0.999)
-        return jsonify(admin.ab_report(int(min_samples), confidence))
+        test = request.args.get("test", "welch")
+        if test not in ("welch", "sequential"):
+            message = "expected welch (fixed horizon) or sequential (always valid)"
+            raise RequestValidationError([FieldError("test", message)])
+        ask = None
+        if test == "sequential":
+            margin = query_number("margin", 0.0, 0.0, 0.99)
+            ask = SequentialAsk(margin, int(query_number("tuned_for", TUNED_FOR, 100, 10**9)))
+        return jsonify(admin.ab_report(int(min_samples), confidence, ask))
 
     return routes

@@ -201,11 +201,29 @@ def status(url: str) -> None:
 
 @level3.command("ab-report")
 @click.option("--min-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--test",
+    type=click.Choice(["welch", "sequential"]),
+    default="welch",
+    show_default=True,
+    help="welch: a fixed-horizon test, valid if read once; sequential: a confidence sequence, "
+    "valid however often it is read (paired in shadow mode).",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(0, 0.99),
+    default=0.0,
+    show_default=True,
+    help="sequential: green is better when its MSE is shown below blue's x (1 + margin).",
+)
 @url_option
 @json_option
-def ab_report(min_samples: int, url: str) -> None:
+def ab_report(min_samples: int, test: str, margin: float, url: str) -> None:
     """Per-variant RMSE and MAE with 95 % intervals, a test on the difference, and a verdict."""
-    report = _admin(url).ab_report(min_samples)
+    from level3_deployment.sequential import TUNED_FOR
+
+    sequential = (margin, TUNED_FOR) if test == "sequential" else None
+    report = _admin(url).ab_report(min_samples, sequential=sequential)
     lines = [
         f"{variant}: n={q['n']} RMSE {q['rmse']:.3f} [{q['rmse_ci'][0]:.3f}, {q['rmse_ci'][1]:.3f}]"
         f" MAE {q['mae']:.3f} [{q['mae_ci'][0]:.3f}, {q['mae_ci'][1]:.3f}]"

@@ -63,10 +63,19 @@ class AdminClient:
     def rollback(self, reason: str | None = None) -> dict[str, Any]:
         return dict(self.call("POST", "/admin/rollback", {"reason": reason} if reason else {}))
 
-    def ab_report(self, min_samples: int, confidence: float | None = None) -> dict[str, Any]:
-        query: dict[str, float] = {"min_samples": min_samples}
+    def ab_report(
+        self,
+        min_samples: int,
+        confidence: float | None = None,
+        sequential: tuple[float, int] | None = None,
+    ) -> dict[str, Any]:
+        """The A/B report; ``sequential`` = (margin, tuned_for) asks for the always-valid
+        verdict instead of Welch's."""
+        query: dict[str, float | str] = {"min_samples": min_samples}
         if confidence is not None:
             query["confidence"] = confidence
+        if sequential is not None:
+            query |= {"test": "sequential", "margin": sequential[0], "tuned_for": sequential[1]}
         return dict(self.call("GET", f"/admin/ab-report?{urlencode(query)}"))
 
     def settle(self, timeout_s: float = 60.0, in_a_row: int = 12) -> None:

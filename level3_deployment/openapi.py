@@ -34,6 +34,16 @@ _LABELS = {
 _CONFLICT = "Someone changed the deployment first, or this service is pinned"
 
 
+def _query(name: str, text: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": text,
+        "schema": schema or {"type": "number"},
+    }
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "taxi-mlops level 3 trip-duration service", "version": "2"},
@@ -119,10 +129,28 @@ OPENAPI: dict[str, Any] = {
             )
         },
         "/admin/ab-report": {
-            "get": operation(
-                "Per-variant RMSE/MAE with intervals and a verdict",
-                security=_ADMIN,
-            )
+            "get": {
+                **operation(
+                    "Per-variant RMSE/MAE with intervals and a verdict",
+                    {"400": "A query parameter is out of range"},
+                    security=_ADMIN,
+                ),
+                "parameters": [
+                    _query("min_samples", "Labelled predictions per variant before a verdict"),
+                    _query("confidence", "Confidence of the test (0.5..0.999)"),
+                    _query(
+                        "test",
+                        "welch (fixed horizon, valid at one look) or sequential (a confidence "
+                        "sequence, valid at every look; paired in shadow mode)",
+                        {"type": "string", "enum": ["welch", "sequential"]},
+                    ),
+                    _query(
+                        "margin",
+                        "sequential: promote when green's MSE is within this share of blue's",
+                    ),
+                    _query("tuned_for", "sequential: the labels the sequence is tightest at"),
+                ],
+            }
         },
     },
 }

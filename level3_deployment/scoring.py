@@ -47,8 +47,15 @@ def serve_batch(
     return Served(_answers(rides, answers, durations, state, pinned_as), records, variant)
 
 
-def _features(rides: Rides, i: int) -> dict[str, Any]:
-    return {k: (str(v[i]) if k == PICKUP else float(v[i])) for k, v in rides.columns.items()}
+def _features(rides: Rides) -> list[dict[str, Any]]:
+    """Each ride's logged features (pickup time as ISO text, numbers as floats), built column
+    by column: once per batch, shared by a ride's answer and its shadow score."""
+    columns = {
+        k: (np.datetime_as_string(v, unit="s") if k == PICKUP else np.asarray(v, float)).tolist()
+        for k, v in rides.columns.items()
+    }
+    rows = zip(*columns.values(), strict=True)
+    return [dict(zip(columns, values, strict=True)) for values in rows]
 
 
 def _score_groups(
@@ -59,6 +66,7 @@ def _score_groups(
     durations = np.empty(len(rides))
     started = time.perf_counter()
     records: list[PredictionRecord] = []
+    features = _features(rides)
     for variant, model, version, mask, shadow in groups:
         if not mask.any():
             continue
@@ -73,7 +81,7 @@ def _score_groups(
                 keys[i],
                 str(variant),
                 str(version),
-                _features(rides, int(i)),
+                features[i],
                 float(value),
                 latency,
                 shadow=shadow,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from level3_deployment.cli import url_option
+from level4_automation.replay_inject import DEFAULT_WINDOWS_PER_MONTH, MAX_WINDOWS_PER_MONTH
 from shared.cli_options import data_dir_option, months_option, rows_option, seed_option
 from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, month_range
@@ -203,6 +204,14 @@ def windows() -> None:
 @seed_option()
 @_policy_option
 @click.option(
+    "--windows-per-month",
+    type=click.IntRange(1, MAX_WINDOWS_PER_MONTH),
+    default=DEFAULT_WINDOWS_PER_MONTH,
+    show_default=True,
+    help="Monitoring cycles per month: labels arrive, and the loop decides, this often. The "
+    "policy's retrain.windows and canary.max_windows are scaled to keep their span in time.",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
@@ -217,6 +226,7 @@ def replay(
     rows: int,
     seed: int,
     policy_path: str | None,
+    windows_per_month: int,
     out_dir: str | None,
 ) -> None:
     """Replay months through a live level-3 service and the level-4 loop; write the decision
@@ -239,6 +249,7 @@ def replay(
         injections=[Injection.parse(i) for i in injections],
         seed=seed,
         policy_path=Path(policy_path).resolve() if policy_path else None,
+        windows_per_month=windows_per_month,
     )
     _enter_replay_world(config.out_dir)
     from shared.cli_output import is_json
@@ -284,12 +295,14 @@ def _replay_lines(result: dict[str, Any], out_dir: Path) -> list[str]:
         "taxi-mlops level4 decisions)",
         f"Evidently reports: {result['files']['reports']}",
     ]
-    if result["mean_rmse_after_injection"]:
-        after = result["mean_rmse_after_injection"]
+    after = result["after_shift"]
+    if after:
         lines.insert(
             2,
-            f"mean RMSE over the {after['months']} months after the drift: static level-1 "
-            f"{after['static_level1']}, static champion {after['static_champion']}, automated "
-            f"{after['automated']}",
+            f"mean RMSE over the {after['months']} months after the {after['found']} shift of "
+            f"{after['shift_month']}: static level-1 {after['static_level1']}, static champion "
+            f"{after['static_champion']}, automated {after['automated']}, oracle "
+            f"{after['oracle']}; automated / oracle {after['automated_over_oracle']}, static "
+            f"champion / oracle {after['static_champion_over_oracle']}",
         )
     return lines

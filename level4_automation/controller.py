@@ -129,15 +129,22 @@ def decide_watch(
     deployment: Deployment,
 ) -> tuple[Verdict, LoopState]:
     """The first watch rule that applies, in order: a canary already in place, a data
-    incident, too few rows, a degraded error, drift without labels, drift alone, healthy."""
+    incident, too few rows, a degraded error, a refresh due, drift without labels, drift
+    alone, healthy."""
     limit = (
         reference_rmse * (1 + policy.quality.max_rmse_increase)
         if reference_rmse is not None
         else None
     )
-    cooled = replace(state, cooldown_left=max(state.cooldown_left - 1, 0))
+    cooled = replace(
+        state,
+        cooldown_left=max(state.cooldown_left - 1, 0),
+        since_retrain=state.since_retrain + 1,
+    )
     watch = _Watch(policy, state, cooled, metrics, reference_rmse, limit, deployment)
     action, name, reason, new_state = _first_rule(_WATCH_RULES, watch, _healthy)
+    if action == RETRAIN:
+        new_state = replace(new_state, since_retrain=0)
     seen = evidence(metrics, reference_rmse)
     return Verdict(action, name, reason, seen, _watch_thresholds(policy, state, limit)), new_state
 
@@ -152,6 +159,8 @@ def _watch_thresholds(policy: Policy, state: LoopState, limit: float | None) -> 
         "drift_share": policy.drift.drift_share,
         "consecutive_windows": policy.trigger.consecutive_windows,
         "cooldown_left": state.cooldown_left,
+        "refresh_windows": policy.trigger.refresh_windows,
+        "since_retrain": state.since_retrain,
     }
 
 
@@ -211,6 +220,20 @@ def _error_increase(w: _Watch) -> Outcome | None:
     return RETRAIN, "error_increase", why, replace(w.cooled, streak=0)
 
 
+def _refresh(w: _Watch) -> Outcome | None:
+    every = w.policy.trigger.refresh_windows
+    age = w.cooled.since_retrain
+    if every is None or age < every or not w.measured or w.state.cooldown_left > 0:
+        return None
+    return (
+        RETRAIN,
+        "refresh",
+        f"{age} window(s) since the last retraining (refresh every {every}); RMSE "
+        f"{w.metrics.rmse:.3f} within {w.limit:.3f}: retrain on the newest labels anyway",
+        replace(w.cooled, streak=0),
+    )
+
+
 def _drift_without_labels(w: _Watch) -> Outcome | None:
     if w.measured or not w.drifted:
         return None
@@ -252,6 +275,7 @@ _WATCH_RULES = (
     _data_quality,
     _too_few_rows,
     _error_increase,
+    _refresh,
     _drift_without_labels,
     _drift_without_error,
 )
@@ -270,6 +294,8 @@ class _Canary:
     metrics: WindowMetrics
     ab: dict[str, Any]
     deployment: Deployment
+    #: the canary's own validation RMSE, which its error in the window is held to
+    canary_reference: float | None = None
 
 
 def decide_canary(
@@ -278,10 +304,12 @@ def decide_canary(
     metrics: WindowMetrics,
     ab: dict[str, Any],
     deployment: Deployment,
+    canary_reference: float | None = None,
 ) -> tuple[Verdict, LoopState]:
     """``ab`` is the level-3 A/B report for the current blue/green pair. The first canary rule
-    that applies, in order: the canary gone, a data incident, the A/B verdict, no verdict in
-    time, pending."""
+    that applies, in order: the canary gone, a data incident, a split that does not give the
+    canary its share, the A/B verdict, an undecided canary whose own error degraded, no verdict
+    in time, pending. ``canary_reference`` is the canary's validation RMSE (None: unknown)."""
     done = replace(
         state,
         phase="watch",
@@ -291,12 +319,15 @@ def decide_canary(
         cooldown_left=policy.trigger.cooldown_windows,
     )
     windows = state.canary_windows + 1
-    canary = _Canary(policy, state, done, windows, metrics, ab, deployment)
+    canary = _Canary(policy, state, done, windows, metrics, ab, deployment, canary_reference)
     action, name, reason, new_state = _first_rule(_CANARY_RULES, canary, _ab_pending)
     thresholds = {
+        "test": policy.canary.test,
         "min_samples": policy.canary.min_samples,
         "confidence": policy.canary.confidence,
+        "margin": policy.canary.margin,
         "max_windows": policy.canary.max_windows,
+        "abandon_rmse_increase": policy.canary.abandon_rmse_increase,
         "on_inconclusive": policy.canary.on_inconclusive,
     }
     return Verdict(action, name, reason, _canary_evidence(canary), thresholds), new_state
@@ -313,10 +344,21 @@ def _canary_evidence(c: _Canary) -> dict[str, Any]:
             v: {"n": q["n"], "rmse": _r(q["rmse"]), "rmse_ci": [_r(x) for x in q["rmse_ci"]]}
             for v, q in (ab.get("variants") or {}).items()
         },
+        "test": ab.get("test", "welch"),
         "p_value": _r((ab.get("comparison") or {}).get("p_value")),
+        "sequence": _sequence_evidence(ab.get("sequence")),
+        "sample_ratio": ab.get("sample_ratio"),
         "canary_windows": c.windows,
         "invalid_share": _r(c.metrics.invalid_share),
     }
+
+
+def _sequence_evidence(sequence: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The confidence sequence for canary MSE minus blue's, as the decision log keeps it."""
+    if not sequence:
+        return None
+    keys = ("n", "difference", "lower", "upper", "blue_mse")
+    return {k: sequence[k] if k == "n" else _r(sequence[k]) for k in keys}
 
 
 def _canary_gone(c: _Canary) -> Outcome | None:
@@ -342,6 +384,18 @@ def _canary_data_hold(c: _Canary) -> Outcome | None:
     )
 
 
+def _sample_ratio_mismatch(c: _Canary) -> Outcome | None:
+    ratio = c.ab.get("sample_ratio") or {}
+    if not ratio.get("mismatch"):
+        return None
+    return (
+        ALERT,
+        "sample_ratio_mismatch",
+        f"{c.ab.get('reason')}: fix the routing or the labels; the canary stays as it is",
+        replace(c.state, canary_windows=c.windows),
+    )
+
+
 def _ab_verdict(c: _Canary) -> Outcome | None:
     verdict = c.ab.get("verdict")
     if verdict == "green_better":
@@ -349,6 +403,29 @@ def _ab_verdict(c: _Canary) -> Outcome | None:
     if verdict == "blue_better":
         return ROLLBACK, "ab_blue_better", str(c.ab.get("reason")), c.done
     return None
+
+
+def _overtaken(c: _Canary) -> Outcome | None:
+    """The world moved while the canary was undecided: the canary's own error in this window is
+    ``canary.abandon_rmse_increase`` above its own validation RMSE. It was trained before the
+    move, so it is rolled back without a cooldown, and the degraded window starts a streak:
+    the next cycle retrains on the new traffic instead of waiting out the canary's budget."""
+    green = c.metrics.per_version.get(str(c.deployment.green)) or {}
+    rmse, rows, reference = green.get("rmse"), green.get("rows", 0), c.canary_reference
+    if rmse is None or reference is None or rows < c.policy.canary.min_samples:
+        return None
+    increase = c.policy.canary.abandon_rmse_increase
+    limit = reference * (1 + increase)
+    if not rmse > limit:
+        return None
+    return (
+        ROLLBACK,
+        "canary_overtaken",
+        f"the canary's RMSE in this window {rmse:.3f} > {limit:.3f} (its validation RMSE "
+        f"{reference:.3f} + {increase:.0%}) while undecided "
+        f"({c.ab.get('reason')}): the traffic moved on; roll back, retrain on it",
+        replace(c.done, cooldown_left=0, streak=1),
+    )
 
 
 def _ab_inconclusive(c: _Canary) -> Outcome | None:
@@ -368,7 +445,14 @@ def _ab_pending(c: _Canary) -> Outcome:
     return WAIT, "ab_pending", str(c.ab.get("reason")), replace(c.state, canary_windows=c.windows)
 
 
-_CANARY_RULES = (_canary_gone, _canary_data_hold, _ab_verdict, _ab_inconclusive)
+_CANARY_RULES = (
+    _canary_gone,
+    _canary_data_hold,
+    _sample_ratio_mismatch,
+    _ab_verdict,
+    _overtaken,
+    _ab_inconclusive,
+)
 
 
 def gate(policy: Policy, candidate_rmse: float, champion_rmse: float | None) -> tuple[bool, str]:

@@ -165,6 +165,18 @@ def _retrain_and_deploy(
     return "canary_deployed", "gate_passed", why, outcome, new
 
 
+def _validation_rmse(ctx: LoopContext, version: int | None) -> float | None:
+    """A version's validation RMSE from the registry; None when it has none (a model
+    registered by hand without the level-2 flow's monitoring reference)."""
+    if version is None:
+        return None
+    try:
+        return ctx.references(version)[1]
+    except TaxiMlopsError as exc:
+        logger.warning("v%s: no validation RMSE to hold the canary to (%s)", version, exc)
+        return None
+
+
 def act(
     ctx: LoopContext,
     metrics: WindowMetrics,
@@ -181,8 +193,17 @@ def act(
         _, state = ctl.decide_watch(policy, state, metrics, reference_rmse, deployment)
         outcome["adopted_canary"] = deployment.green
     if state.phase == "canary":
-        ab = ctx.level3.ab_report(policy.canary.min_samples, policy.canary.confidence)
-        verdict, new_state = ctl.decide_canary(policy, state, metrics, ab, deployment)
+        canary = policy.canary
+        sequential = (canary.margin, canary.tuned_for_labels)
+        ab = ctx.level3.ab_report(
+            canary.min_samples,
+            canary.confidence,
+            sequential if canary.test == "sequential" else None,
+        )
+        canary_reference = None if deployment.green is None else ctx.references(deployment.green)[1]
+        verdict, new_state = ctl.decide_canary(
+            policy, state, metrics, ab, deployment, canary_reference
+        )
         action, rule, reason = verdict.action, verdict.rule, verdict.reason
         if action == ctl.PROMOTE:
             ctx.level3.promote(f"level 4: {rule}: {reason}")

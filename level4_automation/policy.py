@@ -58,6 +58,10 @@ class TriggerPolicy(_Strict):
     consecutive_windows: int = Field(1, ge=1)
     #: windows after a promotion or rollback during which no new retraining starts
     cooldown_windows: int = Field(1, ge=0)
+    #: retrain at least this often (in windows), degraded or not, when labels allow: a model
+    #: trained across a shift, on half old and half new traffic, may stay inside the error
+    #: limit and never be replaced otherwise. None: only degradation retrains
+    refresh_windows: int | None = Field(None, ge=1)
 
 
 class RetrainPolicy(_Strict):
@@ -79,11 +83,23 @@ class GatePolicy(_Strict):
 class CanaryPolicy(_Strict):
     share: float = Field(20.0, gt=0, le=100)
     mode: Literal["ab", "shadow"] = "ab"
+    #: "sequential": an always-valid confidence sequence, read at every cycle (a verdict the
+    #: moment it is shown); "welch": the fixed-horizon test, which repeated looks inflate
+    test: Literal["sequential", "welch"] = "sequential"
     #: labelled predictions per variant before the A/B test may decide
     min_samples: int = Field(300, ge=10)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    #: sequential: promote once the canary's MSE is shown below blue's x (1 + margin)
+    margin: float = Field(0.0, ge=0, lt=1)
+    #: sequential: the labels at which the sequence is tightest (level3_deployment/sequential.py)
+    tuned_for_labels: int = Field(20_000, ge=100)
     #: windows to wait for a verdict before ``on_inconclusive`` applies
     max_windows: int = Field(2, ge=1)
+    #: an undecided canary whose own RMSE in a window is this share above its validation RMSE
+    #: is abandoned: the traffic moved on since it was trained, so it is rolled back and the
+    #: next cycle retrains. Wider than quality.max_rmse_increase: a canary's validation RMSE
+    #: comes from a small holdout, and seasons move it too
+    abandon_rmse_increase: float = Field(0.3, gt=0)
     on_inconclusive: Literal["promote", "rollback"] = "rollback"
 
 
@@ -151,3 +167,23 @@ def load_policy(path: Path | None = None) -> Policy:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the policy file ({exc.strerror})") from None
     return parse_policy(text, str(path))
+
+
+def windows_scaled(policy: Policy, factor: int) -> Policy:
+    """The policy for windows ``factor`` times shorter, with the same spans of time: the
+    training data (``retrain.windows``) and the canary's time to a verdict
+    (``canary.max_windows``) keep their length in time, and so does the refresh interval
+    (``trigger.refresh_windows``). Streaks and the cooldown stay counted in windows: shorter
+    windows should let the loop react sooner, not later."""
+    retrain = policy.retrain.model_copy(update={"windows": policy.retrain.windows * factor})
+    canary = policy.canary.model_copy(update={"max_windows": policy.canary.max_windows * factor})
+    refresh = policy.trigger.refresh_windows
+    trigger = policy.trigger.model_copy(
+        update={"refresh_windows": None if refresh is None else refresh * factor}
+    )
+    return policy.model_copy(update={"retrain": retrain, "canary": canary, "trigger": trigger})
+
+
+def policy_yaml(policy: Policy) -> str:
+    """The policy as a file :func:`load_policy` reads back to the same policy."""
+    return yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False)

@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +36,24 @@ from level4_automation.replay_inject import (
     ride_payloads,
     rmse,
     valid_mask,
+    window_edges,
+    window_of,
 )
 from level4_automation.replay_report import (
     ReplayRow,
-    after_first_injection,
+    after_shift,
     deterministic,
+    headline,
     markdown_table,
     write_plot,
 )
 from level4_automation.replay_traffic import send_feedback, stream
+from level4_automation.store import Decision
 from shared.data.schema import DROPOFF, PICKUP
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.services import free_port, http_json, start_service
-from shared.settings import Settings
+from shared.settings import Settings, admin_token, feedback_token
 from shared.statedb import state_locations
 
 __all__ = ["Injection", "ReplayConfig", "run_replay"]
@@ -70,6 +74,14 @@ class _Run:
     say: Any
     static_l1: Any = None
     static_champion: Any = None
+    #: the initial champion's family and settings, which the oracle retrains every month
+    champion_family: str = ""
+    champion_params: dict[str, Any] = field(default_factory=dict)
+    #: the policy the replay's loop runs: the given one, its window counts scaled to the windows
+    #: per month (policy.windows_scaled)
+    policy_file: Path = Path()
+    #: the previous month as the service saw it (drift injected), the oracle's training data
+    previous: pd.DataFrame = field(default_factory=pd.DataFrame)
     url: str = ""
 
 
@@ -77,7 +89,7 @@ def run_replay(config: ReplayConfig, settings: Settings, progress: Any = None) -
     """Run the whole replay; ``progress(line)`` gets a line per month. ``settings`` are the
     replay's world: their home is ``config.out_dir``, with the runtime configured for it (the
     CLI does both)."""
-    from level4_automation.policy import load_policy
+    from level4_automation.policy import load_policy, policy_yaml, windows_scaled
 
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -87,9 +99,10 @@ def run_replay(config: ReplayConfig, settings: Settings, progress: Any = None) -
     work.mkdir(parents=True, exist_ok=True)
     frames = {m: load_trips(config, m, i) for i, m in enumerate(config.months)}
     say(f"loaded {len(frames)} months from {config.data_dir}")
-    run = _Run(
-        config, settings, load_policy(config.policy_path), ValidationBounds(), work, frames, say
-    )
+    policy = windows_scaled(load_policy(config.policy_path), config.windows_per_month)
+    run = _Run(config, settings, policy, ValidationBounds(), work, frames, say)
+    run.policy_file = config.out_dir / "policy.yaml"
+    run.policy_file.write_text(policy_yaml(policy))
     initial = _first_models(run)
     port = free_port()
     run.url = f"http://127.0.0.1:{port}"
@@ -132,61 +145,106 @@ def _first_models(run: _Run) -> dict[str, Any]:
     run.static_champion = mlflow.sklearn.load_model(
         f"models:/{run.settings.registered_model_name}/{version}"
     )
+    run.champion_family, run.champion_params = initial.best.family, dict(initial.best.params)
+    run.previous = run.frames[first]
     return {"version": version, **asdict(initial.best)}
 
 
 def _replay_month(run: _Run, index: int, month: str) -> ReplayRow:
-    """One month: its rides through the service, their labels, a monitoring cycle; the row."""
-    from level4_automation.flow import monitoring_flow
-    from shared.settings import admin_token, feedback_token
-
+    """One month: its rides through the service window by window, each window's labels and
+    monitoring cycle; the row."""
     config, url = run.config, run.url
-    admin = AdminClient(url, admin_token(run.settings))
     for injection in config.injections:
         if injection.month == month and injection.kind == "bad-candidate":
-            previous = run.frames[config.months[index - 1]]
-            _deploy_bad_candidate(previous, run, admin)
+            admin = AdminClient(url, admin_token(run.settings))
+            _deploy_bad_candidate(run.frames[config.months[index - 1]], run, admin)
             admin.settle()
     frame = inject(run.frames[month], month, config.injections, config.seed + index)
-    rides = ride_payloads(frame, month)
-    predicted, versions, refused = stream(url, rides)
     actual = durations(frame)
-    labels = send_feedback(url, rides, predicted, actual, feedback_token(run.settings))
-    result = monitoring_flow(
-        start=f"{month}-01T00:00:00",
-        end=f"{pd.Period(month, 'M') + 1}-01T00:00:00",
-        policy_path=str(config.policy_path) if config.policy_path else None,
-        level3_url=url,
-    )
-    decision = result.decision
-    admin.settle()
+    served = _serve_month(run, month, frame, actual)
     valid = valid_mask(frame, month, run.bounds)
     clean, truth = frame[valid], actual[valid]
+    oracle = _oracle(run, run.previous, config.months[index - 1])
+    run.previous = frame
     _, state = http_json("GET", f"{url}/health")
-    served = zip(*np.unique(versions[valid], return_counts=True), strict=True)
+    versions = zip(*np.unique(served.versions[valid], return_counts=True), strict=True)
+    shown = headline(served.decisions)
     row = ReplayRow(
         month=month,
         rides=len(frame),
-        refused_rides=refused,
-        refused_labels=labels["refused"],
+        refused_rides=served.refused,
+        refused_labels=served.refused_labels,
         valid_rides=int(valid.sum()),
         rmse_static_level1=rmse(run.static_l1.predict(clean), truth),
         rmse_static_champion=rmse(run.static_champion.predict(clean), truth),
-        rmse_automated=rmse(predicted[valid], truth),
-        served_by={str(v): int(n) for v, n in served},
-        action=decision.action,
-        rule=decision.rule,
-        reason=decision.reason,
+        rmse_automated=rmse(served.predicted[valid], truth),
+        rmse_oracle=rmse(oracle.predict(clean), truth),
+        served_by={str(v): int(n) for v, n in versions},
+        action=shown.action,
+        rule=shown.rule,
+        reason=shown.reason,
         blue_after=state["blue"],
         green_after=state["green"],
+        window_actions=[d.action for d in served.decisions],
     )
     run.say(
-        f"{month}: {len(frame)} rides ({refused} refused), RMSE static L1 "
-        f"{_f(row.rmse_static_level1)}, static champion "
-        f"{_f(row.rmse_static_champion)}, automated {_f(row.rmse_automated)} -> "
-        f"{decision.action} ({decision.rule})"
+        f"{month}: {len(frame)} rides ({served.refused} refused), RMSE static L1 "
+        f"{_f(row.rmse_static_level1)}, static champion {_f(row.rmse_static_champion)}, "
+        f"automated {_f(row.rmse_automated)}, oracle {_f(row.rmse_oracle)} -> "
+        f"{shown.action} ({shown.rule})"
+        + (f" [{' -> '.join(row.window_actions)}]" if len(row.window_actions) > 1 else "")
     )
     return row
+
+
+@dataclass
+class _Served:
+    """A month's traffic through the service: answers and versions per ride, what was
+    refused, and each window's decision."""
+
+    predicted: np.ndarray
+    versions: np.ndarray
+    refused: int = 0
+    refused_labels: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def _serve_month(run: _Run, month: str, frame: pd.DataFrame, actual: np.ndarray) -> _Served:
+    """Each window of the month in turn: its rides to /predict, their labels to /feedback, then
+    a monitoring cycle on the window (the loop decides as often as labels arrive)."""
+    from level4_automation.flow import monitoring_flow
+
+    url, rides = run.url, ride_payloads(frame, month)
+    edges = window_edges(month, run.config.windows_per_month)
+    which = window_of(frame[PICKUP], edges)
+    served = _Served(np.full(len(frame), np.nan), np.zeros(len(frame), dtype=np.int64))
+    for k in range(len(edges) - 1):
+        index = np.flatnonzero(which == k)
+        part = [rides[i] for i in index]
+        predicted, versions, refused = stream(url, part)
+        served.predicted[index], served.versions[index] = predicted, versions
+        token = feedback_token(run.settings)
+        labels = send_feedback(url, part, predicted, actual[index], token)
+        served.refused += refused
+        served.refused_labels += labels["refused"]
+        cycle = monitoring_flow(
+            start=edges[k], end=edges[k + 1], policy_path=str(run.policy_file), level3_url=url
+        )
+        served.decisions.append(cycle.decision)
+        AdminClient(url, admin_token(run.settings)).settle()
+    return served
+
+
+def _oracle(run: _Run, previous: pd.DataFrame, previous_month: str) -> Any:
+    """The champion's family and settings, fitted on the whole previous month as served
+    (cleaned by the same validation as training): what retraining every month would serve."""
+    from shared.features import split_xy
+    from shared.models import build_model, get_family
+
+    clean, _ = clean_trips(previous, run.bounds, month=previous_month, source=previous_month)
+    spec = get_family(run.champion_family).spec
+    model = build_model(run.champion_family, run.champion_params, run.policy.retrain.seed)
+    return model.fit(*split_xy(clean, spec))
 
 
 def _outputs(
@@ -205,16 +263,19 @@ def _outputs(
     plot = config.out_dir / "rmse.png"
     write_plot(table, config.injections, plot)
     retrain_actions = ("canary_deployed", "gate_failed", "retrain_blocked")
+    increase = run.policy.quality.max_rmse_increase
+    shifted = after_shift(table, config.injections, increase)
     return {
         "out_dir": str(config.out_dir),
         "months": config.months,
         "injections": [asdict(i) for i in config.injections],
         "initial_champion": initial,
         "table": rows,
-        "promotions": sum(1 for r in table if r.action == "promote"),
-        "rollbacks": sum(1 for r in table if r.action == "rollback"),
-        "retrains": sum(1 for r in table if r.action in retrain_actions),
-        "mean_rmse_after_injection": after_first_injection(table, config.injections),
+        "promotions": sum(r.window_actions.count("promote") for r in table),
+        "rollbacks": sum(r.window_actions.count("rollback") for r in table),
+        "retrains": sum(sum(a in retrain_actions for a in r.window_actions) for r in table),
+        "windows_per_month": config.windows_per_month,
+        "after_shift": None if shifted is None else asdict(shifted),
         "decisions": deterministic(decisions),
         "files": {
             "plot": str(plot),

@@ -20,6 +20,11 @@ from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.evaluate import rmse as shared_rmse
 
+#: a window under a day holds too few labels in a replay month to measure anything
+MAX_WINDOWS_PER_MONTH = 28
+#: monitoring cycles per replayed month by default (chosen by measurement: level4_automation/
+#: README.md, "How often the loop looks")
+DEFAULT_WINDOWS_PER_MONTH = 2
 KINDS = {"slower": 1.4, "garbage": 0.3, "bad-candidate": 1.0}
 _INJECTION = re.compile(r"^(\d{4}-\d{2}):([a-z-]+)(?:=([0-9.]+))?$")
 
@@ -62,8 +67,14 @@ class ReplayConfig:
     seed: int = 0
     policy_path: Path | None = None
     workers: int = 2
+    #: monitoring cycles per month: labels arrive and the loop decides this often
+    windows_per_month: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.windows_per_month <= MAX_WINDOWS_PER_MONTH:
+            raise ConfigError(
+                f"--windows-per-month {self.windows_per_month}: expected 1..{MAX_WINDOWS_PER_MONTH}"
+            )
         if len(self.months) < 2:
             raise ConfigError("--months: a replay needs at least two months (train, then serve)")
         for injection in self.injections:
@@ -93,6 +104,21 @@ def inject(frame: pd.DataFrame, month: str, injections: list[Injection], seed: i
             out.loc[absurd, DISTANCE] = 5000.0
             out.loc[backwards, DROPOFF] = out.loc[backwards, PICKUP] - pd.Timedelta(minutes=10)
     return out
+
+
+def window_edges(month: str, n: int) -> list[str]:
+    """``n`` equal windows of ``month`` as n + 1 ISO times (whole seconds), first to last."""
+    start = pd.Period(month, "M").start_time
+    edges = pd.date_range(start, start + pd.offsets.MonthBegin(1), periods=n + 1).floor("s")
+    return [t.strftime("%Y-%m-%dT%H:%M:%S") for t in edges]
+
+
+def window_of(pickups: pd.Series, edges: list[str]) -> np.ndarray:
+    """Which window each ride is streamed in: by its pickup time; rides before the first edge
+    go in the first window, rides after the last edge (or with no time) in the last one."""
+    cuts = pd.to_datetime(pd.Series(edges[1:-1]), format="%Y-%m-%dT%H:%M:%S").to_numpy()
+    times = pd.to_datetime(pickups).to_numpy(dtype="datetime64[ns]")
+    return np.searchsorted(cuts.astype("datetime64[ns]"), times, side="right")
 
 
 def valid_mask(frame: pd.DataFrame, month: str, bounds: ValidationBounds) -> np.ndarray:

@@ -46,6 +46,8 @@ class LoopState:
     canary_version: int | None = None
     canary_windows: int = 0
     last_window: str | None = None
+    #: windows since the last retraining began (the refresh rule's clock)
+    since_retrain: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -276,12 +276,13 @@ def _level4(run: _Run, files: list[str]) -> dict[str, Any]:
     for injection in config.injections:
         args += ["--inject-drift", injection]
     replay = run.cli("level4_replay", args)
-    run.say("   month    static L1  static champion  automated  decision")
+    run.say("   month    static L1  static champion  automated     oracle  decision")
     for row in replay["table"]:
         run.say(
             f"   {row['month']}  {report.num(row['rmse_static_level1']):>9}  "
             f"{report.num(row['rmse_static_champion']):>15}  "
-            f"{report.num(row['rmse_automated']):>9}  {row['action']} ({row['rule']})"
+            f"{report.num(row['rmse_automated']):>9}  {report.num(row['rmse_oracle']):>9}  "
+            f"{row['action']} ({row['rule']})"
         )
     run.say(f"   decision log: TAXI_MLOPS_HOME={replay['out_dir']} taxi-mlops level4 decisions")
     return replay

@@ -56,7 +56,8 @@ LEVELS: dict[int, dict[str, Any]] = {
         "name": "monitoring + retraining + gated canary",
         "manual": ["none per month: a person writes the policy once"],
         "tracked": "level 3's, plus every decision with its evidence, and Evidently reports",
-        "rollback": "automatic when the canary's A/B verdict is worse, at the end of its window",
+        "rollback": "automatic as soon as the always-valid A/B test shows the canary worse "
+        "(read at every monitoring cycle)",
     },
 }
 
@@ -73,6 +74,7 @@ SERIES_LABEL = {
     "rmse_static_level1": "levels 0-1: the course's model, never retrained",
     "rmse_static_champion": "levels 2-3: the first champion, until a person deploys another",
     "rmse_automated": "level 4: the closed loop",
+    "rmse_oracle": "oracle: retrained on the previous month, every month",
 }
 
 
@@ -124,6 +126,8 @@ class Comparison:
     levels: list[LevelRow]
     #: per replayed month: each series' RMSE and level 4's action
     monthly: list[dict[str, Any]]
+    #: the replay's means over the months after the first shift, and their ratios to the oracle
+    after_shift: dict[str, Any] | None = None
     #: filled in by `compare` after the report is built
     validation: dict[str, Any] = field(default_factory=dict)
     level1_service: dict[str, Any] = field(default_factory=dict)
@@ -141,13 +145,12 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _windows_toserved_text(table: list[dict[str, Any]], drift_month: str | None) -> int | None:
+    """Monitoring windows from the start of the drift month to the first promotion."""
     if drift_month is None:
         return None
     later = [r for r in table if r["month"] >= drift_month]
-    for i, row in enumerate(later):
-        if row["action"] == "promote":
-            return i + 1
-    return None
+    actions = [a for r in later for a in (r.get("window_actions") or [r["action"]])]
+    return actions.index("promote") + 1 if "promote" in actions else None
 
 
 NOT_MEASURED = LevelMeasure(None, None, None, None, None)
@@ -189,7 +192,16 @@ def build(
     evaluated = [r["month"] for r in evaluation]
     injected = replay.get("injections", [])
     return Comparison(
-        data, months, months[0], months[1], evaluated, injected, drift_month, levels, monthly
+        data,
+        months,
+        months[0],
+        months[1],
+        evaluated,
+        injected,
+        drift_month,
+        levels,
+        monthly,
+        replay.get("after_shift"),
     )
 
 
@@ -238,7 +250,22 @@ def summary_lines(result: Comparison) -> list[str]:
         lines.append(
             f"{row.level:<6}{num(row.val_rmse):>9}{num(row.eval_rmse_mean):>19}  {served_text(row)}"
         )
-    return lines
+    oracle = oracle_text(result)
+    return lines + ([oracle] if oracle else [])
+
+
+def oracle_text(result: Comparison) -> str | None:
+    """Level 4 against the oracle after the first shift, in one sentence (None without one)."""
+    after = result.after_shift
+    if not after:
+        return None
+    return (
+        f"Over the {after['months']} month(s) after the {after['found']} shift of "
+        f"{after['shift_month']}: level 4 {num(after['automated'])}, the oracle "
+        f"{num(after['oracle'])} (automated / oracle {after['automated_over_oracle']}); "
+        f"the static champion {num(after['static_champion'])} (static / oracle "
+        f"{after['static_champion_over_oracle']})."
+    )
 
 
 def plots(result: Comparison) -> dict[str, bytes]:
@@ -256,6 +283,7 @@ def plots(result: Comparison) -> dict[str, bytes]:
         "rmse_static_level1": ("tab:gray", "--"),
         "rmse_static_champion": ("tab:orange", ":"),
         "rmse_automated": ("tab:blue", "-"),
+        "rmse_oracle": ("tab:green", "-."),
     }
     for key, label in SERIES_LABEL.items():
         color, style = styles[key]
@@ -328,6 +356,7 @@ def markdown(result: Comparison) -> str:
         )
     lines += [
         "",
+        *([oracle_text(result) or "", ""] if result.after_shift else []),
         "![RMSE by month](rmse_over_time.png)",
         "",
         "![Per level](levels.png)",
@@ -335,7 +364,7 @@ def markdown(result: Comparison) -> str:
         "## Month by month (RMSE, minutes)",
         "",
         "| month | " + " | ".join(SERIES_LABEL.values()) + " | level-4 decision |",
-        "|---|---|---|---|---|",
+        "|---" * (len(SERIES_LABEL) + 2) + "|",
     ]
     for r in result.monthly:
         lines.append(
@@ -361,6 +390,9 @@ METHOD = [
     "and scores the model a level would be serving: the course's model trained on the first "
     "month (levels 0-1), the first champion (levels 2-3: a person may deploy another, nobody "
     "does here), and what the closed loop serves (level 4).",
+    "- Oracle: in the same replay, the first champion's family and settings retrained on the "
+    "whole previous month as the service saw it, every month, with no gate and no canary: what "
+    "retraining can reach; automated / oracle is how much of it the loop delivers.",
     "- Rollback: level 1 restarts the service on the previous file; level 3 times "
     "`level3 rollback` after a promotion.",
 ]
@@ -435,6 +467,7 @@ Drift: {esc(drift)}. Run took {"-" if result.seconds is None else result.seconds
 <th>new month &rarr; served model</th><th>manual steps</th><th>tracked</th><th>rollback</th></tr>
 {rows}
 </table>
+{"" if result.after_shift is None else f"<p>{esc(oracle_text(result))}</p>"}
 {img("rmse_over_time.png", "RMSE by month, one line per level")}
 {img("levels.png", "Mean RMSE and time to a served model, per level")}
 <h2>Month by month (RMSE, minutes)</h2>

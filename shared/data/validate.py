@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,23 @@ _PICKUP = re.compile(PICKUP_PATTERN.removeprefix("^").removesuffix("$"))
 _SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + _TIME + r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
+_UTC_SUFFIX = re.compile(r"(?:Z|[+-]00:?00)$")
+
+
+def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | None:
+    """Many pickup times at once, as :func:`parse_pickup` would read each; None when any of
+    them is not plainly valid (:func:`parse_pickup` then says which, and why)."""
+    if not all(type(t) is str and _PICKUP.fullmatch(t) for t in texts):
+        return None
+    stamps = np.array(
+        [_UTC_SUFFIX.sub("", t).replace(" ", "T") for t in texts], dtype="datetime64[s]"
+    )
+    inside = (stamps >= np.datetime64(bounds.first_pickup)) & (
+        stamps < np.datetime64(bounds.last_pickup)
+    )
+    return stamps if bool(inside.all()) else None
+
+
 def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
     it. The one date validator: the services' requests and their logs' event times use it.
@@ -113,7 +131,7 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     if not _PICKUP.fullmatch(text):
         raise ValueError(f"{shown(text)} is not a UTC calendar date-time of 2009-2099")
     # the pattern admits only real calendar dates: numpy cannot refuse what is left
-    stamp = np.datetime64(re.sub(r"(?:Z|[+-]00:?00)$", "", text).replace(" ", "T"), "s")
+    stamp = np.datetime64(_UTC_SUFFIX.sub("", text).replace(" ", "T"), "s")
     if not np.datetime64(bounds.first_pickup) <= stamp < np.datetime64(bounds.last_pickup):
         raise ValueError(
             f"{shown(text)} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"

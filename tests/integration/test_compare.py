@@ -100,7 +100,7 @@ def test_the_numbers_are_the_levels_own(compared: tuple[dict, Path], tmp_path: P
     table = json.loads((out / "replay" / "table.json").read_text())
     markdown = (out / "report.md").read_text()
     for mine, theirs in zip(result["monthly"], table, strict=True):
-        for key in ("rmse_static_level1", "rmse_static_champion", "rmse_automated"):
+        for key in ("rmse_static_level1", "rmse_static_champion", "rmse_automated", "rmse_oracle"):
             assert mine[key] == theirs[key]
             assert f"{theirs[key]:.3f}" in markdown
     for row in result["levels"]:

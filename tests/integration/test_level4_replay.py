@@ -53,7 +53,15 @@ def actions(result: dict) -> dict[str, str]:
 def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     tmp_path: Path,
 ) -> None:
-    args = ("--months", "2019-01..2019-04", "--inject-drift", "2019-02:slower=1.5")
+    # one window a month: each month's decision is its one cycle's
+    args = (
+        "--months",
+        "2019-01..2019-04",
+        "--inject-drift",
+        "2019-02:slower=1.5",
+        "--windows-per-month",
+        "1",
+    )
     first = replay(tmp_path, "a", *args)
     steps = actions(first)
     assert (steps["2019-02"], steps["2019-03"]) == ("canary_deployed", "promote"), first["table"]
@@ -63,6 +71,15 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     # after the promotion the loop's answers are clearly better than never retraining
     assert last["rmse_automated"] < 0.9 * last["rmse_static_champion"]
     assert last["rmse_automated"] < 0.9 * last["rmse_static_level1"]
+    # the oracle retrains on the slowed February at once: better than the static champion in
+    # March, while the loop still serves the old blue beside its canary
+    march = first["table"][1]
+    assert march["rmse_oracle"] < 0.9 * march["rmse_static_champion"]
+    after = first["after_shift"]
+    assert (after["shift_month"], after["found"], after["months"]) == ("2019-02", "injected", 2)
+    assert after["automated_over_oracle"] == pytest.approx(
+        after["automated"] / after["oracle"], abs=1e-3
+    )
     retrain = first["decisions"][0]
     assert retrain["rule"] == "gate_passed"
     assert retrain["details"]["evidence"]["rmse_ratio"] > 1.15
@@ -76,7 +93,7 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     assert len(list(reports.glob("*/drift.html"))) == 3
 
     # run again up to the promotion: the same retraining, gate, canary and verdict, to the digit
-    again = ("--months", "2019-01..2019-03", *args[2:])
+    again = ("--months", "2019-01..2019-03", *args[2:])  # the same drift and windows
     second = replay(tmp_path, "b", *again)
     assert len(second["decisions"]) == 2
     assert second["decisions"] == first["decisions"][:2]
@@ -88,6 +105,25 @@ def test_injected_slowdown_is_detected_retrained_and_promoted_deterministically(
     assert [d["action"] for d in rows] == [d["action"] for d in first["decisions"]]
     windows = json.loads(run(Path(first["out_dir"]), "level4", "windows", "--json").stdout)
     assert len(windows["windows"]) == 3
+
+
+def test_with_weekly_windows_the_canary_is_judged_within_the_month(tmp_path: Path) -> None:
+    """Four cycles a month: the slowdown is caught in February's first week, its canary is
+    promoted by the sequential test before February ends, and the loop serves the new model
+    for part of the month itself."""
+    args = ("--months", "2019-01..2019-03", "--inject-drift", "2019-02:slower=1.5")
+    result = replay(tmp_path, "weekly", *args, "--windows-per-month", "4")
+    february = result["table"][0]
+    steps = february["window_actions"]
+    assert len(steps) == 4 and steps[0] == "canary_deployed", steps
+    assert "promote" in steps and february["action"] == "promote"
+    assert february["rmse_automated"] < 0.97 * february["rmse_static_champion"]
+    promoted = next(d for d in result["decisions"] if d["action"] == "promote")
+    assert promoted["details"]["evidence"]["test"] == "sequential"
+    assert promoted["details"]["evidence"]["sequence"]["upper"] < 0
+    assert result["windows_per_month"] == 4 and len(result["decisions"]) == 8
+    written = (Path(result["out_dir"]) / "policy.yaml").read_text()
+    assert "windows: 4" in written and "max_windows: 8" in written  # scaled to a month
 
 
 @pytest.fixture(scope="module")

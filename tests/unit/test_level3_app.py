@@ -243,6 +243,27 @@ def test_ab_report_covers_only_the_current_pair_and_modelled_labels(service) -> 
     assert client.get("/admin/ab-report?confidence=2", headers=AUTH).status_code == 400
 
 
+def test_the_sequential_ab_report_pairs_shadow_scores(service) -> None:
+    client, _, _ = service
+    deploy = {"version": 3, "percent": 100, "mode": "shadow"}
+    client.post("/admin/deploy", json=deploy, headers=AUTH)
+    rides = [ride(ride_id=f"s{i}", trip_distance=1 + i % 7) for i in range(400)]
+    client.post("/predict", json=rides)
+    labels = [{"ride_id": f"s{i}", "duration": 8 + i % 11} for i in range(400)]
+    client.post("/feedback", headers=FEED, json={"feedback": labels})
+    query = "/admin/ab-report?test=sequential&min_samples=100&margin=0.05"
+    report = client.get(query, headers=AUTH).get_json()
+    assert (report["test"], report["mode"]) == ("sequential", "shadow")
+    assert report["sample_ratio"] is None  # both variants score every ride: nothing to split
+    assert report["sequence"]["n"] == 400  # one paired difference per ride
+    assert {q["n"] for q in report["variants"].values()} == {400}
+    refused = client.get("/admin/ab-report?test=bayes", headers=AUTH)
+    assert refused.status_code == 400 and refused.get_json()["errors"][0]["field"] == "test"
+    client.post("/admin/split", json={"percent": 20, "mode": "ab"}, headers=AUTH)
+    split = client.get(query, headers=AUTH).get_json()
+    assert split["mode"] == "ab" and split["sample_ratio"]["expected_share"] == 0.2
+
+
 def test_a_pinned_service_answers_as_its_variant_and_refuses_deployment_changes(
     tmp_path: Path, models: dict
 ) -> None:

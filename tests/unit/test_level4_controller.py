@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from level4_automation import controller as ctl
@@ -36,6 +38,24 @@ def test_error_increase_triggers_retraining() -> None:
     assert (verdict.action, verdict.rule) == ("retrain", "error_increase")
     assert "trip_distance" in verdict.reason
     assert verdict.evidence["rmse_ratio"] == pytest.approx(1.2)
+
+
+def test_a_refresh_retrains_a_healthy_model_once_it_is_old_enough() -> None:
+    policy = parse_policy("trigger:\n  refresh_windows: 3\n")
+    state = LoopState()
+    seen = []
+    for _ in range(4):
+        verdict, state = watch(window(rmse=5.2), state, policy)
+        seen.append((verdict.rule, state.since_retrain))
+    # the clock starts again at every retraining, whatever started it
+    assert seen == [("healthy", 1), ("healthy", 2), ("refresh", 0), ("healthy", 1)]
+    _, degraded = watch(window(rmse=6.0), LoopState(since_retrain=2), policy)
+    assert degraded.since_retrain == 0
+    # not without labels to train on, nor in a cooldown, nor when the policy has no refresh
+    old = LoopState(since_retrain=9)
+    assert watch(window(rmse=None, valid_labelled=10), old, policy)[0].rule == "healthy"
+    assert watch(window(rmse=5.2), replace(old, cooldown_left=1), policy)[0].rule == "healthy"
+    assert watch(window(rmse=5.2), old)[0].rule == "healthy"
 
 
 def test_drift_with_no_error_increase_only_warns() -> None:
@@ -123,6 +143,44 @@ def test_no_verdict_on_bad_data_and_a_vanished_canary() -> None:
     assert verdict.rule == "data_quality_hold"
     gone, state = ctl.decide_canary(POLICY, CANARY, window(), report(None), BLUE_ONLY)
     assert (gone.rule, state.phase) == ("canary_gone", "watch")
+
+
+def test_a_split_that_misses_its_share_alerts_and_keeps_the_canary() -> None:
+    broken = {
+        **report(None),
+        "test": "sequential",
+        "reason": "sample ratio mismatch: green has 10.0% of the labelled rides",
+        "sample_ratio": {"expected_share": 0.2, "observed_share": 0.1, "mismatch": True},
+    }
+    verdict, state = ctl.decide_canary(POLICY, CANARY, window(), broken, PAIR)
+    assert (verdict.action, verdict.rule) == ("alert", "sample_ratio_mismatch")
+    assert (state.phase, state.canary_version, state.canary_windows) == ("canary", 2, 1)
+    assert verdict.evidence["sample_ratio"]["observed_share"] == 0.1
+
+
+def test_the_sequence_is_kept_as_evidence() -> None:
+    sequence = {"n": 4000, "difference": 3.21, "lower": 1.5, "upper": 4.9, "blue_mse": 25.0}
+    found = {**report("blue_better"), "test": "sequential", "sequence": sequence}
+    verdict, _ = ctl.decide_canary(POLICY, CANARY, window(), found, PAIR)
+    assert (verdict.action, verdict.evidence["test"]) == ("rollback", "sequential")
+    assert verdict.evidence["sequence"]["lower"] == 1.5
+    assert verdict.thresholds["test"] == "sequential"
+
+
+def test_an_undecided_canary_whose_own_error_degrades_is_rolled_back_for_a_retrain() -> None:
+    moved = window(per_version={"2": {"rows": 400, "rmse": 6.6, "mae": 4.0}})
+    verdict, state = ctl.decide_canary(POLICY, CANARY, moved, report(None), PAIR, 5.0)
+    assert (verdict.action, verdict.rule) == ("rollback", "canary_overtaken")
+    # no cooldown, and this window counts as degraded: the next cycle retrains
+    assert (state.phase, state.cooldown_left, state.streak) == ("watch", 0, 1)
+    # within its limit, too few of its rides, or a verdict already: the usual rules
+    calm = window(per_version={"2": {"rows": 400, "rmse": 6.4, "mae": 4.0}})  # within 30 %
+    assert ctl.decide_canary(POLICY, CANARY, calm, report(None), PAIR, 5.0)[0].rule == "ab_pending"
+    few = window(per_version={"2": {"rows": 50, "rmse": 9.0, "mae": 4.0}})
+    assert ctl.decide_canary(POLICY, CANARY, few, report(None), PAIR, 5.0)[0].rule == "ab_pending"
+    decided = ctl.decide_canary(POLICY, CANARY, moved, report("green_better"), PAIR, 5.0)
+    assert decided[0].rule == "ab_green_better"
+    assert ctl.decide_canary(POLICY, CANARY, moved, report(None), PAIR)[0].rule == "ab_pending"
 
 
 def test_gate() -> None:

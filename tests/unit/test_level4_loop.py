@@ -52,7 +52,9 @@ class FakeLevel3:
         self.calls.append(("rollback",))
         return {}
 
-    def ab_report(self, min_samples: int, confidence: float = 0.95) -> dict:
+    def ab_report(
+        self, min_samples: int, confidence: float = 0.95, sequential: object = None
+    ) -> dict:
         return {"verdict": None, "reason": "too early", "variants": {}, "comparison": None}
 
 

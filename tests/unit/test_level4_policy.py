@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from level4_automation.policy import DEFAULT_POLICY, Policy, load_policy, parse_policy
+from level4_automation.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    load_policy,
+    parse_policy,
+    policy_yaml,
+    windows_scaled,
+)
 from shared.errors import ConfigError
 
 
@@ -42,3 +49,20 @@ def test_errors_name_the_field(text: str, message: str) -> None:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the policy file"):
         load_policy(tmp_path / "nope.yaml")
+
+
+def test_shorter_windows_keep_the_training_span_and_the_canary_budget_in_time() -> None:
+    base = parse_policy("retrain:\n  windows: 2\ncanary:\n  max_windows: 3\n")
+    quarter = windows_scaled(base, 4)
+    assert (quarter.retrain.windows, quarter.canary.max_windows) == (8, 12)
+    # streaks and the cooldown stay in windows: a shorter window should mean a faster loop
+    assert quarter.trigger == base.trigger
+    assert windows_scaled(base, 1) == base
+    refreshed = parse_policy("trigger:\n  refresh_windows: 2\n  cooldown_windows: 1\n")
+    assert windows_scaled(refreshed, 4).trigger.refresh_windows == 8
+    assert windows_scaled(refreshed, 4).trigger.cooldown_windows == 1
+
+
+def test_a_written_policy_reads_back_the_same() -> None:
+    policy = windows_scaled(parse_policy("canary:\n  test: welch\n  margin: 0.02\n"), 3)
+    assert parse_policy(policy_yaml(policy)) == policy

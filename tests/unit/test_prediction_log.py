@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -44,6 +45,20 @@ def test_feedback_joins_labels_to_predictions(log: PredictionLog) -> None:
     assert list(frame["request_key"][:2]) == ["a", "b"]
     assert frame["request_key"].isna().tolist() == [False, False, True]
     assert frame.loc[0, "PULocationID"] == 161 and frame.loc[0, "actual"] == 12.0
+
+
+def test_shadow_errors_pair_ride_by_ride(log: PredictionLog) -> None:
+    def shadow(key: str, prediction: float) -> PredictionRecord:
+        return dataclasses.replace(record(key, "green", prediction), shadow=True)
+
+    log.append([record("a", "blue", 10), shadow("a", 11), record("b", "blue", 20)])
+    log.append([shadow("c", 30), record("d", "blue", 5), shadow("d", 4), shadow("b", 23)])
+    for key, actual in (("a", 12.0), ("b", 21.0), ("c", 30.0), ("d", 6.0)):
+        log.record_feedback(key, actual)
+    # "c" has no blue answer: not a pair; each pair's two errors sit at the same index
+    paired = log.labelled_errors(paired=True)
+    np.testing.assert_allclose(paired["blue"], [-2.0, -1.0, -1.0])
+    np.testing.assert_allclose(paired["green"], [-1.0, 2.0, -2.0])
 
 
 def _writer(path: str, worker: int, n: int) -> None:

@@ -37,6 +37,7 @@ def replay(drift_month: str | None = "2019-04") -> dict[str, Any]:
             "rmse_static_level1": 6.0 + i,
             "rmse_static_champion": 4.5 + i,
             "rmse_automated": 4.5 + i / 2,
+            "rmse_oracle": 4.4 + i / 4,
             "action": actions[m],
         }
         for i, m in enumerate(MONTHS[1:])
@@ -48,6 +49,19 @@ def replay(drift_month: str | None = "2019-04") -> dict[str, Any]:
         "promotions": 1,
         "rollbacks": 0,
         "out_dir": "/tmp/replay",
+        "after_shift": None
+        if drift_month is None
+        else {
+            "shift_month": drift_month,
+            "found": "injected",
+            "months": 1,
+            "static_level1": 9.0,
+            "static_champion": 7.5,
+            "automated": 6.0,
+            "oracle": 5.45,
+            "automated_over_oracle": 1.101,
+            "static_champion_over_oracle": 1.376,
+        },
     }
 
 
@@ -90,6 +104,9 @@ def test_markdown_and_html_carry_the_same_numbers(tmp_path: Path) -> None:
     assert "<script" not in page and 'src="http' not in page
     assert "6.500" in md and "6.500" in page  # levels 2-3 mean over the evaluation months
     assert "automatic: 2 monitoring window(s)" in page
+    # the oracle's line, column and the ratio after the shift, in both
+    assert "| oracle: retrained on the previous month, every month |" in md
+    assert "automated / oracle 1.101" in md and "automated / oracle 1.101" in page
     for name in ("rmse_over_time.png", "levels.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
