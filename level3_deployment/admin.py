@@ -62,6 +62,17 @@ def query_number(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+def query_integer(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter: digits only (``300``, not ``300.5`` or ``3e2``)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else low - 1
+    if not low <= value <= high:
+        raise RequestValidationError([FieldError(name, f"expected an integer in {low}..{high}")])
+    return value
+
+
 def reason_of(body: dict) -> str | None:
     """The caller's reason: a short string, or None when none was given."""
     value = body.get("reason")
@@ -244,16 +255,16 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
 
     @routes.get("/ab-report")
     def ab() -> Response:
-        min_samples = query_number("min_samples", 200, 1, 10**9)
+        min_samples = query_integer("min_samples", 200, 1, 10**9)
         confidence = query_number("confidence", 0.95, 0.5, 0.999)
         test = request.args.get("test", "welch")
         if test not in ("welch", "sequential"):
             message = "expected welch (fixed horizon) or sequential (always valid)"
             raise RequestValidationError([FieldError("test", message)])
-        ask = None
-        if test == "sequential":
-            margin = query_number("margin", 0.0, 0.0, 0.99)
-            ask = SequentialAsk(margin, int(query_number("tuned_for", TUNED_FOR, 100, 10**9)))
-        return jsonify(admin.ab_report(int(min_samples), confidence, ask))
+        # checked whichever test is asked for: a bad value is never silently ignored
+        margin = query_number("margin", 0.0, 0.0, 0.99)
+        ask = SequentialAsk(margin, query_integer("tuned_for", TUNED_FOR, 100, 10**9))
+        sequential = ask if test == "sequential" else None
+        return jsonify(admin.ab_report(min_samples, confidence, sequential))
 
     return routes

@@ -34,13 +34,13 @@ _LABELS = {
 _CONFLICT = "Someone changed the deployment first, or this service is pinned"
 
 
-def _query(name: str, text: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def _query(name: str, text: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": text,
-        "schema": schema or {"type": "number"},
+        "schema": schema,
     }
 
 
@@ -136,8 +136,16 @@ OPENAPI: dict[str, Any] = {
                     security=_ADMIN,
                 ),
                 "parameters": [
-                    _query("min_samples", "Labelled predictions per variant before a verdict"),
-                    _query("confidence", "Confidence of the test (0.5..0.999)"),
+                    _query(
+                        "min_samples",
+                        "Labelled predictions per variant before a verdict",
+                        {"type": "integer", "minimum": 1, "maximum": 10**9},
+                    ),
+                    _query(
+                        "confidence",
+                        "Confidence of the test",
+                        {"type": "number", "minimum": 0.5, "maximum": 0.999},
+                    ),
                     _query(
                         "test",
                         "welch (fixed horizon, valid at one look) or sequential (a confidence "
@@ -147,8 +155,13 @@ OPENAPI: dict[str, Any] = {
                     _query(
                         "margin",
                         "sequential: promote when green's MSE is within this share of blue's",
+                        {"type": "number", "minimum": 0, "maximum": 0.99},
                     ),
-                    _query("tuned_for", "sequential: the labels the sequence is tightest at"),
+                    _query(
+                        "tuned_for",
+                        "sequential: the labels the sequence is tightest at",
+                        {"type": "integer", "minimum": 100, "maximum": 10**9},
+                    ),
                 ],
             }
         },
