@@ -257,13 +257,13 @@ def test_the_sequential_ab_report_pairs_shadow_scores(service) -> None:
     assert report["sample_ratio"] is None  # both variants score every ride: nothing to split
     assert report["sequence"]["n"] == 400  # one paired difference per ride
     assert {q["n"] for q in report["variants"].values()} == {400}
-    for query, field in (
+    for bad, field in (
         ("test=bayes", "test"),
         ("min_samples=1.5", "min_samples"),
         ("tuned_for=5", "tuned_for"),  # checked even when the test is Welch's
         ("margin=-1", "margin"),
     ):
-        refused = client.get(f"/admin/ab-report?{query}", headers=AUTH)
+        refused = client.get(f"/admin/ab-report?{bad}", headers=AUTH)
         assert refused.status_code == 400 and refused.get_json()["errors"][0]["field"] == field
     client.post("/admin/split", json={"percent": 20, "mode": "ab"}, headers=AUTH)
     split = client.get(query, headers=AUTH).get_json()
