@@ -109,18 +109,25 @@ def compare(blue: np.ndarray, green: np.ndarray, confidence: float = 0.95) -> Co
     return Comparison(diff, (diff - z * se, diff + z * se), float(test.pvalue))
 
 
+def too_early(errors: dict[str, np.ndarray], min_samples: int) -> str | None:
+    """Why no test may judge yet (None when both variants have ``min_samples`` labels)."""
+    counts = {v: len(errors.get(v, ())) for v in ("blue", "green")}
+    if min(counts.values()) >= min_samples:
+        return None
+    return (
+        f"too early: {counts['blue']} blue and {counts['green']} green labelled predictions; "
+        f"a verdict needs {min_samples} of each"
+    )
+
+
 def ab_report(
     errors: dict[str, np.ndarray], *, min_samples: int = 200, confidence: float = 0.95
 ) -> ABReport:
     """``errors`` maps variant -> prediction minus actual, for labelled predictions."""
     variants = {v: variant_quality(e, confidence) for v, e in errors.items() if len(e)}
-    counts = {v: len(errors.get(v, ())) for v in ("blue", "green")}
-    if min(counts.values()) < min_samples:
-        reason = (
-            f"too early: {counts['blue']} blue and {counts['green']} green labelled predictions; "
-            f"a verdict needs {min_samples} of each"
-        )
-        return ABReport(variants, None, None, reason, min_samples, confidence)
+    early = too_early(errors, min_samples)
+    if early is not None:
+        return ABReport(variants, None, None, early, min_samples, confidence)
     comparison = compare(errors["blue"], errors["green"], confidence)
     alpha = 1 - confidence
     if comparison.p_value >= alpha:
@@ -184,13 +191,9 @@ def sequential_report(errors: dict[str, np.ndarray], how: SequentialSettings) ->
             ratio,
         )
 
-    if min(blue.size, green.size) < how.min_samples:
-        return report(
-            None,
-            f"too early: {blue.size} blue and {green.size} green labelled predictions; a "
-            f"verdict needs {how.min_samples} of each",
-            None,
-        )
+    early = too_early(errors, how.min_samples)
+    if early is not None:
+        return report(None, early, None)
     if ratio is not None and ratio.mismatch:
         return report(
             None,

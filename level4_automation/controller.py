@@ -297,6 +297,11 @@ class _Canary:
     #: the canary's own validation RMSE, which its error in the window is held to
     canary_reference: float | None = None
 
+    @property
+    def held(self) -> LoopState:
+        """The state when the canary stays in place: one more window behind it."""
+        return replace(self.state, canary_windows=self.windows)
+
 
 def decide_canary(
     policy: Policy,
@@ -380,7 +385,7 @@ def _canary_data_hold(c: _Canary) -> Outcome | None:
         WAIT,
         "data_quality_hold",
         f"{c.metrics.invalid_share:.1%} of rides refused or invalid: no verdict on bad data",
-        replace(c.state, canary_windows=c.windows),
+        c.held,
     )
 
 
@@ -392,7 +397,7 @@ def _sample_ratio_mismatch(c: _Canary) -> Outcome | None:
         ALERT,
         "sample_ratio_mismatch",
         f"{c.ab.get('reason')}: fix the routing or the labels; the canary stays as it is",
-        replace(c.state, canary_windows=c.windows),
+        c.held,
     )
 
 
@@ -442,7 +447,7 @@ def _ab_inconclusive(c: _Canary) -> Outcome | None:
 
 
 def _ab_pending(c: _Canary) -> Outcome:
-    return WAIT, "ab_pending", str(c.ab.get("reason")), replace(c.state, canary_windows=c.windows)
+    return WAIT, "ab_pending", str(c.ab.get("reason")), c.held
 
 
 _CANARY_RULES = (

@@ -45,6 +45,7 @@ from level4_automation.replay_report import (
     deterministic,
     headline,
     markdown_table,
+    window_text,
     write_plot,
 )
 from level4_automation.replay_traffic import send_feedback, stream
@@ -191,8 +192,7 @@ def _replay_month(run: _Run, index: int, month: str) -> ReplayRow:
         f"{month}: {len(frame)} rides ({served.refused} refused), RMSE static L1 "
         f"{_f(row.rmse_static_level1)}, static champion {_f(row.rmse_static_champion)}, "
         f"automated {_f(row.rmse_automated)}, oracle {_f(row.rmse_oracle)} -> "
-        f"{shown.action} ({shown.rule})"
-        + (f" [{' -> '.join(row.window_actions)}]" if len(row.window_actions) > 1 else "")
+        f"{shown.action} ({shown.rule}){window_text(row)}"
     )
     return row
 

@@ -122,12 +122,12 @@ def markdown_table(table: list[ReplayRow]) -> str:
             f"| {row.month} | {row.rides} | {row.refused_rides} "
             f"| {fmt(row.rmse_static_level1)} | {fmt(row.rmse_static_champion)} "
             f"| {fmt(row.rmse_automated)} | {fmt(row.rmse_oracle)} | v{row.blue_after} "
-            f"| {row.action} ({row.rule}){_windows(row)} |"
+            f"| {row.action} ({row.rule}){window_text(row)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _windows(row: ReplayRow) -> str:
+def window_text(row: ReplayRow) -> str:
     """Every window's action when a month had more than one."""
     return f" [{' -> '.join(row.window_actions)}]" if len(row.window_actions) > 1 else ""
 

@@ -43,12 +43,8 @@ class DriverInsert:
         return cls(str(compiled), order, json_keys)
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        if not self.json_keys:
-            return [tuple(row[k] for k in self.keys) for row in rows]
-        converted = [compact_json if k in self.json_keys else None for k in self.keys]
-        pairs = tuple(zip(self.keys, converted, strict=True))
         return [
-            tuple(row[k] if convert is None else convert(row[k]) for k, convert in pairs)
+            tuple(compact_json(row[k]) if k in self.json_keys else row[k] for k in self.keys)
             for row in rows
         ]
 
