@@ -2,6 +2,8 @@
 # is its arguments), with PostgreSQL and S3 clients. The cloud environment (infra/envs/aws)
 # runs it as the MLflow server (`level2 server`), the level-3 replicas (`level3 serve`), the
 # training task (`level2 train`) and the level-4 monitoring task; docker-compose.yml likewise.
+# It is also the image of the Kubeflow pipeline's components (`level2 kfp compile --image`):
+# they run `python3 -m kfp.dsl.executor_main`, so it has the kfp extra.
 #   docker build -t taxi-mlops .
 #   docker run --rm taxi-mlops --help
 FROM python:3.11-slim-bookworm AS build
@@ -13,7 +15,7 @@ COPY level2_training ./level2_training
 COPY level3_deployment ./level3_deployment
 COPY level4_automation ./level4_automation
 COPY taxi_mlops ./taxi_mlops
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[cloud]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[cloud,kfp]"
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \

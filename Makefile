@@ -34,7 +34,7 @@ $(BIN)/.installed: pyproject.toml
 		{ echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack]'
+	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack,kfp]'
 	@touch $@
 
 # Tools that pin their own versions of packages the project needs get virtualenvs of their
@@ -85,9 +85,10 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, the level-2 pipeline in KFP vs Prefect, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
+	$(BIN)/python -m benchmarks.kfp
 	$(BIN)/python -m benchmarks.level4
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.serving_workers

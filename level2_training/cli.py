@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def level2() -> None:
     """Level 2 - automated training: Prefect pipeline, MLflow tracking and registry."""
 
 
-def _sources(
+def sources(
     train_files: tuple[str, ...],
     val_file: str | None,
     data_dir: str | None,
@@ -53,30 +54,98 @@ def _sources(
     return train, MonthSource(location, month_range(val_month)[0], rows=rows, seed=seed + 99)
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The data and model options of a training run, as ``level2 train`` and ``level2 kfp
+    run`` both take them (see :func:`training_options`)."""
+
+    train_files: tuple[str, ...]
+    val_file: str | None
+    data_dir: str | None
+    data_url: str | None
+    generated: bool
+    train_months: str | None
+    val_month: str | None
+    rows: int
+    models: str
+    trials: int
+    seed: int
+    margin: float | None
+
+    def families(self) -> list[str]:
+        return families_option(self.models)
+
+    def config(self, settings: Any, on_worker: bool, command: str) -> Any:
+        """The run's :class:`~level2_training.steps.TrainingConfig`."""
+        families = self.families()
+        train, val = sources(
+            self.train_files,
+            self.val_file,
+            self.data_dir,
+            self.data_url,
+            self.generated,
+            self.train_months,
+            self.val_month,
+            self.rows,
+            self.seed,
+        )
+        return training_config(
+            settings, train, val, families, self.trials, self.seed, self.margin, on_worker, command
+        )
+
+
+def training_options(command: Any) -> Any:
+    """The data and model options of a training run (``level2 train``, ``level2 kfp run``),
+    handed to the command as one :class:`TrainingOptions` (``options``)."""
+    names = [f.name for f in fields(TrainingOptions)]
+
+    @functools.wraps(command)
+    def with_options(**values: Any) -> Any:
+        options = TrainingOptions(**{name: values.pop(name) for name in names})
+        return command(options=options, **values)
+
+    options = [
+        click.option(
+            "--train", "train_files", multiple=True, help="Training month file (repeatable)."
+        ),
+        click.option("--val", "val_file", help="Validation month file."),
+        data_dir_option("Folder of TLC monthly files (with --train-months/--val-month)."),
+        click.option("--data-url", help="TLC-style base URL to download months from."),
+        click.option("--generated", is_flag=True, help="Use generated months (offline)."),
+        click.option("--train-months", help="e.g. 2019-01..2019-03"),
+        click.option("--val-month", help="e.g. 2019-04"),
+        rows_option(50_000),
+        click.option(
+            "--models",
+            default="linear,ridge,hgb",
+            show_default=True,
+            help=f"Families to search, from: {', '.join(FAMILIES)}. The linear baseline "
+            "always runs for comparison.",
+        ),
+        trials_option(10, "Search budget per family."),
+        seed_option(),
+        click.option(
+            "--margin",
+            type=click.FloatRange(0, 0.99),
+            default=None,
+            help="Relative RMSE gain needed to replace the champion [settings: 0.01].",
+        ),
+    ]
+    for option in reversed(options):
+        with_options = option(with_options)
+    return with_options
+
+
+def families_option(models: str) -> list[str]:
+    """``--models`` as family names; an unknown name fails here, before anything starts."""
+    families = [m.strip() for m in models.split(",") if m.strip()]
+    for family in families:
+        get_family(family)
+    return families
+
+
 @level2.command("train")
-@click.option("--train", "train_files", multiple=True, help="Training month file (repeatable).")
-@click.option("--val", "val_file", help="Validation month file.")
-@data_dir_option("Folder of TLC monthly files (with --train-months/--val-month).")
-@click.option("--data-url", help="TLC-style base URL to download months from.")
-@click.option("--generated", is_flag=True, help="Use generated months (offline).")
-@click.option("--train-months", help="e.g. 2019-01..2019-03")
-@click.option("--val-month", help="e.g. 2019-04")
-@rows_option(50_000)
-@click.option(
-    "--models",
-    default="linear,ridge,hgb",
-    show_default=True,
-    help=f"Families to search, from: {', '.join(FAMILIES)}. The linear baseline "
-    "always runs for comparison.",
-)
-@trials_option(10, "Search budget per family.")
-@seed_option()
-@click.option(
-    "--margin",
-    type=click.FloatRange(0, 0.99),
-    default=None,
-    help="Relative RMSE gain needed to replace the champion [settings: 0.01].",
-)
+@training_options
 @click.option(
     "--on-worker",
     is_flag=True,
@@ -98,28 +167,12 @@ def _sources(
 )
 @json_option
 def train_command(
-    train_files: tuple[str, ...],
-    val_file: str | None,
-    data_dir: str | None,
-    data_url: str | None,
-    generated: bool,
-    train_months: str | None,
-    val_month: str | None,
-    rows: int,
-    models: str,
-    trials: int,
-    seed: int,
-    margin: float | None,
-    on_worker: bool,
-    unless_champion: bool,
-    timeout_s: float,
+    options: TrainingOptions, on_worker: bool, unless_champion: bool, timeout_s: float
 ) -> None:
     """Run the training flow; register the best model as `candidate` (and maybe `champion`)."""
     from level2_training import runtime
 
-    families = [m.strip() for m in models.split(",") if m.strip()]
-    for family in families:
-        get_family(family)  # an unknown name fails here, before anything starts
+    options.families()  # an unknown family fails before anything starts
     settings = get_settings()
     runtime.configure(settings)
     if unless_champion and (champion := _champion(settings.registered_model_name)) is not None:
@@ -128,14 +181,11 @@ def train_command(
             [f"the registry already has a champion (v{champion}): nothing trained"],
         )
         return
-    train, val = _sources(
-        train_files, val_file, data_dir, data_url, generated, train_months, val_month, rows, seed
-    )
+    config = options.config(settings, on_worker, "level2 train")
     from level2_training.flow import training_flow
 
     runtime.hide_expected_tracebacks()
 
-    config = _config(settings, train, val, families, trials, seed, margin, on_worker)
     try:
         if on_worker:
             result = _run_on_worker(config, settings.prefect_api_url, timeout_s)
@@ -143,10 +193,10 @@ def train_command(
             result = training_flow(config)
     except TaxiMlopsError as exc:
         fail(f"{exc} Nothing was registered.")
-    emit({"ok": True, **result.to_dict()}, _result_lines(result))
+    emit({"ok": True, **result.to_dict()}, result_lines(result))
 
 
-def _config(
+def training_config(
     settings: Any,
     train: Any,
     val: Any,
@@ -155,6 +205,7 @@ def _config(
     seed: int,
     margin: float | None,
     on_worker: bool,
+    command: str = "level2 train",
 ) -> Any:
     from level2_training import runtime
     from level2_training.flow import TrainingConfig
@@ -172,12 +223,12 @@ def _config(
         # a worker caches downloads in its own home
         cache_dir=None if on_worker else settings.download_cache_dir,
         timeout_s=settings.download_timeout_s,
-        actor=f"{getpass.getuser()} via taxi-mlops level2 train"
+        actor=f"{getpass.getuser()} via taxi-mlops {command}"
         + (" (Prefect worker)" if on_worker else ""),
     )
 
 
-def _result_lines(result: TrainingResult) -> list[str]:
+def result_lines(result: TrainingResult) -> list[str]:
     reg = result.registered
     lines = [
         f"baseline ({result.baseline.family}): validation RMSE {result.baseline.val_rmse:.3f} min",
@@ -369,3 +420,7 @@ def server(host: str, port: int, workers: int) -> None:
     command = server_command(get_settings(), host, port, workers)
     click.echo(f"MLflow tracking server on http://{host}:{port}", err=True)
     _exec_mlflow(command)
+
+
+# `level2 kfp` lives in its own module; registering it here keeps one `level2` group
+from level2_training import kfp_cli as _kfp_cli  # noqa: E402,F401

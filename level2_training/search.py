@@ -48,11 +48,19 @@ class TrialResult:
     val_metrics: dict[str, float]
     train_metrics: dict[str, float]
     fit_seconds: float
-    pipeline: Pipeline = field(repr=False)
+    #: the fitted model; None where a result was read back from its record (a Kubeflow step
+    #: reads the others' results from their artifacts, and their models from MLflow)
+    pipeline: Pipeline | None = field(repr=False)
 
     @property
     def val_rmse(self) -> float:
         return self.val_metrics["rmse"]
+
+    @property
+    def fitted(self) -> Pipeline:
+        if self.pipeline is None:
+            raise ValueError(f"{self.family} trial {self.number}: its model was not kept")
+        return self.pipeline
 
 
 def fit_and_score(

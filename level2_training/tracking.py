@@ -63,6 +63,14 @@ class DataInput:
             "dropped": self.report.dropped,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataInput:
+        """The inverse of :meth:`to_dict` (a Kubeflow step reads its inputs' records back)."""
+        report = ValidationReport(
+            data["source"], data["rows_in"], data["rows_out"], dict(data["dropped"]), data["month"]
+        )
+        return cls(data["role"], data["source"], data["sha256"], report)
+
 
 def data_digest(inputs: list[DataInput]) -> dict[str, Any]:
     """Files, row counts and one content hash over all of them (order and role included)."""

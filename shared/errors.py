@@ -26,6 +26,10 @@ class ModelLoadError(TaxiMlopsError):
     """A model artifact is missing, unreadable or not a trip-duration pipeline."""
 
 
+class PipelineRunError(TaxiMlopsError):
+    """An orchestrated run (a Kubeflow pipeline) failed in one of its steps."""
+
+
 class ConfigError(TaxiMlopsError, ValueError):
     """A parameter or setting has a value the project cannot use."""
 

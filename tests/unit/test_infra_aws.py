@@ -480,7 +480,8 @@ def test_the_platform_image_holds_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.M))
     assert copied == packages
-    assert '".[cloud]"' in dockerfile  # PostgreSQL and S3 clients for the MLflow task
+    # PostgreSQL and S3 clients for the MLflow task; the KFP SDK for the pipeline's components
+    assert '".[cloud,kfp]"' in dockerfile
 
 
 def test_mlflow_allows_the_name_the_tasks_call_it_by() -> None:

@@ -1,0 +1,265 @@
+"""What each Kubeflow component of the level-2 pipeline does, between its artifacts and the
+steps of :mod:`level2_training.steps` (the same steps the Prefect flow runs).
+
+A component runs in a process (a pod on a cluster) of its own: it gets parameters (JSON
+values) and artifact paths, not Python objects. These adapters turn the one into the other:
+frames travel as Parquet datasets, a data input's validation record as the dataset's
+metadata, a family's search result as a small JSON artifact, and models as MLflow models.
+The run's configuration travels as the :class:`~level2_training.steps.TrainingConfig` JSON
+that the ``configure`` component validates once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+from pydantic import TypeAdapter
+
+from level2_training import steps, tracking
+from level2_training.search import TrialResult
+from level2_training.steps import Searched, TrainingConfig
+from shared.data.load import TripMonth
+from shared.data.sources import LoadedMonth, MonthSource
+
+#: the MLflow tag that finds a Kubeflow run's parent run (the CLI reads its result by it)
+RUN_KEY_TAG = "kfp_run_key"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An artifact as a component sees it: where its file is, and its metadata."""
+
+    path: str
+    metadata: Mapping[str, Any]
+
+
+def text(path: str) -> str:
+    """A small text artifact's content (the config JSON)."""
+    return Path(path).read_text(encoding="utf-8")
+
+
+def records(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The families' search records (JSON artifacts)."""
+    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+
+
+def configure(arguments: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The pipeline's parameters as one validated :class:`TrainingConfig` (JSON), and the
+    families it trains (the baseline first). A bad value fails here, naming the field."""
+    values = {k: v for k, v in arguments.items() if v not in ("", None)}
+    config = TrainingConfig.model_validate(values)
+    return config.model_dump_json(), steps.families_of(config)
+
+
+def pipeline_arguments(config: TrainingConfig, run_key: str, tracking_uri: str) -> dict[str, Any]:
+    """The inverse of :func:`configure`: a config as the pipeline's parameters (what
+    ``level2 kfp run`` submits, and what a run on a cluster needs)."""
+    data = json.loads(config.model_dump_json())
+    arguments = {
+        # a KFP parameter holds no null: an unset field is left out (its default returns)
+        "train_sources": [_without_nulls(s) for s in data["train"]],
+        "val_source": _without_nulls(data["val"]),
+        "families": data["families"],
+        "trials": data["trials"],
+        "seed": data["seed"],
+        "margin": data["margin"],
+        "bounds": data["bounds"],
+        "experiment": data["experiment"],
+        "registered_model": data["registered_model"],
+        "artifact_location": data["artifact_location"] or "",
+        "cache_dir": data["cache_dir"] or "",
+        "timeout_s": data["timeout_s"],
+        "actor": data["actor"],
+        "reference_rows": data["reference_rows"],
+    }
+    return {**arguments, "run_key": run_key, "tracking_uri": tracking_uri}
+
+
+def _without_nulls(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def config_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline's parameters renamed to :class:`TrainingConfig`'s fields."""
+    renamed = {"train_sources": "train", "val_source": "val"}
+    return {renamed.get(k, k): v for k, v in arguments.items()}
+
+
+def use_tracking(tracking_uri: str) -> None:
+    """A component's MLflow server: the pipeline's parameter, else the environment's."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+
+
+def load_month(config_json: str, source: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Load one month into a Parquet file; its provenance is returned as the metadata."""
+    config = TrainingConfig.model_validate_json(config_json)
+    month = TypeAdapter(MonthSource).validate_python(source)
+    columns = steps.needed_columns(steps.families_of(config))
+    loaded = steps.load(month, config.cache_dir, config.timeout_s, columns)
+    loaded.trips.frame.to_parquet(path)
+    trips = loaded.trips
+    return {
+        "source": trips.source,
+        "month": trips.month,
+        "taxi": trips.taxi,
+        "sha256": loaded.sha256,
+        "describe": month.describe(),
+    }
+
+
+def validate_month(config_json: str, raw: Stored, role: str, path: str) -> dict[str, Any]:
+    """Validate a loaded month; the clean rows go to ``path``, the record to the metadata."""
+    config = TrainingConfig.model_validate_json(config_json)
+    meta = raw.metadata
+    trips = TripMonth(pd.read_parquet(raw.path), meta["source"], meta["month"], meta["taxi"])
+    clean, data_input = steps.validate(LoadedMonth(trips, meta["sha256"]), role, config.bounds)
+    clean.to_parquet(path)
+    return {"describe": meta["describe"], "data_input": data_input.to_dict()}
+
+
+def gather_months(config_json: str, months: Sequence[Stored], path: str) -> dict[str, Any]:
+    """The validated training months as one dataset: a folder of Parquet files in the
+    config's order (a fan-out may collect them in any order, and the data digest and which
+    rows come first depend on it), their validation records in its metadata."""
+    config = TrainingConfig.model_validate_json(config_json)
+    order = [s.describe() for s in config.train]
+    ordered = sorted(months, key=lambda item: order.index(item.metadata["describe"]))
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, month in enumerate(ordered):
+        shutil.copyfile(month.path, folder / f"{i:03d}.parquet")
+    return {"months": [dict(m.metadata) for m in ordered]}
+
+
+def frames(train: Stored, val: Stored) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """The training months (gathered) and the validation month, as frames."""
+    files = sorted(Path(train.path).glob("*.parquet"))
+    return [pd.read_parquet(f) for f in files], pd.read_parquet(val.path)
+
+
+def digest(train: Stored, val: Stored) -> dict[str, Any]:
+    """The data digest the Prefect flow computes, from the validation records."""
+    inputs = [m["data_input"] for m in train.metadata["months"]] + [val.metadata["data_input"]]
+    return tracking.data_digest([tracking.DataInput.from_dict(i) for i in inputs])
+
+
+def start_run(config_json: str, run_key: str, train: Stored, val: Stored) -> tuple[str, str]:
+    """The run's MLflow parent run: (experiment id, parent run id)."""
+    config = TrainingConfig.model_validate_json(config_json)
+    tags = {RUN_KEY_TAG: run_key, "orchestrator": "kubeflow"}
+    families = steps.families_of(config)
+    return steps.start_parent_run(config, families, digest(train, val), tracking.git_info(), tags)
+
+
+def train_family(
+    config_json: str,
+    family: str,
+    data: tuple[Stored, Stored],
+    ids: tuple[str, str],
+) -> dict[str, Any]:
+    """Featurize for one family and search it (a nested MLflow run per trial); the best
+    trial's record is returned for the searched-result artifact."""
+    config = TrainingConfig.model_validate_json(config_json)
+    train, val = data
+    train_frames, val_frame = frames(train, val)
+    featurized = steps.featurize(train_frames, val_frame, [family])[family]
+    best, run_id, model_uri = steps.train(
+        family,
+        featurized,
+        trials=steps.trials_for(config, family),
+        seed=config.seed,
+        experiment_id=ids[0],
+        parent_run_id=ids[1],
+        digest=digest(train, val),
+        git=tracking.git_info(),
+    )
+    record = {k: v for k, v in asdict(best).items() if k != "pipeline"}
+    return {**record, "run_id": run_id, "model_uri": model_uri}
+
+
+def _searched(record: Mapping[str, Any], with_model: bool = False) -> Searched:
+    fields = {k: v for k, v in record.items() if k not in ("run_id", "model_uri", "pipeline")}
+    model = mlflow.sklearn.load_model(record["model_uri"]) if with_model else None
+    return TrialResult(**fields, pipeline=model), record["run_id"], record["model_uri"]
+
+
+def results_of(config: TrainingConfig, records: Sequence[Mapping[str, Any]]) -> dict[str, Searched]:
+    """Every family's search result, in the order the run trains them."""
+    by_family = {r["family"]: r for r in records}
+    return {f: _searched(by_family[f]) for f in steps.families_of(config)}
+
+
+def select_best(
+    config_json: str, records: Sequence[Mapping[str, Any]], train: Stored, val: Stored
+) -> dict[str, Any]:
+    """Choose the winner and log the data it learned from as the monitoring reference."""
+    config = TrainingConfig.model_validate_json(config_json)
+    chosen = steps.choose(config, results_of(config, records))
+    best = _searched({**asdict(chosen[0]), "run_id": chosen[1], "model_uri": chosen[2]}, True)
+    train_frames, _ = frames(train, val)
+    steps.log_reference(best[1], best[0], train_frames, config.reference_rows, config.seed)
+    return {"family": best[0].family, "run_id": best[1], "model_uri": best[2]}
+
+
+def evaluate_incumbent(config_json: str, val: Stored) -> dict[str, Any]:
+    """The incumbent's RMSE on this run's validation month (none without an incumbent)."""
+    config = TrainingConfig.model_validate_json(config_json)
+    version, rmse = steps.evaluate_champion(
+        config.registered_model, pd.read_parquet(val.path), config.incumbent_version
+    )
+    return {"version": version, "rmse": rmse}
+
+
+def gate_and_register(
+    config_json: str,
+    records: Sequence[Mapping[str, Any]],
+    incumbent: Mapping[str, Any],
+    ids: tuple[str, str],
+    data: tuple[Stored, Stored],
+) -> dict[str, Any]:
+    """Register the winner, move ``champion`` if it beats the incumbent by the margin, and
+    record the run's result on its parent run (which then ends)."""
+    config = TrainingConfig.model_validate_json(config_json)
+    results = results_of(config, records)
+    chosen = steps.choose(config, results)
+    champion = (incumbent["version"], incumbent["rmse"])
+    registered = steps.register(config, chosen[0], chosen[2], chosen[1], ids[1], champion)
+    seconds = time.time() - MlflowClient().get_run(ids[1]).info.start_time / 1000.0
+    context = (digest(*data), tracking.git_info(), seconds)
+    result = steps.record_result(results, chosen, registered, ids, context)
+    MlflowClient().set_terminated(ids[1], "FINISHED")
+    return result.to_dict()
+
+
+def parent_run(experiment: str, run_key: str) -> Any:
+    """The MLflow parent run of the Kubeflow run ``run_key`` (None before it started)."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def finish(experiment: str, run_key: str) -> str:
+    """The exit handler: a parent run still running when the pipeline ends failed on the way."""
+    run = parent_run(experiment, run_key)
+    if run is None:
+        return "no MLflow run"
+    if run.info.status == "RUNNING":
+        MlflowClient().set_terminated(run.info.run_id, "FAILED")
+        return "FAILED"
+    return str(run.info.status)
