@@ -66,6 +66,8 @@ class TrainingOptions:
     generated: bool
     train_months: str | None
     val_month: str | None
+    test_file: str | None
+    test_month: str | None
     rows: int
     models: str
     trials: int
@@ -89,9 +91,31 @@ class TrainingOptions:
             self.rows,
             self.seed,
         )
-        return training_config(
+        config = training_config(
             settings, train, val, families, self.trials, self.seed, self.margin, on_worker, command
         )
+        return config.model_copy(update={"test": self.held_out()})
+
+    def held_out(self) -> MonthSource | None:
+        """The held-back test month (``--test FILE`` or ``--test-month``), if one was given;
+        it may be neither a training nor the validation month."""
+        if self.test_file and self.test_month:
+            raise click.UsageError("give --test FILE or --test-month, not both")
+        if self.test_file:
+            return MonthSource(self.test_file)
+        if not self.test_month:
+            return None
+        location = self.data_dir or self.data_url or (GENERATED if self.generated else None)
+        if location is None:
+            raise click.UsageError("--test-month needs --data-dir, --data-url or --generated")
+        month = month_range(self.test_month)[0]
+        used = month_range(self.train_months or "") if self.train_months else []
+        if month in used or (self.val_month and month == month_range(self.val_month)[0]):
+            raise click.BadParameter(
+                f"{month} is a training or the validation month: a test month is held back",
+                param_hint="--test-month",
+            )
+        return MonthSource(location, month, rows=self.rows, seed=self.seed + 199)
 
 
 def training_options(command: Any) -> Any:
@@ -114,6 +138,12 @@ def training_options(command: Any) -> Any:
         click.option("--generated", is_flag=True, help="Use generated months (offline)."),
         click.option("--train-months", help="e.g. 2019-01..2019-03"),
         click.option("--val-month", help="e.g. 2019-04"),
+        click.option("--test", "test_file", help="Held-back test month file (see --test-month)."),
+        click.option(
+            "--test-month",
+            help="e.g. 2019-05: a held-back month (from --data-dir/--data-url/--generated) on "
+            "which the chosen model and the baseline are scored after the choice, not to make it.",
+        ),
         rows_option(50_000),
         click.option(
             "--models",
@@ -167,7 +197,10 @@ def families_option(models: str) -> list[str]:
 )
 @json_option
 def train_command(
-    options: TrainingOptions, on_worker: bool, unless_champion: bool, timeout_s: float
+    options: TrainingOptions,
+    on_worker: bool,
+    unless_champion: bool,
+    timeout_s: float,
 ) -> None:
     """Run the training flow; register the best model as `candidate` (and maybe `champion`)."""
     from level2_training import runtime
@@ -228,6 +261,17 @@ def training_config(
     )
 
 
+def _held_out_lines(result: TrainingResult) -> list[str]:
+    test = result.test
+    if test is None:
+        return []
+    return [
+        f"held-back test month {test.month or test.source} ({test.rows:,} trips, not used to "
+        f"choose): {result.best.family} {test.best_rmse:.3f} min, baseline "
+        f"{test.baseline_rmse:.3f}: {test.improvement_vs_baseline:.1%} below the baseline"
+    ]
+
+
 def result_lines(result: TrainingResult) -> list[str]:
     reg = result.registered
     lines = [
@@ -235,6 +279,7 @@ def result_lines(result: TrainingResult) -> list[str]:
         *(f"  {family:<7} best val RMSE {r.val_rmse:.3f}" for family, r in result.families.items()),
         f"best: {result.best.family} {result.best.val_rmse:.3f} min, "
         f"{result.improvement_vs_baseline:.1%} below the baseline",
+        *_held_out_lines(result),
         f"registered {reg.name} v{reg.version} as {', '.join(reg.aliases)}",
         f"champion: {reg.decision}",
         f"MLflow run {result.mlflow_run_id} ({result.tracking_uri}); "

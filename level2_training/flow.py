@@ -46,6 +46,7 @@ featurize = task(name="featurize", cache_policy=NO_CACHE)(steps.featurize)
 train = task(name="train", cache_policy=NO_CACHE)(steps.train)
 evaluate_champion = task(name="evaluate", cache_policy=NO_CACHE)(steps.evaluate_champion)
 log_reference = task(name="reference", cache_policy=NO_CACHE)(steps.log_reference)
+score_held_out = task(name="test", cache_policy=NO_CACHE)(steps.score_held_out)
 register = task(name="register", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)(
     steps.register
 )
@@ -55,7 +56,7 @@ register = task(name="register", retries=2, retry_delay_seconds=2, cache_policy=
 def training_flow(config: TrainingConfig) -> TrainingResult:
     started = time.perf_counter()
     families = steps.families_of(config)
-    train_frames, val_frame, inputs = _load_all(config, needed_columns(families))
+    train_frames, val_frame, test_frame, inputs = _load_all(config, needed_columns(families))
     digest, git = tracking.data_digest(inputs), tracking.git_info()
     data = featurize(train_frames, val_frame, families)
     ids = steps.start_parent_run(
@@ -81,8 +82,14 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
         log_reference(best_run, best, train_frames, config.reference_rows, config.seed)
         champion = evaluate_champion(config.registered_model, val_frame, config.incumbent_version)
         registered = register(config, best, best_uri, best_run, ids[1], champion)
+        test = (
+            None
+            if config.test is None or test_frame is None
+            else score_held_out(results, chosen, test_frame, config.test)
+        )
         seconds = time.perf_counter() - started
-        result = steps.record_result(results, chosen, registered, ids, (digest, git, seconds))
+        context = (digest, git, seconds)
+        result = steps.record_result(results, chosen, registered, ids, context, test)
         status = "FINISHED"
     finally:
         MlflowClient().set_terminated(ids[1], status)
@@ -91,18 +98,18 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
 
 def _load_all(
     config: TrainingConfig, columns: list[str]
-) -> tuple[list[pd.DataFrame], pd.DataFrame, list[tracking.DataInput]]:
-    """The training months and the validation month, loaded and validated (clean frames, and
-    what each input was for the data digest)."""
+) -> tuple[list[pd.DataFrame], pd.DataFrame, pd.DataFrame | None, list[tracking.DataInput]]:
+    """The training months, the validation month and the held-back test month (if any),
+    loaded and validated (clean frames, and what each input was for the data digest)."""
     inputs: list[tracking.DataInput] = []
-    train_frames = []
-    for source in config.train:
+    frames: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
+    roles = [("train", s) for s in config.train] + [("val", config.val)]
+    roles += [("test", config.test)] if config.test is not None else []
+    for role, source in roles:
         clean, data_input = validate(
-            load(source, config.cache_dir, config.timeout_s, columns), "train", config.bounds
+            load(source, config.cache_dir, config.timeout_s, columns), role, config.bounds
         )
-        train_frames.append(clean)
+        frames[role].append(clean)
         inputs.append(data_input)
-    val_frame, val_input = validate(
-        load(config.val, config.cache_dir, config.timeout_s, columns), "val", config.bounds
-    )
-    return train_frames, val_frame, [*inputs, val_input]
+    test = frames["test"][0] if frames["test"] else None
+    return frames["train"], frames["val"][0], test, inputs

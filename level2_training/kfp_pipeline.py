@@ -34,6 +34,7 @@ DEFAULT_IMAGE = "taxi-mlops:latest"
 def configure(
     train_sources: list,
     val_source: dict,
+    test_source: dict,
     families: list,
     trials: int,
     seed: int,
@@ -55,6 +56,7 @@ def configure(
     arguments = {
         "train_sources": train_sources,
         "val_source": val_source,
+        "test_source": test_source,
         "families": families,
         "trials": trials,
         "seed": seed,
@@ -103,19 +105,27 @@ def gather_months(
     train.metadata.update(k.gather_months(k.text(config.path), stored, train.path))
 
 
+def held_out_month(config: Input[Artifact], test: Output[Dataset]) -> None:
+    """The held-back test month, validated (an empty folder when the run has none)."""
+    from level2_training import kfp_steps as k
+
+    test.metadata.update(k.held_out_month(k.text(config.path), test.path))
+
+
 def start_run(
     config: Input[Artifact],
     run_key: str,
     tracking_uri: str,
     train: Input[Dataset],
     val: Input[Dataset],
+    test: Input[Dataset],
     run: Output[Artifact],
 ) -> None:
     """The MLflow parent run every trial nests under (its ids in the artifact's metadata)."""
     from level2_training import kfp_steps as k
 
     k.use_tracking(tracking_uri)
-    data = (k.Stored(train.path, train.metadata), k.Stored(val.path, val.metadata))
+    data = (k.stored(train), k.stored(val), k.stored(test))
     ids = k.start_run(k.text(config.path), run_key, *data)
     run.metadata.update({"experiment_id": ids[0], "parent_run_id": ids[1]})
     with open(run.path, "w", encoding="utf-8") as out:
@@ -129,6 +139,7 @@ def train_family(
     run: Input[Artifact],
     train: Input[Dataset],
     val: Input[Dataset],
+    test: Input[Dataset],
     searched: Output[Artifact],
 ) -> None:
     """Featurize for one family and search its parameters; the best trial's record."""
@@ -137,7 +148,7 @@ def train_family(
     from level2_training import kfp_steps as k
 
     k.use_tracking(tracking_uri)
-    data = (k.Stored(train.path, train.metadata), k.Stored(val.path, val.metadata))
+    data = (k.stored(train), k.stored(val), k.stored(test))
     ids = (run.metadata["experiment_id"], run.metadata["parent_run_id"])
     record = k.train_family(k.text(config.path), family, data, ids)
     with open(searched.path, "w", encoding="utf-8") as out:
@@ -164,6 +175,23 @@ def select_best(
     return json.dumps(chosen)
 
 
+def score_held_out(
+    config: Input[Artifact],
+    tracking_uri: str,
+    searched: Input[List[Artifact]],
+    test: Input[Dataset],
+) -> str:
+    """The chosen model and the baseline on the held-back month (JSON; {} without one)."""
+    import json
+
+    from level2_training import kfp_steps as k
+
+    k.use_tracking(tracking_uri)
+    records = k.records([s.path for s in searched])
+    held_out = k.score_held_out(k.text(config.path), records, k.Stored(test.path, test.metadata))
+    return json.dumps(held_out)
+
+
 def evaluate_incumbent(config: Input[Artifact], tracking_uri: str, val: Input[Dataset]) -> str:
     """The incumbent's version and RMSE on the validation month (JSON; nulls without one)."""
     import json
@@ -180,9 +208,11 @@ def gate_and_register(
     tracking_uri: str,
     run: Input[Artifact],
     incumbent: str,
+    held_out: str,
     searched: Input[List[Artifact]],
     train: Input[Dataset],
     val: Input[Dataset],
+    test: Input[Dataset],
     result: Output[Artifact],
 ) -> None:
     """Register the winner as ``candidate``, ``champion`` if the gate lets it; the result."""
@@ -192,9 +222,10 @@ def gate_and_register(
 
     k.use_tracking(tracking_uri)
     records = k.records([s.path for s in searched])
-    data = (k.Stored(train.path, train.metadata), k.Stored(val.path, val.metadata))
+    data = (k.stored(train), k.stored(val), k.stored(test))
     ids = (run.metadata["experiment_id"], run.metadata["parent_run_id"])
-    outcome = k.gate_and_register(k.text(config.path), records, json.loads(incumbent), ids, data)
+    scores = (json.loads(incumbent), json.loads(held_out))
+    outcome = k.gate_and_register(k.text(config.path), records, scores, ids, data)
     with open(result.path, "w", encoding="utf-8") as out:
         json.dump(outcome, out, indent=2, default=str)
     result.metadata.update({"version": outcome["registered"]["version"]})
@@ -213,9 +244,11 @@ COMPONENTS: tuple[Callable[..., Any], ...] = (
     load_month,
     validate_month,
     gather_months,
+    held_out_month,
     start_run,
     train_family,
     select_best,
+    score_held_out,
     evaluate_incumbent,
     gate_and_register,
     finish,
@@ -247,6 +280,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, packages: tuple[str, ...] = ()) -
         train_sources: list,
         val_source: dict,
         run_key: str,
+        test_source: dict = {},  # noqa: B006 - KFP needs literal defaults
         families: list = ["linear", "ridge", "hgb"],  # noqa: B006 - KFP needs literal defaults
         trials: int = 10,
         seed: int = 0,
@@ -280,8 +314,9 @@ def _taken_by(component: Callable[..., Any], values: dict[str, Any]) -> dict[str
 
 def _load_data(
     c: dict[str, Any], config: Any, train_sources: Any, val_source: Any
-) -> tuple[Any, Any]:
-    """Load and validate each training month (a fan-out), gather them; the validation month."""
+) -> tuple[Any, Any, Any]:
+    """Load and validate each training month (a fan-out), gather them; the validation month;
+    the held-back test month (an empty dataset without one)."""
     with dsl.ParallelFor(train_sources) as source:
         loaded = c["load_month"](config=config, source=source).set_retry(2)
         checked = c["validate_month"](config=config, raw=loaded.output, role="train")
@@ -289,31 +324,34 @@ def _load_data(
     train = c["gather_months"](config=config, months=months).output
     val_loaded = c["load_month"](config=config, source=val_source).set_retry(2)
     val = c["validate_month"](config=config, raw=val_loaded.output, role="val").output
-    return train, val
+    test = c["held_out_month"](config=config).set_retry(2).output
+    return train, val, test
 
 
 def _train_and_register(
-    c: dict[str, Any], cfg: Any, run_ids: tuple[Any, Any], data: tuple[Any, Any]
+    c: dict[str, Any], cfg: Any, run_ids: tuple[Any, Any], data: tuple[Any, Any, Any]
 ) -> None:
     """The parent run, a search per family (a fan-out), the winner, the incumbent, the gate.
     ``run_ids`` are the pipeline's ``run_key`` and ``tracking_uri`` parameters."""
     run_key, tracking_uri = run_ids
-    config, (train, val) = cfg.outputs["config"], data
+    config, (train, val, test) = cfg.outputs["config"], data
     common = {"config": config, "tracking_uri": tracking_uri}
-    run = c["start_run"](run_key=run_key, train=train, val=val, **common)
+    months = {"train": train, "val": val, "test": test}
+    run = c["start_run"](run_key=run_key, **months, **common)
     with dsl.ParallelFor(cfg.outputs["Output"]) as family:
-        trained = c["train_family"](family=family, train=train, val=val, run=run.output, **common)
+        trained = c["train_family"](family=family, run=run.output, **months, **common)
     # one Collected per consumer: KFP 2.17's compiler fails on a shared one
     searched = trained.outputs["searched"]
     best = c["select_best"](searched=dsl.Collected(searched), train=train, val=val, **common)
-    incumbent = c["evaluate_incumbent"](val=val, **common).after(best)
+    held_out = c["score_held_out"](searched=dsl.Collected(searched), test=test, **common)
+    incumbent = c["evaluate_incumbent"](val=val, **common).after(best, held_out)
     # downloads and the registry meet the network: they retry, as the Prefect tasks do
     c["gate_and_register"](
         incumbent=incumbent.output,
+        held_out=held_out.output,
         searched=dsl.Collected(searched),
-        train=train,
-        val=val,
         run=run.output,
+        **months,
         **common,
     ).set_retry(2)
 

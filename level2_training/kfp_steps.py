@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from pydantic import TypeAdapter
 
 from level2_training import steps, tracking
+from level2_training.results import HeldOut
 from level2_training.search import TrialResult
 from level2_training.steps import Searched, TrainingConfig
 from shared.data.load import TripMonth
@@ -43,6 +44,11 @@ class Stored:
     metadata: Mapping[str, Any]
 
 
+def stored(artifact: Any) -> Stored:
+    """A KFP input artifact as the adapters take it."""
+    return Stored(artifact.path, artifact.metadata)
+
+
 def text(path: str) -> str:
     """A small text artifact's content (the config JSON)."""
     return Path(path).read_text(encoding="utf-8")
@@ -56,7 +62,8 @@ def records(paths: Sequence[str]) -> list[dict[str, Any]]:
 def configure(arguments: Mapping[str, Any]) -> tuple[str, list[str]]:
     """The pipeline's parameters as one validated :class:`TrainingConfig` (JSON), and the
     families it trains (the baseline first). A bad value fails here, naming the field."""
-    values = {k: v for k, v in arguments.items() if v not in ("", None)}
+    # an empty value is an unset one (a KFP parameter holds no null): its default applies
+    values = {k: v for k, v in arguments.items() if v not in ("", None, {})}
     config = TrainingConfig.model_validate(values)
     return config.model_dump_json(), steps.families_of(config)
 
@@ -69,6 +76,7 @@ def pipeline_arguments(config: TrainingConfig, run_key: str, tracking_uri: str) 
         # a KFP parameter holds no null: an unset field is left out (its default returns)
         "train_sources": [_without_nulls(s) for s in data["train"]],
         "val_source": _without_nulls(data["val"]),
+        "test_source": _without_nulls(data["test"]) if data["test"] else {},
         "families": data["families"],
         "trials": data["trials"],
         "seed": data["seed"],
@@ -91,7 +99,7 @@ def _without_nulls(values: dict[str, Any]) -> dict[str, Any]:
 
 def config_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The pipeline's parameters renamed to :class:`TrainingConfig`'s fields."""
-    renamed = {"train_sources": "train", "val_source": "val"}
+    renamed = {"train_sources": "train", "val_source": "val", "test_source": "test"}
     return {renamed.get(k, k): v for k, v in arguments.items()}
 
 
@@ -148,30 +156,54 @@ def frames(train: Stored, val: Stored) -> tuple[list[pd.DataFrame], pd.DataFrame
     return [pd.read_parquet(f) for f in files], pd.read_parquet(val.path)
 
 
-def digest(train: Stored, val: Stored) -> dict[str, Any]:
-    """The data digest the Prefect flow computes, from the validation records."""
+def held_out_month(config_json: str, path: str) -> dict[str, Any]:
+    """The held-back test month, loaded and validated into a folder like the gathered
+    training months' (empty without one: a fan-out over no months fails in KFP's local
+    runner, so this one step is conditional inside)."""
+    config = TrainingConfig.model_validate_json(config_json)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if config.test is None:
+        return {"months": []}
+    source = {k: v for k, v in asdict(config.test).items() if v is not None}
+    raw = Stored(
+        str(folder / "raw.parquet"), load_month(config_json, source, str(folder / "raw.parquet"))
+    )
+    meta = validate_month(config_json, raw, "test", str(folder / "000.parquet"))
+    Path(raw.path).unlink()
+    return {"months": [meta]}
+
+
+def digest(train: Stored, val: Stored, test: Stored | None = None) -> dict[str, Any]:
+    """The data digest the Prefect flow computes, from the validation records (in its order:
+    the training months, the validation month, the test month)."""
     inputs = [m["data_input"] for m in train.metadata["months"]] + [val.metadata["data_input"]]
+    inputs += [m["data_input"] for m in test.metadata["months"]] if test is not None else []
     return tracking.data_digest([tracking.DataInput.from_dict(i) for i in inputs])
 
 
-def start_run(config_json: str, run_key: str, train: Stored, val: Stored) -> tuple[str, str]:
+def start_run(
+    config_json: str, run_key: str, train: Stored, val: Stored, test: Stored
+) -> tuple[str, str]:
     """The run's MLflow parent run: (experiment id, parent run id)."""
     config = TrainingConfig.model_validate_json(config_json)
     tags = {RUN_KEY_TAG: run_key, "orchestrator": "kubeflow"}
     families = steps.families_of(config)
-    return steps.start_parent_run(config, families, digest(train, val), tracking.git_info(), tags)
+    return steps.start_parent_run(
+        config, families, digest(train, val, test), tracking.git_info(), tags
+    )
 
 
 def train_family(
     config_json: str,
     family: str,
-    data: tuple[Stored, Stored],
+    data: tuple[Stored, Stored, Stored],
     ids: tuple[str, str],
 ) -> dict[str, Any]:
     """Featurize for one family and search it (a nested MLflow run per trial); the best
     trial's record is returned for the searched-result artifact."""
     config = TrainingConfig.model_validate_json(config_json)
-    train, val = data
+    train, val, test = data
     train_frames, val_frame = frames(train, val)
     featurized = steps.featurize(train_frames, val_frame, [family])[family]
     best, run_id, model_uri = steps.train(
@@ -181,7 +213,7 @@ def train_family(
         seed=config.seed,
         experiment_id=ids[0],
         parent_run_id=ids[1],
-        digest=digest(train, val),
+        digest=digest(train, val, test),
         git=tracking.git_info(),
     )
     record = {k: v for k, v in asdict(best).items() if k != "pipeline"}
@@ -194,10 +226,13 @@ def _searched(record: Mapping[str, Any], with_model: bool = False) -> Searched:
     return TrialResult(**fields, pipeline=model), record["run_id"], record["model_uri"]
 
 
-def results_of(config: TrainingConfig, records: Sequence[Mapping[str, Any]]) -> dict[str, Searched]:
-    """Every family's search result, in the order the run trains them."""
+def results_of(
+    config: TrainingConfig, records: Sequence[Mapping[str, Any]], fitted: bool = False
+) -> dict[str, Searched]:
+    """Every family's search result, in the order the run trains them (with its model
+    loaded from MLflow when ``fitted``)."""
     by_family = {r["family"]: r for r in records}
-    return {f: _searched(by_family[f]) for f in steps.families_of(config)}
+    return {f: _searched(by_family[f], fitted) for f in steps.families_of(config)}
 
 
 def select_best(
@@ -212,6 +247,19 @@ def select_best(
     return {"family": best[0].family, "run_id": best[1], "model_uri": best[2]}
 
 
+def score_held_out(
+    config_json: str, records: Sequence[Mapping[str, Any]], test: Stored
+) -> dict[str, Any]:
+    """The chosen model and the baseline on the held-back test month ({} without one)."""
+    config = TrainingConfig.model_validate_json(config_json)
+    if config.test is None:
+        return {}
+    results = results_of(config, records, fitted=True)
+    chosen = steps.choose(config, results)
+    frame = pd.read_parquet(Path(test.path) / "000.parquet")
+    return asdict(steps.score_held_out(results, chosen, frame, config.test))
+
+
 def evaluate_incumbent(config_json: str, val: Stored) -> dict[str, Any]:
     """The incumbent's RMSE on this run's validation month (none without an incumbent)."""
     config = TrainingConfig.model_validate_json(config_json)
@@ -224,20 +272,24 @@ def evaluate_incumbent(config_json: str, val: Stored) -> dict[str, Any]:
 def gate_and_register(
     config_json: str,
     records: Sequence[Mapping[str, Any]],
-    incumbent: Mapping[str, Any],
+    scores: tuple[Mapping[str, Any], Mapping[str, Any]],
     ids: tuple[str, str],
-    data: tuple[Stored, Stored],
+    data: tuple[Stored, Stored, Stored],
 ) -> dict[str, Any]:
     """Register the winner, move ``champion`` if it beats the incumbent by the margin, and
-    record the run's result on its parent run (which then ends)."""
+    record the run's result on its parent run (which then ends). ``scores`` are the
+    incumbent's and the held-back month's (see :func:`evaluate_incumbent`,
+    :func:`score_held_out`)."""
     config = TrainingConfig.model_validate_json(config_json)
     results = results_of(config, records)
     chosen = steps.choose(config, results)
+    incumbent, held_out = scores
     champion = (incumbent["version"], incumbent["rmse"])
     registered = steps.register(config, chosen[0], chosen[2], chosen[1], ids[1], champion)
     seconds = time.time() - MlflowClient().get_run(ids[1]).info.start_time / 1000.0
     context = (digest(*data), tracking.git_info(), seconds)
-    result = steps.record_result(results, chosen, registered, ids, context)
+    test = HeldOut(**held_out) if held_out else None
+    result = steps.record_result(results, chosen, registered, ids, context, test)
     MlflowClient().set_terminated(ids[1], "FINISHED")
     return result.to_dict()
 

@@ -62,6 +62,22 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """The chosen model and the baseline scored on a held-back test month, after the choice:
+    the figure to publish, since the validation month is the one the model was selected on."""
+
+    source: str
+    month: str | None
+    rows: int
+    baseline_rmse: float
+    best_rmse: float
+
+    @property
+    def improvement_vs_baseline(self) -> float:
+        return 1.0 - self.best_rmse / self.baseline_rmse
+
+
+@dataclass(frozen=True)
 class FlowRunRef:
     """The Prefect flow run that trained, when a worker did."""
 
@@ -84,12 +100,18 @@ class TrainingResult:
     git: dict[str, str]
     seconds: float
     flow_run: FlowRunRef | None = field(default=None)
+    #: the held-back test month's scores, when the run had one
+    test: HeldOut | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON: the CLI's ``--json`` and the run's MLflow artifact."""
         out = asdict(self)
         if self.flow_run is None:
             del out["flow_run"]
+        if self.test is None:
+            del out["test"]
+        else:
+            out["test"]["improvement_vs_baseline"] = self.test.improvement_vs_baseline
         return out
 
     @classmethod
@@ -98,6 +120,8 @@ class TrainingResult:
         registered = dict(data["registered"])
         registered["previous_champion"] = PreviousChampion(**registered["previous_champion"])
         flow_run = data.get("flow_run")
+        test = dict(data.get("test") or {})
+        test.pop("improvement_vs_baseline", None)
         return cls(
             mlflow_run_id=data["mlflow_run_id"],
             experiment_id=data["experiment_id"],
@@ -111,4 +135,5 @@ class TrainingResult:
             git=data["git"],
             seconds=data["seconds"],
             flow_run=FlowRunRef(**flow_run) if flow_run else None,
+            test=HeldOut(**test) if test else None,
         )

@@ -26,6 +26,7 @@ from level2_training.results import (
     Baseline,
     BestModel,
     FamilySearch,
+    HeldOut,
     PreviousChampion,
     Registration,
     TrainingResult,
@@ -51,6 +52,8 @@ class TrainingConfig(BaseModel):
 
     train: list[MonthSource]
     val: MonthSource
+    #: a held-back test month: scored once the model is chosen, never used to choose it
+    test: MonthSource | None = None
     families: list[str] = ["linear", "ridge", "hgb"]
     trials: int = 10
     seed: int = 0
@@ -274,12 +277,30 @@ def choose(config: TrainingConfig, results: dict[str, Searched]) -> Searched:
     return results[best_family(results, config.families, list(results))]
 
 
+def score_held_out(
+    results: dict[str, Searched], chosen: Searched, test: pd.DataFrame, source: MonthSource
+) -> HeldOut:
+    """The chosen model and the baseline on the held-back month, after the choice (nothing
+    here feeds back into it)."""
+    _, y_test = split_xy(test)
+    best = regression_metrics(y_test, chosen[0].fitted.predict(test))["rmse"]
+    baseline = results[BASELINE_FAMILY][0].fitted.predict(test)
+    return HeldOut(
+        source.describe(),
+        source.month,
+        len(test),
+        regression_metrics(y_test, baseline)["rmse"],
+        best,
+    )
+
+
 def record_result(
     results: dict[str, Searched],
     chosen: Searched,
     registered: Registration,
     ids: tuple[str, str],
     context: tuple[dict[str, Any], dict[str, str], float],
+    test: HeldOut | None = None,
 ) -> TrainingResult:
     """The run's result, logged on its parent run (metrics, and the whole result as
     :data:`RESULT_ARTIFACT`, which is how a run on a worker or a cluster reports back).
@@ -298,7 +319,12 @@ def record_result(
         data=digest,
         git=git,
         seconds=round(seconds, 2),
+        test=test,
     )
+    if test is not None:
+        client.log_metric(parent_id, "test_rmse", test.best_rmse)
+        client.log_metric(parent_id, "baseline_test_rmse", test.baseline_rmse)
+        client.set_tag(parent_id, "test_month", str(test.month))
     client.log_text(parent_id, json.dumps(result.to_dict(), indent=2, default=str), RESULT_ARTIFACT)
     return result
 
@@ -310,6 +336,7 @@ def _run_params(config: TrainingConfig, families: list[str]) -> dict[str, Any]:
         "seed": config.seed,
         "margin": config.margin,
         "val_source": config.val.describe(),
+        **({"test_source": config.test.describe()} if config.test else {}),
         "train_sources": ";".join(s.describe() for s in config.train),
     }
 

@@ -47,7 +47,7 @@ TRUSTED_TYPES = frozenset(
 class DataInput:
     """One data file (or generated month) a run used, with what validation made of it."""
 
-    role: str  # "train" or "val"
+    role: str  # "train", "val" or "test"
     source: str
     sha256: str
     report: ValidationReport

@@ -124,3 +124,36 @@ def test_same_data_and_seed_give_the_same_result(
     assert {f: r.val_rmse for f, r in first.families.items()} == {
         f: r.val_rmse for f, r in second.families.items()
     }
+
+
+def test_a_held_back_month_is_scored_after_the_choice_and_never_makes_it(
+    settings: Settings,
+) -> None:
+    from shared.data.sources import load_source
+    from shared.data.validate import ValidationBounds, validate_month
+    from shared.evaluate import rmse
+    from shared.features import split_xy
+
+    test_month = MonthSource(GENERATED, "2019-03", rows=4000, seed=3, drift=Drift(speed_factor=0.8))
+    without = training_flow(config(settings, registered_model="plain"))
+    held = training_flow(config(settings, registered_model="held", test=test_month))
+    # the choice and every validation figure are those of the run without a test month
+    assert held.best.family == without.best.family
+    assert {f: r.val_rmse for f, r in held.families.items()} == {
+        f: r.val_rmse for f, r in without.families.items()
+    }
+    assert without.test is None and held.test is not None
+    assert [i["role"] for i in held.data["inputs"]] == ["train", "val", "test"]
+    # the figures are the registered model's and the baseline's on that month
+    loaded = load_source(test_month)
+    frame, _ = validate_month(
+        loaded.trips.frame, ValidationBounds(), month="2019-03", source="test"
+    )
+    _, y = split_xy(frame)
+    model = mlflow.sklearn.load_model(f"models:/held/{held.registered.version}")
+    assert held.test.best_rmse == pytest.approx(rmse(y, model.predict(frame)), rel=1e-9)
+    assert held.test.rows == len(frame)
+    assert held.test.baseline_rmse > held.test.best_rmse  # slower traffic hurts the baseline more
+    parent = MlflowClient().get_run(held.mlflow_run_id)
+    assert parent.data.metrics["test_rmse"] == pytest.approx(held.test.best_rmse)
+    assert parent.data.tags["test_month"] == "2019-03"

@@ -79,6 +79,15 @@ def test_pipeline_arguments_come_back_as_the_same_config() -> None:
     assert families == ["linear", "hgb"]  # the baseline always runs, first
 
 
+def test_a_held_back_month_travels_as_a_parameter_too() -> None:
+    original = config().model_copy(update={"test": MonthSource("generated", "2019-05", rows=2000)})
+    arguments = kfp_steps.pipeline_arguments(original, "key-1", "")
+    assert arguments["test_source"]["month"] == "2019-05"
+    checked, _ = kfp_steps.configure(kfp_steps.config_arguments(arguments))
+    assert TrainingConfig.model_validate_json(checked) == original
+    assert kfp_steps.pipeline_arguments(config(), "k", "")["test_source"] == {}
+
+
 def test_a_bad_parameter_is_refused_by_name() -> None:
     arguments = kfp_steps.pipeline_arguments(config(), "key-1", "")
     arguments["trials"] = "many"
