@@ -86,7 +86,7 @@ def test_readme_commands_work_as_written(readme: Path, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        # under the suite's parallel load the level-2 walkthrough (two Prefect runs, a KFP run)
+        # under the suite's parallel load the level-2 walkthrough (three Prefect runs, a KFP run)
         # takes ~340 s on 2 cores; pytest's own limit is 600 s
         timeout=580,
         check=False,
