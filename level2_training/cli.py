@@ -26,34 +26,6 @@ def level2() -> None:
     """Level 2 - automated training: Prefect pipeline, MLflow tracking and registry."""
 
 
-def sources(
-    train_files: tuple[str, ...],
-    val_file: str | None,
-    data_dir: str | None,
-    data_url: str | None,
-    generated: bool,
-    train_months: str | None,
-    val_month: str | None,
-    rows: int,
-    seed: int,
-) -> tuple[list[MonthSource], MonthSource]:
-    if train_files or val_file:
-        if not (train_files and val_file):
-            raise click.UsageError("--train FILE needs --val FILE (and the other way round)")
-        return [MonthSource(f) for f in train_files], MonthSource(val_file)
-    location = data_dir or data_url or (GENERATED if generated else None)
-    if location is None:
-        raise click.UsageError(
-            "say where the data is: --train FILE... --val FILE, or --data-dir / --data-url / "
-            "--generated with --train-months and --val-month"
-        )
-    if not (train_months and val_month):
-        raise click.UsageError("--train-months and --val-month are needed with a folder/URL")
-    months = month_range(train_months)
-    train = [MonthSource(location, m, rows=rows, seed=seed + i) for i, m in enumerate(months)]
-    return train, MonthSource(location, month_range(val_month)[0], rows=rows, seed=seed + 99)
-
-
 @dataclass(frozen=True)
 class TrainingOptions:
     """The data and model options of a training run, as ``level2 train`` and ``level2 kfp
@@ -75,26 +47,63 @@ class TrainingOptions:
     margin: float | None
 
     def families(self) -> list[str]:
-        return families_option(self.models)
+        """``--models`` as family names; an unknown name fails here, before anything starts."""
+        families = [m.strip() for m in self.models.split(",") if m.strip()]
+        for family in families:
+            get_family(family)
+        return families
+
+    @property
+    def location(self) -> str | None:
+        """Where the months are: a folder, a base URL or the generator (None: files)."""
+        return self.data_dir or self.data_url or (GENERATED if self.generated else None)
+
+    def sources(self) -> tuple[list[MonthSource], MonthSource]:
+        """The training months and the validation month."""
+        if self.train_files or self.val_file:
+            if not (self.train_files and self.val_file):
+                raise click.UsageError("--train FILE needs --val FILE (and the other way round)")
+            return [MonthSource(f) for f in self.train_files], MonthSource(self.val_file)
+        if self.location is None:
+            raise click.UsageError(
+                "say where the data is: --train FILE... --val FILE, or --data-dir / --data-url "
+                "/ --generated with --train-months and --val-month"
+            )
+        if not (self.train_months and self.val_month):
+            raise click.UsageError("--train-months and --val-month are needed with a folder/URL")
+        months = month_range(self.train_months)
+        train = [
+            MonthSource(self.location, m, rows=self.rows, seed=self.seed + i)
+            for i, m in enumerate(months)
+        ]
+        val_month = month_range(self.val_month)[0]
+        return train, MonthSource(self.location, val_month, rows=self.rows, seed=self.seed + 99)
 
     def config(self, settings: Any, on_worker: bool, command: str) -> Any:
-        """The run's :class:`~level2_training.steps.TrainingConfig`."""
+        """The run's :class:`~level2_training.steps.TrainingConfig` (``command`` names the
+        actor in the registry's history)."""
+        from level2_training import runtime
+        from level2_training.steps import TrainingConfig
+
         families = self.families()
-        train, val = sources(
-            self.train_files,
-            self.val_file,
-            self.data_dir,
-            self.data_url,
-            self.generated,
-            self.train_months,
-            self.val_month,
-            self.rows,
-            self.seed,
+        train, val = self.sources()
+        return TrainingConfig(
+            train=train,
+            val=val,
+            test=self.held_out(),
+            families=families,
+            trials=self.trials,
+            seed=self.seed,
+            margin=settings.promotion_margin if self.margin is None else self.margin,
+            experiment=settings.experiment_name,
+            registered_model=settings.registered_model_name,
+            artifact_location=runtime.artifact_location(settings),
+            # a worker caches downloads in its own home
+            cache_dir=None if on_worker else settings.download_cache_dir,
+            timeout_s=settings.download_timeout_s,
+            actor=f"{getpass.getuser()} via taxi-mlops {command}"
+            + (" (Prefect worker)" if on_worker else ""),
         )
-        config = training_config(
-            settings, train, val, families, self.trials, self.seed, self.margin, on_worker, command
-        )
-        return config.model_copy(update={"test": self.held_out()})
 
     def held_out(self) -> MonthSource | None:
         """The held-back test month (``--test FILE`` or ``--test-month``), if one was given;
@@ -105,11 +114,11 @@ class TrainingOptions:
             return MonthSource(self.test_file)
         if not self.test_month:
             return None
-        location = self.data_dir or self.data_url or (GENERATED if self.generated else None)
+        location = self.location
         if location is None:
             raise click.UsageError("--test-month needs --data-dir, --data-url or --generated")
         month = month_range(self.test_month)[0]
-        used = month_range(self.train_months or "") if self.train_months else []
+        used = month_range(self.train_months) if self.train_months else []
         if month in used or (self.val_month and month == month_range(self.val_month)[0]):
             raise click.BadParameter(
                 f"{month} is a training or the validation month: a test month is held back",
@@ -166,14 +175,6 @@ def training_options(command: Any) -> Any:
     return with_options
 
 
-def families_option(models: str) -> list[str]:
-    """``--models`` as family names; an unknown name fails here, before anything starts."""
-    families = [m.strip() for m in models.split(",") if m.strip()]
-    for family in families:
-        get_family(family)
-    return families
-
-
 @level2.command("train")
 @training_options
 @click.option(
@@ -227,38 +228,6 @@ def train_command(
     except TaxiMlopsError as exc:
         fail(f"{exc} Nothing was registered.")
     emit({"ok": True, **result.to_dict()}, result_lines(result))
-
-
-def training_config(
-    settings: Any,
-    train: Any,
-    val: Any,
-    families: list[str],
-    trials: int,
-    seed: int,
-    margin: float | None,
-    on_worker: bool,
-    command: str = "level2 train",
-) -> Any:
-    from level2_training import runtime
-    from level2_training.flow import TrainingConfig
-
-    return TrainingConfig(
-        train=train,
-        val=val,
-        families=families,
-        trials=trials,
-        seed=seed,
-        margin=settings.promotion_margin if margin is None else margin,
-        experiment=settings.experiment_name,
-        registered_model=settings.registered_model_name,
-        artifact_location=runtime.artifact_location(settings),
-        # a worker caches downloads in its own home
-        cache_dir=None if on_worker else settings.download_cache_dir,
-        timeout_s=settings.download_timeout_s,
-        actor=f"{getpass.getuser()} via taxi-mlops {command}"
-        + (" (Prefect worker)" if on_worker else ""),
-    )
 
 
 def _held_out_lines(result: TrainingResult) -> list[str]:

@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from level2_training.search import TrialResult
 from level2_training.steps import Searched, TrainingConfig
 from shared.data.load import TripMonth
 from shared.data.sources import LoadedMonth, MonthSource
+from shared.models import BASELINE_FAMILY
 
 #: the MLflow tag that finds a Kubeflow run's parent run (the CLI reads its result by it)
 RUN_KEY_TAG = "kfp_run_key"
@@ -112,7 +113,10 @@ def use_tracking(tracking_uri: str) -> None:
 def load_month(config_json: str, source: Mapping[str, Any], path: str) -> dict[str, Any]:
     """Load one month into a Parquet file; its provenance is returned as the metadata."""
     config = TrainingConfig.model_validate_json(config_json)
-    month = TypeAdapter(MonthSource).validate_python(source)
+    return _load(config, TypeAdapter(MonthSource).validate_python(source), path)
+
+
+def _load(config: TrainingConfig, month: MonthSource, path: str) -> dict[str, Any]:
     columns = steps.needed_columns(steps.families_of(config))
     loaded = steps.load(month, config.cache_dir, config.timeout_s, columns)
     loaded.trips.frame.to_parquet(path)
@@ -165,10 +169,8 @@ def held_out_month(config_json: str, path: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     if config.test is None:
         return {"months": []}
-    source = {k: v for k, v in asdict(config.test).items() if v is not None}
-    raw = Stored(
-        str(folder / "raw.parquet"), load_month(config_json, source, str(folder / "raw.parquet"))
-    )
+    raw_path = str(folder / "raw.parquet")
+    raw = Stored(raw_path, _load(config, config.test, raw_path))
     meta = validate_month(config_json, raw, "test", str(folder / "000.parquet"))
     Path(raw.path).unlink()
     return {"months": [meta]}
@@ -216,23 +218,26 @@ def train_family(
         digest=digest(train, val, test),
         git=tracking.git_info(),
     )
-    record = {k: v for k, v in asdict(best).items() if k != "pipeline"}
+    # field by field: asdict() would deep-copy the fitted model only to drop it
+    record = {f.name: getattr(best, f.name) for f in fields(best) if f.name != "pipeline"}
     return {**record, "run_id": run_id, "model_uri": model_uri}
 
 
-def _searched(record: Mapping[str, Any], with_model: bool = False) -> Searched:
-    fields = {k: v for k, v in record.items() if k not in ("run_id", "model_uri", "pipeline")}
-    model = mlflow.sklearn.load_model(record["model_uri"]) if with_model else None
-    return TrialResult(**fields, pipeline=model), record["run_id"], record["model_uri"]
+def _searched(record: Mapping[str, Any]) -> Searched:
+    trial = {k: v for k, v in record.items() if k not in ("run_id", "model_uri")}
+    return TrialResult(**trial, pipeline=None), record["run_id"], record["model_uri"]
 
 
-def results_of(
-    config: TrainingConfig, records: Sequence[Mapping[str, Any]], fitted: bool = False
-) -> dict[str, Searched]:
-    """Every family's search result, in the order the run trains them (with its model
-    loaded from MLflow when ``fitted``)."""
+def _with_model(searched: Searched) -> Searched:
+    """A search result with its model, loaded from MLflow."""
+    trial, run_id, model_uri = searched
+    return replace(trial, pipeline=mlflow.sklearn.load_model(model_uri)), run_id, model_uri
+
+
+def results_of(config: TrainingConfig, records: Sequence[Mapping[str, Any]]) -> dict[str, Searched]:
+    """Every family's search result (without its model), in the order the run trains them."""
     by_family = {r["family"]: r for r in records}
-    return {f: _searched(by_family[f], fitted) for f in steps.families_of(config)}
+    return {f: _searched(by_family[f]) for f in steps.families_of(config)}
 
 
 def select_best(
@@ -240,8 +245,7 @@ def select_best(
 ) -> dict[str, Any]:
     """Choose the winner and log the data it learned from as the monitoring reference."""
     config = TrainingConfig.model_validate_json(config_json)
-    chosen = steps.choose(config, results_of(config, records))
-    best = _searched({**asdict(chosen[0]), "run_id": chosen[1], "model_uri": chosen[2]}, True)
+    best = _with_model(steps.choose(config, results_of(config, records)))
     train_frames, _ = frames(train, val)
     steps.log_reference(best[1], best[0], train_frames, config.reference_rows, config.seed)
     return {"family": best[0].family, "run_id": best[1], "model_uri": best[2]}
@@ -254,7 +258,10 @@ def score_held_out(
     config = TrainingConfig.model_validate_json(config_json)
     if config.test is None:
         return {}
-    results = results_of(config, records, fitted=True)
+    results = results_of(config, records)
+    # only the two models scored are loaded
+    for family in {steps.choose(config, results)[0].family, BASELINE_FAMILY}:
+        results[family] = _with_model(results[family])
     chosen = steps.choose(config, results)
     frame = pd.read_parquet(Path(test.path) / "000.parquet")
     return asdict(steps.score_held_out(results, chosen, frame, config.test))

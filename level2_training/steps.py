@@ -10,7 +10,6 @@ per trial.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,6 @@ from shared.data.validate import ValidationBounds, validate_month
 from shared.evaluate import regression_metrics
 from shared.features import split_xy
 from shared.models import BASELINE_FAMILY, get_family
-
-logger = logging.getLogger(__name__)
 
 #: the flow's result, logged on its MLflow parent run: how a run submitted to a worker reports
 RESULT_ARTIFACT = "flow_result.json"

@@ -108,18 +108,26 @@ _SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + _TIME + r"(?:Z|[+-][0-9]{2}:
 _UTC_SUFFIX = re.compile(r"(?:Z|[+-]00:?00)$")
 
 
+def _iso(text: str) -> str:
+    """A pickup text that matched the pattern, as numpy reads it (UTC, no designator)."""
+    return _UTC_SUFFIX.sub("", text).replace(" ", "T")
+
+
+def _plausible(stamps: np.ndarray | np.datetime64, bounds: ValidationBounds) -> bool:
+    """Every stamp inside the bounds' plausible pickup times."""
+    inside = (stamps >= np.datetime64(bounds.first_pickup)) & (
+        stamps < np.datetime64(bounds.last_pickup)
+    )
+    return bool(np.all(inside))
+
+
 def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | None:
     """Many pickup times at once, as :func:`parse_pickup` would read each; None when any of
     them is not plainly valid (:func:`parse_pickup` then says which, and why)."""
     if not all(type(t) is str and _PICKUP.fullmatch(t) for t in texts):
         return None
-    stamps = np.array(
-        [_UTC_SUFFIX.sub("", t).replace(" ", "T") for t in texts], dtype="datetime64[s]"
-    )
-    inside = (stamps >= np.datetime64(bounds.first_pickup)) & (
-        stamps < np.datetime64(bounds.last_pickup)
-    )
-    return stamps if bool(inside.all()) else None
+    stamps = np.array([_iso(t) for t in texts], dtype="datetime64[s]")
+    return stamps if _plausible(stamps, bounds) else None
 
 
 def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
@@ -131,8 +139,8 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     if not _PICKUP.fullmatch(text):
         raise ValueError(f"{shown(text)} is not a UTC calendar date-time of 2009-2099")
     # the pattern admits only real calendar dates: numpy cannot refuse what is left
-    stamp = np.datetime64(_UTC_SUFFIX.sub("", text).replace(" ", "T"), "s")
-    if not np.datetime64(bounds.first_pickup) <= stamp < np.datetime64(bounds.last_pickup):
+    stamp = np.datetime64(_iso(text), "s")
+    if not _plausible(stamp, bounds):
         raise ValueError(
             f"{shown(text)} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"
         )
