@@ -243,9 +243,13 @@ def _held_out_lines(result: TrainingResult) -> list[str]:
 
 def result_lines(result: TrainingResult) -> list[str]:
     reg = result.registered
+    width = max((7, *map(len, result.families)))
     lines = [
         f"baseline ({result.baseline.family}): validation RMSE {result.baseline.val_rmse:.3f} min",
-        *(f"  {family:<7} best val RMSE {r.val_rmse:.3f}" for family, r in result.families.items()),
+        *(
+            f"  {family:<{width}} best val RMSE {r.val_rmse:.3f}"
+            for family, r in result.families.items()
+        ),
         f"best: {result.best.family} {result.best.val_rmse:.3f} min, "
         f"{result.improvement_vs_baseline:.1%} below the baseline",
         *_held_out_lines(result),
@@ -371,8 +375,9 @@ def status() -> None:
         f"{name}: "
         + (", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "no aliases")
     ]
+    width = max((7, *(len(v["family"] or "?") for v in versions)))
     lines += [
-        f"  v{v['version']:<4} {v['family'] or '?':<7} val RMSE {_rmse(v['val_rmse'])} "
+        f"  v{v['version']:<4} {v['family'] or '?':<{width}} val RMSE {_rmse(v['val_rmse'])} "
         f"({v['val_month']})"
         for v in versions
     ]

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from shared.evaluate import regression_metrics
-from shared.models import Param, build_model, get_family
+from shared.models import Param, fit_model, get_family
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,9 +71,8 @@ def fit_and_score(
     val: tuple[pd.DataFrame, np.ndarray],
     number: int = 0,
 ) -> TrialResult:
-    pipeline = build_model(family, params, seed)
     started = time.perf_counter()
-    pipeline.fit(*train)
+    pipeline = fit_model(family, params, seed, *train)
     fit_seconds = time.perf_counter() - started
     return TrialResult(
         family=family,

@@ -39,6 +39,8 @@ TRUSTED_TYPES = frozenset(
         # HistGradientBoosting keeps these as its internal validation helper.
         "functools.partial",
         "sklearn.utils.validation.check_array",
+        # VotingRegressor (the hgb_ensemble family) names its fitted members in one.
+        "sklearn.utils._bunch.Bunch",
     }
 )
 

@@ -239,12 +239,12 @@ def _oracle(run: _Run, previous: pd.DataFrame, previous_month: str) -> Any:
     """The champion's family and settings, fitted on the whole previous month as served
     (cleaned by the same validation as training): what retraining every month would serve."""
     from shared.features import split_xy
-    from shared.models import build_model, get_family
+    from shared.models import fit_model, get_family
 
     clean, _ = clean_trips(previous, run.bounds, month=previous_month, source=previous_month)
     spec = get_family(run.champion_family).spec
-    model = build_model(run.champion_family, run.champion_params, run.policy.retrain.seed)
-    return model.fit(*split_xy(clean, spec))
+    X, y = split_xy(clean, spec)
+    return fit_model(run.champion_family, run.champion_params, run.policy.retrain.seed, X, y)
 
 
 def _outputs(

@@ -8,7 +8,8 @@ When a service loads a model it also builds a compiled form of it:
 - linear and ridge (:class:`TripFeaturizer` + a linear model): the prediction is the intercept
   plus one weight per category the ride falls in plus weight x number for the numerics, so each
   categorical column becomes a table of weights indexed by the raw value;
-- gradient-boosted trees (:class:`TabularFeaturizer` + HistGradientBoostingRegressor): the
+- gradient-boosted trees (:class:`TabularFeaturizer` + HistGradientBoostingRegressor, or a
+  VotingRegressor averaging several, compiled one by one and averaged the same way): the
   featurizer's own numpy transform (no DataFrame, no validation), then the trees through
   Treelite (``treelite.sklearn.import_model``, evaluated by its C++ GTIL in the calling thread).
   GTIL walks the trees one row at a time, sklearn's own tree code a whole batch at once behind
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, VotingRegressor
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
@@ -72,13 +73,15 @@ class ServingModel:
 
 def probe_rides(n: int = 512, seed: int = 20261204) -> dict[str, np.ndarray]:
     """Rides that reach every branch: zones 1..265 (including ones a month may never see),
-    zero to long distances, every hour of every weekday."""
+    zero to long distances, every hour of every weekday at any second, a federal holiday."""
     rng = np.random.default_rng(seed)
     zones = np.arange(1, 266, dtype=np.float64)
     hours = np.arange(n) % 168
     start = np.datetime64("2019-02-04T00:00", "s")  # a Monday
-    minutes = rng.integers(0, 60, n)
-    pickup = start + hours * np.timedelta64(3600, "s") + minutes * np.timedelta64(60, "s")
+    seconds = rng.integers(0, 3600, n)
+    # the third week of hours two weeks on, so that it spans Presidents' Day (2019-02-18)
+    later = np.where(np.arange(n) // 168 == 2, 14 * 24, 0)
+    pickup = start + (hours + later) * np.timedelta64(3600, "s") + seconds * np.timedelta64(1, "s")
     return {
         PU: np.resize(zones, n),
         DO: rng.permutation(np.resize(zones, n)),
@@ -140,11 +143,23 @@ def _known_categories(regressor: HistGradientBoostingRegressor) -> list[tuple[in
     return tables
 
 
-def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
+def _tree_members(regressor: Any) -> list[HistGradientBoostingRegressor]:
+    """The boosted-tree models whose mean is the answer: the regressor itself, or each member
+    of a VotingRegressor without weights (the ``hgb_ensemble`` family)."""
+    if isinstance(regressor, HistGradientBoostingRegressor):
+        return [regressor]
+    members = list(getattr(regressor, "estimators_", []))
+    if getattr(regressor, "weights", None) is not None or not members:
+        raise NotCompilable("a weighted or unfitted VotingRegressor")
+    if not all(isinstance(m, HistGradientBoostingRegressor) for m in members):
+        raise NotCompilable("a VotingRegressor with members other than boosted trees")
+    return members
+
+
+def _member(regressor: HistGradientBoostingRegressor) -> Callable[[np.ndarray], np.ndarray]:
     import treelite
     import treelite.sklearn
 
-    featurizer, regressor = pipeline.named_steps["features"], pipeline.named_steps["regressor"]
     known = _known_categories(regressor)
     try:
         model = treelite.sklearn.import_model(regressor)
@@ -152,13 +167,27 @@ def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
         raise NotCompilable(f"treelite cannot import it: {exc}") from None
     gtil = treelite.gtil
 
-    def predict(columns: Columns) -> np.ndarray:
-        features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
+    def predict(features: np.ndarray) -> np.ndarray:
+        if known:
+            features = features.copy()  # each member knows its own categories
         for column, table in known:
             codes = features[:, column]
             codes[~table_lookup(codes, table, False)] = np.nan
         # one thread: gunicorn's workers (and their threads) are the parallelism
         return np.asarray(gtil.predict(model, features, nthread=1), dtype=np.float64).ravel()
+
+    return predict
+
+
+def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
+    featurizer = pipeline.named_steps["features"]
+    members = [_member(m) for m in _tree_members(pipeline.named_steps["regressor"])]
+
+    def predict(columns: Columns) -> np.ndarray:
+        features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
+        if len(members) == 1:
+            return members[0](features)
+        return np.mean([member(features) for member in members], axis=0)
 
     return predict
 
@@ -172,7 +201,7 @@ def compile_pipeline(pipeline: Any) -> tuple[str, Callable[[Columns], np.ndarray
     if isinstance(featurizer, TripFeaturizer) and type(regressor) in (LinearRegression, Ridge):
         return "linear", _linear(pipeline)
     if isinstance(featurizer, TabularFeaturizer) and isinstance(
-        regressor, HistGradientBoostingRegressor
+        regressor, HistGradientBoostingRegressor | VotingRegressor
     ):
         return "treelite", _trees(pipeline)
     raise NotCompilable(

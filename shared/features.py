@@ -9,6 +9,7 @@ DictVectorizer ignores unseen keys), numeric columns pass through.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -33,7 +34,13 @@ Columns: TypeAlias = pd.DataFrame | Mapping[str, Any]
 HOUR = "pickup_hour"
 WEEKDAY = "pickup_weekday"
 HOUR_OF_WEEK = "pickup_hour_of_week"
-TIME_FEATURES = (HOUR, WEEKDAY, HOUR_OF_WEEK)
+#: hours since midnight, minutes and seconds included (traffic does not wait for the hour)
+TIME_OF_DAY = "pickup_time_of_day"
+#: the weekday (Monday=0), or 7 on a US federal holiday (traffic there is a Sunday's, not a
+#: Monday's: Memorial Day 2019 is in the level-2 test month)
+DAY_TYPE = "pickup_day_type"
+HOLIDAY = 7.0
+TIME_FEATURES = (HOUR, WEEKDAY, HOUR_OF_WEEK, TIME_OF_DAY, DAY_TYPE)
 #: The pickup -> drop-off zone pair as one category (code PU * 1000 + DO).
 ZONE_PAIR = "zone_pair"
 
@@ -67,39 +74,68 @@ RICH = FeatureSpec(time=(HOUR, WEEKDAY))
 #: For linear models: time as one categorical (168 hours of the week) and each zone pair as a
 #: level of its own, which a linear model cannot otherwise learn.
 RICH_ONE_HOT = FeatureSpec(categorical=(PU, DO, ZONE_PAIR, HOUR_OF_WEEK))
+#: For the tree ensemble: the time of day to the second, and holidays as a day of their own.
+CALENDAR = FeatureSpec(time=(TIME_OF_DAY, DAY_TYPE))
 
 
-def _pickup_parts(X: Columns) -> tuple[np.ndarray, np.ndarray]:
-    """Hour (0-23) and weekday (Monday=0) of ``pickup_datetime``, without a DataFrame."""
+def holiday_days(first: str = "1970-01-01", last: str = "2099-12-31") -> np.ndarray:
+    """US federal holidays as observed (pandas' calendar), as days since 1970-01-01."""
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+
+    days = USFederalHolidayCalendar().holidays(first, last).to_numpy().astype("datetime64[D]")
+    return days.astype(np.int64)
+
+
+def _pickup_seconds(X: Columns) -> np.ndarray:
+    """``pickup_datetime`` as datetime64[s], without a DataFrame (NaT where it is missing)."""
     values = X[PICKUP]
     if isinstance(values, pd.Series):
         values = values.to_numpy()
     values = np.asarray(values)
     if not np.issubdtype(values.dtype, np.datetime64):
         values = pd.to_datetime(values).to_numpy()  # ISO strings from JSON requests
-    seconds = values.astype("datetime64[s]")
+    return values.astype("datetime64[s]")
+
+
+def _time_feature(seconds: np.ndarray, name: str, holidays: np.ndarray | None) -> np.ndarray:
     days = seconds.astype("datetime64[D]")
-    hour = ((seconds - days) // np.timedelta64(1, "h")).astype(np.float64)
-    weekday = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
-    bad = np.isnat(seconds)
-    hour[bad] = np.nan
-    weekday[bad] = np.nan
-    return hour, weekday
+    since_midnight = (seconds - days).astype(np.int64)  # NaT gives garbage, masked below
+    weekday = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01: a Thursday
+    if name == TIME_OF_DAY:
+        value = since_midnight / 3600.0
+    elif name == HOUR:
+        value = (since_midnight // 3600).astype(np.float64)
+    elif name == WEEKDAY:
+        value = weekday
+    elif name == DAY_TYPE:
+        table = default_holiday_table() if holidays is None else holidays
+        value = np.where(table_lookup(days.astype(np.float64), table, False), HOLIDAY, weekday)
+    else:
+        value = weekday * 24 + since_midnight // 3600
+    value[np.isnat(seconds)] = np.nan
+    return value
 
 
-def _time_feature(parts: tuple[np.ndarray, np.ndarray], name: str) -> np.ndarray:
-    hour, weekday = parts
-    if name == HOUR:
-        return hour
-    if name == WEEKDAY:
-        return weekday
-    return weekday * 24 + hour
+def holiday_table(days: np.ndarray) -> np.ndarray:
+    """True at each day number in ``days`` (days since 1970-01-01; for :func:`table_lookup`)."""
+    table = np.zeros(int(days.max()) + 1 if days.size else 0, dtype=bool)
+    table[days] = True
+    return table
 
 
-def feature_column(X: Columns, name: str) -> np.ndarray:
-    """One feature column as floats, derived ones (pickup hour, weekday, zone pair) included."""
+@functools.cache
+def default_holiday_table() -> np.ndarray:
+    """:func:`holiday_table` of pandas' calendar, built once (a fitted featurizer keeps its own)."""
+    table = holiday_table(holiday_days())
+    table.setflags(write=False)
+    return table
+
+
+def feature_column(X: Columns, name: str, holidays: np.ndarray | None = None) -> np.ndarray:
+    """One feature column as floats, derived ones (pickup hour, weekday, zone pair) included;
+    ``holidays`` (a :func:`holiday_table`) for the day type, pandas' calendar when None."""
     if name in TIME_FEATURES:
-        return _time_feature(_pickup_parts(X), name)
+        return _time_feature(_pickup_seconds(X), name, holidays)
     if name == ZONE_PAIR:
         return feature_column(X, PU) * 1000 + feature_column(X, DO)
     try:
@@ -111,15 +147,17 @@ def feature_column(X: Columns, name: str) -> np.ndarray:
     return np.asarray(values, dtype="float64")
 
 
-def feature_columns(X: Columns, names: Sequence[str]) -> list[np.ndarray]:
+def feature_columns(
+    X: Columns, names: Sequence[str], holidays: np.ndarray | None = None
+) -> list[np.ndarray]:
     """:func:`feature_column` of each name, reading the pickup time once for all of its parts
     (parsing it is a fifth of a one-ride transform)."""
-    parts: tuple[np.ndarray, np.ndarray] | None = None
+    seconds: np.ndarray | None = None
     columns = []
     for name in names:
         if name in TIME_FEATURES:
-            parts = parts if parts is not None else _pickup_parts(X)
-            columns.append(_time_feature(parts, name))
+            seconds = seconds if seconds is not None else _pickup_seconds(X)
+            columns.append(_time_feature(seconds, name, holidays))
         else:
             columns.append(feature_column(X, name))
     return columns
@@ -220,7 +258,9 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     Categories become codes 0..K-1 for the K most frequent values seen in training, and K for
     anything else (rare or unseen), so that gradient-boosted trees can treat zones as native
     categoricals (they allow at most 255 levels; NYC has 265 zones). The column order is fixed
-    by the spec, so :meth:`categorical_indices` is known before fitting.
+    by the spec, so :meth:`categorical_indices` is known before fitting. With the day type among
+    its time features it keeps the holiday calendar it was fitted with (``holidays_``), so a
+    newer pandas with another calendar cannot change what a registered model answers.
     """
 
     def __init__(
@@ -251,12 +291,15 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             lookup = np.full(counts.size, self.max_categories, dtype=np.float64)
             lookup[kept] = np.arange(kept.size)
             self.lookups_.append(lookup)
+        self.holidays_ = np.array(default_holiday_table()) if DAY_TYPE in self.time else None
         return self
 
     def transform(self, X: Columns) -> np.ndarray:
         if not hasattr(self, "lookups_"):
             raise NotFittedError("TabularFeaturizer is not fitted yet; call fit first")
-        columns = feature_columns(X, (*self.numeric, *self.time, *self.categorical))
+        names = (*self.numeric, *self.time, *self.categorical)
+        # models fitted before the day type existed have no calendar and never need one
+        columns = feature_columns(X, names, getattr(self, "holidays_", None))
         for j, lookup in enumerate(self.lookups_, start=len(self.numeric) + len(self.time)):
             values = columns[j]
             codes = table_lookup(values, lookup, float(self.max_categories))

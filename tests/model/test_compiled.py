@@ -16,13 +16,13 @@ from shared.data.generator import generate_month
 from shared.data.load import load_month
 from shared.data.schema import to_canonical
 from shared.data.validate import ValidationBounds, clean_trips
-from shared.features import TabularFeaturizer, split_xy
-from shared.models import FAMILIES, build_model, get_family
+from shared.features import DAY_TYPE, HOLIDAY, TabularFeaturizer, feature_column, split_xy
+from shared.models import FAMILIES, fit_model, get_family
 from tests.conftest import REAL_DATA
 
 FAMILY_NAMES = sorted(FAMILIES)
 #: the engine each family is served by once its compiled form is proven equal
-ENGINES = {"linear": "linear", "ridge": "linear", "hgb": "treelite"}
+ENGINES = {"linear": "linear", "ridge": "linear", "hgb": "treelite", "hgb_ensemble": "treelite"}
 
 
 def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -30,7 +30,7 @@ def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def fitted(family: str, train: pd.DataFrame) -> Pipeline:
-    return build_model(family, seed=0).fit(*split_xy(train, get_family(family).spec))
+    return fit_model(family, None, 0, *split_xy(train, get_family(family).spec))
 
 
 def assert_same_answers(model: Pipeline, rides: pd.DataFrame) -> compiled.ServingModel:
@@ -184,6 +184,20 @@ def test_the_probe_reaches_every_zone_and_hour_of_the_week() -> None:
     hours = (rides["pickup_datetime"].astype("datetime64[h]").astype(np.int64)) % 168
     assert len(set(hours)) == 168
     assert rides["trip_distance"].min() == 0.0 and rides["trip_distance"].max() >= 99
+    day_types = feature_column(rides, DAY_TYPE)
+    assert set(day_types) == {*range(7), HOLIDAY}  # Presidents' Day, for the ensemble
+
+
+def test_an_ensemble_averaged_with_weights_is_served_by_its_pipeline(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The compiled form averages its members equally: a weighted vote is not that model."""
+    model = fitted("hgb_ensemble", generated[0])
+    model.named_steps["regressor"].weights = [3, 1, 1, 1, 1]
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn" and "a weighted or unfitted VotingRegressor" in served.reason
+    rides = compiled.probe_rides(16)
+    np.testing.assert_array_equal(served.predict(rides), model.predict(rides))
 
 
 def test_no_treelite_model_file_is_written(tmp_path: Path, monkeypatch, generated) -> None:

@@ -103,6 +103,41 @@ def test_pickup_time_features_from_datetimes_and_strings() -> None:
         np.testing.assert_array_equal(feature_column(X, HOUR_OF_WEEK), [8, 6 * 24 + 23])
 
 
+def test_time_of_day_and_day_type_with_federal_holidays() -> None:
+    from shared.features import DAY_TYPE, HOLIDAY, TIME_OF_DAY, feature_column
+
+    # Memorial Day 2019 (a Monday), the Sunday before it, a plain Tuesday, a missing time
+    X = {
+        "pickup_datetime": np.array(
+            ["2019-05-27T08:30:36", "2019-05-26T23:59:24", "2019-05-28T00:00:00", "NaT"],
+            dtype="datetime64[s]",
+        )
+    }
+    np.testing.assert_allclose(
+        feature_column(X, TIME_OF_DAY), [8.51, 23.99, 0.0, np.nan], rtol=0, atol=1e-12
+    )
+    np.testing.assert_array_equal(feature_column(X, DAY_TYPE), [HOLIDAY, 6, 1, np.nan])
+
+
+def test_a_fitted_featurizer_keeps_its_holiday_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later pandas with another calendar must not change what a registered model sees."""
+    import shared.features as features
+
+    train = pd.DataFrame(
+        {
+            "PULocationID": [1, 2],
+            "DOLocationID": [3, 4],
+            "trip_distance": [1.0, 2.0],
+            "pickup_datetime": pd.to_datetime(["2019-05-27 08:00", "2019-05-28 08:00"]),
+        }
+    )
+    enc = features.TabularFeaturizer(time=features.CALENDAR.time).fit(train)
+    monkeypatch.setattr(features, "default_holiday_table", lambda: np.zeros(1, dtype=bool))
+    np.testing.assert_array_equal(enc.transform(train)[:, 2], [features.HOLIDAY, 1])
+    fresh = features.TabularFeaturizer(time=features.CALENDAR.time).fit(train)
+    np.testing.assert_array_equal(fresh.transform(train)[:, 2], [0, 1])
+
+
 def test_tabular_featurizer_caps_categories_and_keeps_order() -> None:
     from shared.features import TabularFeaturizer
 
