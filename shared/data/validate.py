@@ -14,6 +14,7 @@ counts add up to ``rows_in - rows_out``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -113,12 +114,17 @@ def _iso(text: str) -> str:
     return _UTC_SUFFIX.sub("", text).replace(" ", "T")
 
 
+@functools.lru_cache(maxsize=16)
+def _pickup_window(first: str, last: str) -> tuple[np.datetime64, np.datetime64]:
+    return np.datetime64(first, "s"), np.datetime64(last, "s")
+
+
 def _plausible(stamps: np.ndarray | np.datetime64, bounds: ValidationBounds) -> bool:
     """Every stamp inside the bounds' plausible pickup times."""
-    inside = (stamps >= np.datetime64(bounds.first_pickup)) & (
-        stamps < np.datetime64(bounds.last_pickup)
-    )
-    return bool(np.all(inside))
+    first, last = _pickup_window(bounds.first_pickup, bounds.last_pickup)
+    if isinstance(stamps, np.datetime64):  # one request's time: no array arithmetic
+        return bool(first <= stamps < last)
+    return bool(np.all((stamps >= first) & (stamps < last)))
 
 
 def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | None:

@@ -206,3 +206,41 @@ def test_no_treelite_model_file_is_written(tmp_path: Path, monkeypatch, generate
     before = sorted(tmp_path.rglob("*"))
     compiled.serving_model(fitted("hgb", generated[0]))
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_one_ride_path_that_disagrees_never_serves(
+    generated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ride takes a path of its own (Python floats): the probe scores rides alone too."""
+    model = fitted("linear", generated[0])
+    honest = compiled._one_ride
+    monkeypatch.setattr(compiled, "_one_ride", lambda *args: honest(*args) + 1e-4)
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn" and "differs from the Pipeline by 0.0001" in served.reason
+
+
+def test_one_ride_alone_gets_the_bits_of_the_batch(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    for family in ("linear", "ridge"):
+        served = compiled.serving_model(fitted(family, generated[0]))
+        rides = compiled.probe_rides(64)
+        alone = [served.predict({k: v[i : i + 1] for k, v in rides.items()})[0] for i in range(64)]
+        np.testing.assert_array_equal(alone, served.predict(rides))
+
+
+def test_gtil_is_called_directly_and_answers_as_treelite_does(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    import treelite.gtil
+    import treelite.sklearn
+
+    model = fitted("hgb", generated[0])
+    trees = treelite.sklearn.import_model(model.named_steps["regressor"])
+    direct = compiled._gtil(trees)
+    assert direct.__name__ == "direct"  # Treelite 4.x: its C entry point, found
+    features = model.named_steps["features"].transform(compiled.probe_rides())
+    for rows in (features[:1], features):
+        np.testing.assert_array_equal(
+            direct(rows), treelite.gtil.predict(trees, rows, nthread=1).ravel()
+        )
