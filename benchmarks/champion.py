@@ -77,7 +77,6 @@ ABLATION: tuple[dict[str, Any], ...] = (
 
 
 def ablation(window: str) -> list[str]:
-    from shared.evaluate import rmse
     from shared.features import split_xy
     from shared.models import fit_model, get_family
 
@@ -86,11 +85,17 @@ def ablation(window: str) -> list[str]:
     lines = []
     for params in ABLATION:
         model = fit_model("hgb_ensemble", params, 0, *split_xy(train, spec))
-        val_rmse, test_rmse = (
-            rmse(f["duration"], model.predict(split_xy(f, spec)[0])) for f in (val, test)
-        )
+        val_rmse, test_rmse = (scored(model, spec, f) for f in (val, test))
         lines.append(f"hgb_ensemble {params}: val {val_rmse:.3f}  test {test_rmse:.3f}")
     return lines
+
+
+def scored(model: Any, spec: Any, frame: pd.DataFrame) -> float:
+    from shared.evaluate import rmse
+    from shared.features import split_xy
+
+    X, y = split_xy(frame, spec)
+    return rmse(y, model.predict(X))
 
 
 def window_months(window: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -102,7 +107,6 @@ def window_months(window: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 
 
 def score_window(window: str) -> list[Score]:
-    from shared.evaluate import rmse
     from shared.features import split_xy
     from shared.models import fit_model, get_family
 
@@ -113,9 +117,7 @@ def score_window(window: str) -> list[Score]:
         started = time.perf_counter()
         model = fit_model(family, None, 0, *split_xy(train, spec))
         took = time.perf_counter() - started
-        val_rmse, test_rmse = (
-            rmse(f["duration"], model.predict(split_xy(f, spec)[0])) for f in (val, test)
-        )
+        val_rmse, test_rmse = (scored(model, spec, f) for f in (val, test))
         timing = one_ride_ms(model, split_xy(val, spec)[0])
         scores.append(Score(window, family, val_rmse, test_rmse, took, *timing))
     return scores

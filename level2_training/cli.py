@@ -6,6 +6,7 @@ import functools
 import getpass
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -241,9 +242,14 @@ def _held_out_lines(result: TrainingResult) -> list[str]:
     ]
 
 
+def _family_width(names: Iterable[str]) -> int:
+    """A column wide enough for every family name shown (7: the default families')."""
+    return max((7, *map(len, names)))
+
+
 def result_lines(result: TrainingResult) -> list[str]:
     reg = result.registered
-    width = max((7, *map(len, result.families)))
+    width = _family_width(result.families)
     lines = [
         f"baseline ({result.baseline.family}): validation RMSE {result.baseline.val_rmse:.3f} min",
         *(
@@ -375,7 +381,7 @@ def status() -> None:
         f"{name}: "
         + (", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "no aliases")
     ]
-    width = max((7, *(len(v["family"] or "?") for v in versions)))
+    width = _family_width(v["family"] or "?" for v in versions)
     lines += [
         f"  v{v['version']:<4} {v['family'] or '?':<{width}} val RMSE {_rmse(v['val_rmse'])} "
         f"({v['val_month']})"

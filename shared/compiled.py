@@ -180,7 +180,16 @@ def _tree_members(regressor: Any) -> list[HistGradientBoostingRegressor]:
     return members
 
 
-def _member(regressor: HistGradientBoostingRegressor) -> Callable[[np.ndarray], np.ndarray]:
+@dataclass(frozen=True)
+class _Member:
+    known: list[tuple[int, np.ndarray]]
+    #: ``known`` as bytes: members fitted on the same rows know the same categories, and the
+    #: features are masked once for all of them
+    key: tuple[tuple[int, bytes], ...]
+    trees: Callable[[np.ndarray], np.ndarray]
+
+
+def _member(regressor: HistGradientBoostingRegressor) -> _Member:
     import treelite
     import treelite.sklearn
 
@@ -189,17 +198,17 @@ def _member(regressor: HistGradientBoostingRegressor) -> Callable[[np.ndarray], 
         model = treelite.sklearn.import_model(regressor)
     except Exception as exc:  # treelite names what it cannot import; that is the reason
         raise NotCompilable(f"treelite cannot import it: {exc}") from None
-    trees = _gtil(model)
+    return _Member(known, tuple((c, t.tobytes()) for c, t in known), _gtil(model))
 
-    def predict(features: np.ndarray) -> np.ndarray:
-        if known:
-            features = features.copy()  # each member knows its own categories
-        for column, table in known:
-            codes = features[:, column]
-            codes[~table_lookup(codes, table, False)] = np.nan
-        return trees(features)
 
-    return predict
+def _unknown_as_missing(features: np.ndarray, known: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    if not known:
+        return features
+    features = features.copy()
+    for column, table in known:
+        codes = features[:, column]
+        codes[~table_lookup(codes, table, False)] = np.nan
+    return features
 
 
 def _gtil(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -261,9 +270,13 @@ def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
 
     def predict(columns: Columns) -> np.ndarray:
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
-        if len(members) == 1:
-            return members[0](features)
-        return np.mean([member(features) for member in members], axis=0)
+        masked: dict[tuple[tuple[int, bytes], ...], np.ndarray] = {}
+        answers = []
+        for member in members:
+            if member.key not in masked:
+                masked[member.key] = _unknown_as_missing(features, member.known)
+            answers.append(member.trees(masked[member.key]))
+        return answers[0] if len(answers) == 1 else np.mean(answers, axis=0)
 
     return predict
 

@@ -86,33 +86,43 @@ def holiday_days(first: str = "1970-01-01", last: str = "2099-12-31") -> np.ndar
     return days.astype(np.int64)
 
 
-def _pickup_seconds(X: Columns) -> np.ndarray:
-    """``pickup_datetime`` as datetime64[s], without a DataFrame (NaT where it is missing)."""
-    values = X[PICKUP]
-    if isinstance(values, pd.Series):
-        values = values.to_numpy()
-    values = np.asarray(values)
-    if not np.issubdtype(values.dtype, np.datetime64):
-        values = pd.to_datetime(values).to_numpy()  # ISO strings from JSON requests
-    return values.astype("datetime64[s]")
+@dataclass(frozen=True)
+class _PickupParts:
+    """A pickup column split once into what every time feature is made of."""
+
+    days: np.ndarray  # datetime64[D]
+    since_midnight: np.ndarray  # seconds (garbage where missing: masked by each feature)
+    weekday: np.ndarray  # Monday=0, as floats
+    missing: np.ndarray
+
+    @classmethod
+    def of(cls, X: Columns) -> _PickupParts:
+        values = X[PICKUP]
+        if isinstance(values, pd.Series):
+            values = values.to_numpy()
+        values = np.asarray(values)
+        if not np.issubdtype(values.dtype, np.datetime64):
+            values = pd.to_datetime(values).to_numpy()  # ISO strings from JSON requests
+        seconds = values.astype("datetime64[s]")
+        days = seconds.astype("datetime64[D]")
+        weekday = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01: Thursday
+        return cls(days, (seconds - days).astype(np.int64), weekday, np.isnat(seconds))
 
 
-def _time_feature(seconds: np.ndarray, name: str, holidays: np.ndarray | None) -> np.ndarray:
-    days = seconds.astype("datetime64[D]")
-    since_midnight = (seconds - days).astype(np.int64)  # NaT gives garbage, masked below
-    weekday = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01: a Thursday
+def _time_feature(parts: _PickupParts, name: str, holidays: np.ndarray | None) -> np.ndarray:
     if name == TIME_OF_DAY:
-        value = since_midnight / 3600.0
+        value = parts.since_midnight / 3600.0
     elif name == HOUR:
-        value = (since_midnight // 3600).astype(np.float64)
+        value = (parts.since_midnight // 3600).astype(np.float64)
     elif name == WEEKDAY:
-        value = weekday
+        value = parts.weekday.copy()
     elif name == DAY_TYPE:
         table = default_holiday_table() if holidays is None else holidays
-        value = np.where(table_lookup(days.astype(np.float64), table, False), HOLIDAY, weekday)
+        holiday = table_lookup(parts.days.astype(np.float64), table, False)
+        value = np.where(holiday, HOLIDAY, parts.weekday)
     else:
-        value = weekday * 24 + since_midnight // 3600
-    value[np.isnat(seconds)] = np.nan
+        value = parts.weekday * 24 + parts.since_midnight // 3600
+    value[parts.missing] = np.nan
     return value
 
 
@@ -135,7 +145,7 @@ def feature_column(X: Columns, name: str, holidays: np.ndarray | None = None) ->
     """One feature column as floats, derived ones (pickup hour, weekday, zone pair) included;
     ``holidays`` (a :func:`holiday_table`) for the day type, pandas' calendar when None."""
     if name in TIME_FEATURES:
-        return _time_feature(_pickup_seconds(X), name, holidays)
+        return _time_feature(_PickupParts.of(X), name, holidays)
     if name == ZONE_PAIR:
         return feature_column(X, PU) * 1000 + feature_column(X, DO)
     try:
@@ -152,12 +162,12 @@ def feature_columns(
 ) -> list[np.ndarray]:
     """:func:`feature_column` of each name, reading the pickup time once for all of its parts
     (parsing it is a fifth of a one-ride transform)."""
-    seconds: np.ndarray | None = None
+    parts: _PickupParts | None = None
     columns = []
     for name in names:
         if name in TIME_FEATURES:
-            seconds = seconds if seconds is not None else _pickup_seconds(X)
-            columns.append(_time_feature(seconds, name, holidays))
+            parts = parts if parts is not None else _PickupParts.of(X)
+            columns.append(_time_feature(parts, name, holidays))
         else:
             columns.append(feature_column(X, name))
     return columns
