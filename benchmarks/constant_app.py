@@ -12,12 +12,13 @@ import argparse
 from flask import Flask, Response, jsonify
 
 from shared.gunicorn_runner import ServerOptions, run
+from shared.web import json_app
 
 ANSWER = {"duration": 12.3456, "variant": "blue", "model_version": "1"}
 
 
 def create_app() -> Flask:
-    app = Flask(__name__)
+    app = json_app(__name__)
 
     @app.post("/predict")
     def predict() -> Response:

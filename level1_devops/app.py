@@ -22,7 +22,7 @@ from shared.serving import (
     format_predictions,
     predict_durations,
 )
-from shared.web import install_json_errors, install_request_metrics, request_rides
+from shared.web import install_json_errors, install_request_metrics, json_app, request_rides
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def create_app(
 ) -> Flask:
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level1")
-    app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app = json_app(__name__)
     # the hot path: the compiled predictor when it gives the Pipeline's answers, else the Pipeline
     model = serving_model(pipeline, compile_it=compile_model)
     info = {"model_version": model_version, **(model_info or {}), "predictor": model.describe()}

@@ -31,7 +31,14 @@ from shared.metrics import ServiceMetrics
 from shared.openapi import MAX_RIDES
 from shared.serving import FieldError, RequestValidationError, ride_key
 from shared.statedb.database import StateUnavailable
-from shared.web import install_json_errors, install_request_metrics, request_body, request_rides
+from shared.web import (
+    install_json_errors,
+    install_request_metrics,
+    json_app,
+    request_body,
+    request_bytes,
+    request_rides,
+)
 
 __all__ = ["AliasHooks", "create_app"]
 
@@ -65,7 +72,7 @@ def _header(name: str) -> str | None:
 
 def _request_digest() -> str:
     """What makes a retry the same request: its body and its routing key."""
-    digest = hashlib.sha256(request.get_data(cache=True))
+    digest = hashlib.sha256(request_bytes())
     digest.update(b"\0" + (request.headers.get(KEY_HEADER) or "").encode("utf-8", "replace"))
     return digest.hexdigest()
 
@@ -163,8 +170,7 @@ def create_app(
     splits the traffic between a blue and a green service."""
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
-    app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app = json_app(__name__)
 
     install_request_metrics(app, metrics, lambda: {"variant": g.variant})
     install_json_errors(app, MAX_BODY_BYTES)

