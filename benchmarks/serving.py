@@ -51,6 +51,8 @@ request = function()
 end
 """
 BATCH_RIDES = 1000
+#: gunicorn workers per service
+WORKERS = 2
 
 
 def batch_lua(rides: int) -> str:
@@ -180,12 +182,17 @@ def half_load(
 def batches(urls: dict[str, str], root: Path, seconds: float) -> dict[str, dict]:
     body = script(root, "batch", batch_lua(BATCH_RIDES))
     out = {}
-    for name in ("level3", "level3 sklearn"):
+    # level 1 scores and answers; level 3 also logs every ride (and green's shadow scores)
+    # in the transaction that precedes its answer
+    for name in ("level1", "level3", "level3 sklearn"):
         result = load_wrk(urls[name], seconds, 4, body)
         result["rides_per_s"] = result["requests_per_s"] * BATCH_RIDES
+        # both workers were busy the whole time (4 connections for 2 workers)
+        result["rides_per_s_per_worker"] = result["rides_per_s"] / WORKERS
         out[name] = result
         click.echo(
             f"batch {name:<15} {result['rides_per_s']:9.0f} rides/s "
+            f"({result['rides_per_s_per_worker']:.0f} per worker) "
             f"({BATCH_RIDES} per request, failed {result['failed']})"
         )
     return out

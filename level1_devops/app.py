@@ -67,9 +67,7 @@ def create_app(
     def predict() -> Response:
         rides = request_rides(bounds, max_rides)
         durations = predict_durations(model, rides)
-        metrics.predictions.inc(len(rides))
-        for value in durations:
-            metrics.predicted_minutes.observe(float(value))
+        metrics.scored(durations)
         return jsonify(format_predictions(rides, durations, {"model_version": model_version}))
 
     @app.get("/health")

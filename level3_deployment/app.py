@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,8 +142,8 @@ def _predict(serving: _Serving) -> Response | tuple[Response, int]:
         return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
     keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
     served = serve_batch(rides, keys, request_id, state, (blue, green), serving.pinned_as)
-    for record in served.records:
-        serving.metrics.predictions.labels(variant=record.variant).inc()
+    for variant, count in Counter(record.variant for record in served.records).items():
+        serving.metrics.predictions.labels(variant=variant).inc(count)
     try:
         serving.log.append(served.records, _request_digest() if request_id is not None else None)
     except IdempotencyConflict:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -91,12 +92,48 @@ class ServiceMetrics:
             self.latency.labels(endpoint=endpoint, **labels),
         )
 
+    def scored(self, durations: np.ndarray, **labels: str) -> None:
+        """Count ``durations`` as rides scored (under ``labels``) and observe each in the
+        predicted-duration histogram."""
+        counter = self.predictions.labels(**labels) if labels else self.predictions
+        counter.inc(len(durations))
+        observe_many(
+            self.predicted_minutes.labels(**labels) if labels else self.predicted_minutes, durations
+        )
+
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+#: below this many values a histogram observes them one by one
+_BULK_FROM = 8
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """Observe every value in ``values``, as ``histogram.observe`` would one by one, with one
+    increment per bucket: per value, the observation costs more than the prediction in a
+    1,000-ride batch (a third of level 1's time). prometheus_client has no bulk observe; its
+    buckets are counters in which a value counts once, in the first bucket whose bound it does
+    not exceed (summed into the cumulative ``le`` series when rendered), which is what
+    ``searchsorted(..., side="left")`` finds. A NaN counts in no bucket, either way. Where a
+    later prometheus_client keeps them elsewhere, values are observed one by one."""
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    total = getattr(histogram, "_sum", None)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if buckets is None or bounds is None or total is None or len(values) < _BULK_FROM:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    index = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
+    counts = np.bincount(index, minlength=len(bounds) + 1)[: len(bounds)]
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(values.sum()))
 
 
 def mark_worker_dead(pid: int) -> None:

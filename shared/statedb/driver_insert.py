@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,10 +44,18 @@ class DriverInsert:
         return cls(str(compiled), order, json_keys)
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return [
-            tuple(compact_json(row[k]) if k in self.json_keys else row[k] for k in self.keys)
-            for row in rows
-        ]
+        # one key: itemgetter would give the value itself, not a 1-tuple
+        values = itemgetter(*self.keys) if len(self.keys) > 1 else lambda row: (row[self.keys[0]],)
+        encoded = [i for i, k in enumerate(self.keys) if k in self.json_keys]
+        if not encoded:
+            return [values(row) for row in rows]
+        params = []
+        for row in rows:
+            param = list(values(row))
+            for i in encoded:
+                param[i] = compact_json(param[i])
+            params.append(tuple(param))
+        return params
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """The rows, in ``conn``'s transaction (a SQLite connection)."""

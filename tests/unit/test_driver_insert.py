@@ -62,3 +62,13 @@ def test_a_failed_statement_is_sqlalchemys_error_and_rolls_the_transaction_back(
 def test_a_row_key_the_table_does_not_have_is_refused_when_it_is_compiled() -> None:
     with pytest.raises(ValueError, match="binds"):
         DriverInsert.compile(sa.insert(ROWS), (*KEYS, "not_a_column"))
+
+
+def test_parameters_are_tuples_in_the_statements_order_for_any_number_of_keys() -> None:
+    doc = {"zone": 161.0}
+    full = DriverInsert.compile(sa.insert(ROWS), ("doc", "value", "key"))
+    assert full.params([{"key": "r1", "value": 2.5, "doc": doc}]) == [
+        tuple({"key": "r1", "value": 2.5, "doc": '{"zone":161.0}'}[k] for k in full.keys)
+    ]
+    one = DriverInsert(sql="INSERT INTO t (key) VALUES (?)", keys=("key",), json_keys=frozenset())
+    assert one.params([{"key": "r1"}, {"key": "r2"}]) == [("r1",), ("r2",)]
