@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -269,16 +270,39 @@ def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
     members = [_member(m) for m in _tree_members(pipeline.named_steps["regressor"])]
 
     def predict(columns: Columns) -> np.ndarray:
+        row = featurizer.transform_one(columns) if len(columns[PU]) == 1 else None
+        if row is not None:  # one ride: its features as Python floats, masked the same way
+            return _mean_of_members(members, lambda m: np.array([_masked_row(row, m.known)]))
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
-        masked: dict[tuple[tuple[int, bytes], ...], np.ndarray] = {}
-        answers = []
-        for member in members:
-            if member.key not in masked:
-                masked[member.key] = _unknown_as_missing(features, member.known)
-            answers.append(member.trees(masked[member.key]))
-        return answers[0] if len(answers) == 1 else np.mean(answers, axis=0)
+        return _mean_of_members(members, lambda m: _unknown_as_missing(features, m.known))
 
     return predict
+
+
+def _mean_of_members(
+    members: list[_Member], features_for: Callable[[_Member], np.ndarray]
+) -> np.ndarray:
+    """The members' mean answer (VotingRegressor's), each on its features with the categories
+    it does not know made missing: computed once for members that know the same ones."""
+    masked: dict[tuple[tuple[int, bytes], ...], np.ndarray] = {}
+    answers = []
+    for member in members:
+        if member.key not in masked:
+            masked[member.key] = features_for(member)
+        answers.append(member.trees(masked[member.key]))
+    return answers[0] if len(answers) == 1 else np.mean(answers, axis=0)
+
+
+def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[float]:
+    """:func:`_unknown_as_missing` of one row of Python floats (table_lookup's rule)."""
+    if not known:
+        return row
+    row = list(row)
+    for column, table in known:
+        code = row[column]
+        if not (0.0 <= code < table.size and table[int(code)]):  # NaN fails the comparison
+            row[column] = math.nan
+    return row
 
 
 def compile_pipeline(pipeline: Any) -> tuple[str, Callable[[Columns], np.ndarray]]:

@@ -4,6 +4,7 @@ real months, for every family; where they cannot, or would not, the Pipeline ser
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,6 +106,8 @@ def test_a_category_the_trees_never_saw_takes_their_missing_branch_as_in_sklearn
     assert set(codes) == {float(featurizer.max_categories)}
     served = compiled.serving_model(model)
     np.testing.assert_allclose(served.predict(rides), model.predict(rides), atol=1e-6, rtol=0)
+    one = served.predict({k: v[:1] for k, v in rides.items()})  # the one-ride path masks too
+    np.testing.assert_allclose(one, model.predict(rides)[:1], atol=1e-6, rtol=0)
 
 
 def test_a_family_without_a_compiled_form_is_served_by_its_pipeline(
@@ -219,11 +222,28 @@ def test_a_one_ride_path_that_disagrees_never_serves(
     assert served.engine == "sklearn" and "differs from the Pipeline by 0.0001" in served.reason
 
 
+def test_a_one_ride_tree_path_that_disagrees_never_serves(
+    generated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiled trees featurize one ride in Python floats (TabularFeaturizer.transform_one)."""
+    model = fitted("hgb", generated[0])
+    honest = TabularFeaturizer.transform_one
+
+    def shifted(self: TabularFeaturizer, X: Any) -> list[float] | None:
+        row = honest(self, X)
+        return None if row is None else [row[0] + 5.0, *row[1:]]  # 5 more miles
+
+    monkeypatch.setattr(TabularFeaturizer, "transform_one", shifted)
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn" and "differs from the Pipeline" in served.reason
+
+
 def test_one_ride_alone_gets_the_bits_of_the_batch(
     generated: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:
-    for family in ("linear", "ridge"):
+    for family in ("linear", "ridge", "hgb"):
         served = compiled.serving_model(fitted(family, generated[0]))
+        assert served.compiled
         rides = compiled.probe_rides(64)
         alone = [served.predict({k: v[i : i + 1] for k, v in rides.items()})[0] for i in range(64)]
         np.testing.assert_array_equal(alone, served.predict(rides))

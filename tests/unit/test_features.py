@@ -169,3 +169,40 @@ def test_zone_pair_is_one_category() -> None:
         "zone_pair=1004",
         "zone_pair=2003",
     ]
+
+
+@pytest.mark.parametrize(
+    "time",
+    [("pickup_hour", "pickup_weekday"), ("pickup_time_of_day", "pickup_day_type"),
+     ("pickup_hour_of_week",), ()],
+)  # fmt: skip
+@pytest.mark.parametrize("categorical", [("PULocationID", "DOLocationID"), ("zone_pair",)])
+def test_one_row_in_python_floats_is_the_transform_bit_for_bit(
+    time: tuple[str, ...], categorical: tuple[str, ...]
+) -> None:
+    from shared.compiled import probe_rides
+    from shared.features import TabularFeaturizer
+
+    train = probe_rides(400, seed=1)
+    enc = TabularFeaturizer(categorical, time=time, max_categories=50).fit(train)
+    rides = probe_rides(600, seed=2)
+    # zones it never saw, beyond its tables, missing, fractional; a distance of NaN
+    rides["PULocationID"][:5] = [0.0, 266.0, 1e9, np.nan, 3.5]
+    rides["trip_distance"][5] = np.nan
+    expected = enc.transform(rides)
+    for i in range(len(rides["PULocationID"])):
+        row = enc.transform_one({k: v[i : i + 1] for k, v in rides.items()})
+        np.testing.assert_array_equal(np.array(row), expected[i])
+        assert np.array(row).tobytes() == expected[i].tobytes()  # -0.0 and NaN as well
+
+
+def test_one_row_without_a_usable_pickup_time_takes_the_array_path() -> None:
+    from shared.compiled import probe_rides
+    from shared.features import CALENDAR, TabularFeaturizer
+
+    enc = TabularFeaturizer(time=CALENDAR.time).fit(probe_rides(50))
+    ride = {k: v[:1] for k, v in probe_rides(50).items()}
+    assert enc.transform_one(ride) is not None
+    for pickup in (np.array(["NaT"], "datetime64[s]"), np.array(["2019-02-04T08:00:00"])):
+        assert enc.transform_one({**ride, "pickup_datetime": pickup}) is None
+    assert TabularFeaturizer(time=()).fit(probe_rides(50)).transform_one(ride) is not None
