@@ -22,6 +22,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TAXI_MLOPS_HOME=/var/lib/taxi-mlops \
     MLFLOW_DISABLE_TELEMETRY=true
+# gcc: the level-3 replicas build each tree model they load into native code, once per version
+# (shared/native_trees.py; without a compiler they interpret the trees, ~4x slower a ride).
+# gcc is bookworm's 12.2; libc6-dev must be the base image's own libc6 version, whichever
+# bookworm point release that is, so it is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc=4:12.2.0-3 libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 app \
     && mkdir -p /var/lib/taxi-mlops \
     && chown app /var/lib/taxi-mlops

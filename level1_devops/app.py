@@ -52,12 +52,13 @@ def create_app(
     model_info: dict[str, Any] | None = None,
     max_rides: int = MAX_RIDES,
     compile_model: bool = True,
+    native_dir: Path | None = None,
 ) -> Flask:
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level1")
     app = json_app(__name__)
     # the hot path: the compiled predictor when it gives the Pipeline's answers, else the Pipeline
-    model = serving_model(pipeline, compile_it=compile_model)
+    model = serving_model(pipeline, compile_it=compile_model, native_dir=native_dir)
     info = {"model_version": model_version, **(model_info or {}), "predictor": model.describe()}
 
     install_request_metrics(app, metrics)

@@ -92,7 +92,11 @@ def serve(
     def factory() -> Flask:  # runs in the gunicorn master, before workers fork
         from level1_devops.app import create_app_from_file
 
-        return create_app_from_file(model_path, compile_model=settings.serving_engine == "compiled")
+        return create_app_from_file(
+            model_path,
+            compile_model=settings.serving_engine == "compiled",
+            native_dir=settings.native_trees_dir,
+        )
 
     emit(
         {

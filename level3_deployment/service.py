@@ -96,6 +96,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
         store,
         registry_loader(client, name),
         compile_models=settings.serving_engine == "compiled",
+        native_dir=settings.native_trees_dir,
     )
     slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
 

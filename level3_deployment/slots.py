@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,11 +71,14 @@ class SlotManager:
         *,
         poll_s: float = 0.5,
         compile_models: bool = True,
+        native_dir: Path | None = None,
     ) -> None:
+        """``native_dir``: where tree models are built into native code (None: GTIL)."""
         self.store = store
         self.load = load
         self.poll_s = poll_s
         self.compile_models = compile_models
+        self.native_dir = native_dir
         self.active = Active(DeploymentState(generation=-1), {})
         self._cache: dict[int, ServingModel] = {}
         self._lock = threading.Lock()
@@ -86,7 +90,9 @@ class SlotManager:
         """Load a version, build its serving form (compiled when that gives the Pipeline's
         answers) and health-check it (cached). Raises if it is unusable."""
         if version not in self._cache:
-            model = serving_model(self.load(version), compile_it=self.compile_models)
+            model = serving_model(
+                self.load(version), compile_it=self.compile_models, native_dir=self.native_dir
+            )
             logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
             health_check(model)
             self._cache[version] = model

@@ -32,6 +32,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.features import TabularFeaturizer, TripFeaturizer, feature_columns, table_lookup
+from shared.native_trees import NativeUnavailable, native_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +190,11 @@ class _Member:
     #: features are masked once for all of them
     key: tuple[tuple[int, bytes], ...]
     trees: Callable[[np.ndarray], np.ndarray]
+    #: built into a native library (shared/native_trees.py), not interpreted by GTIL
+    native: bool
 
 
-def _member(regressor: HistGradientBoostingRegressor) -> _Member:
+def _member(regressor: HistGradientBoostingRegressor, native_dir: Path | None) -> _Member:
     import treelite
     import treelite.sklearn
 
@@ -199,7 +203,13 @@ def _member(regressor: HistGradientBoostingRegressor) -> _Member:
         model = treelite.sklearn.import_model(regressor)
     except Exception as exc:  # treelite names what it cannot import; that is the reason
         raise NotCompilable(f"treelite cannot import it: {exc}") from None
-    return _Member(known, tuple((c, t.tobytes()) for c, t in known), _gtil(model))
+    key = tuple((c, t.tobytes()) for c, t in known)
+    if native_dir is not None:
+        try:
+            return _Member(known, key, native_predictor(model, native_dir), native=True)
+        except NativeUnavailable as exc:
+            logger.warning("trees through Treelite's GTIL, not native code: %s", exc)
+    return _Member(known, key, _gtil(model), native=False)
 
 
 def _unknown_as_missing(features: np.ndarray, known: list[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -265,9 +275,13 @@ def _gtil(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return direct
 
 
-def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
+def _trees(
+    pipeline: Pipeline, native_dir: Path | None
+) -> tuple[str, Callable[[Columns], np.ndarray]]:
     featurizer = pipeline.named_steps["features"]
-    members = [_member(m) for m in _tree_members(pipeline.named_steps["regressor"])]
+    regressor = pipeline.named_steps["regressor"]
+    members = [_member(m, native_dir) for m in _tree_members(regressor)]
+    engine = "native" if all(m.native for m in members) else "treelite"
 
     def predict(columns: Columns) -> np.ndarray:
         row = featurizer.transform_one(columns) if len(columns[PU]) == 1 else None
@@ -276,7 +290,7 @@ def _trees(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
         return _mean_of_members(members, lambda m: _unknown_as_missing(features, m.known))
 
-    return predict
+    return engine, predict
 
 
 def _mean_of_members(
@@ -305,8 +319,12 @@ def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[f
     return row
 
 
-def compile_pipeline(pipeline: Any) -> tuple[str, Callable[[Columns], np.ndarray]]:
-    """The compiled form of a fitted Pipeline and its engine's name, or NotCompilable."""
+def compile_pipeline(
+    pipeline: Any, native_dir: Path | None = None
+) -> tuple[str, Callable[[Columns], np.ndarray]]:
+    """The compiled form of a fitted Pipeline and its engine's name, or NotCompilable.
+    ``native_dir``: where boosted trees are built into native code (kept there for the next
+    load); None interprets them with Treelite's GTIL."""
     steps = getattr(pipeline, "named_steps", None)
     if steps is None or set(steps) != {"features", "regressor"}:
         raise NotCompilable(f"not a features + regressor Pipeline ({type(pipeline).__name__})")
@@ -316,7 +334,7 @@ def compile_pipeline(pipeline: Any) -> tuple[str, Callable[[Columns], np.ndarray
     if isinstance(featurizer, TabularFeaturizer) and isinstance(
         regressor, HistGradientBoostingRegressor | VotingRegressor
     ):
-        return "treelite", _trees(pipeline)
+        return _trees(pipeline, native_dir)
     raise NotCompilable(
         f"no compiled form for {type(featurizer).__name__} + {type(regressor).__name__}"
     )
@@ -328,6 +346,7 @@ def serving_model(
     tolerance: float = TOLERANCE_MINUTES,
     *,
     compile_it: bool = True,
+    native_dir: Path | None = None,
 ) -> ServingModel:
     """The fastest way to score with ``pipeline`` that gives its answers (within
     ``tolerance`` minutes on ``probe``); the Pipeline itself when there is none, or when
@@ -341,7 +360,7 @@ def serving_model(
     if not compile_it:
         return by_sklearn("compilation is off (TAXI_MLOPS_SERVING_ENGINE=sklearn)")
     try:
-        engine, predict = compile_pipeline(pipeline)
+        engine, predict = compile_pipeline(pipeline, native_dir)
     except NotCompilable as exc:
         return by_sklearn(str(exc))
     batch = np.asarray(pipeline.predict(probe), dtype=np.float64)
@@ -361,7 +380,7 @@ def serving_model(
         )
     logger.info("compiled predictor: %s (max difference %.2g min on the probe)", engine, diff)
     reason = f"{engine}, equal to the Pipeline within {tolerance:g} on {len(batch)} rides"
-    if engine == "treelite":
+    if engine == "treelite":  # native trees score a batch faster than sklearn: they keep it
         predict = _by_batch_size(predict, pipeline.predict, TREELITE_MAX_ROWS)
         reason += f"; batches above {TREELITE_MAX_ROWS} rides through the Pipeline"
     return ServingModel(predict, engine, reason, diff)

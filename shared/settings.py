@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     #: proven equal to the model's Pipeline, the Pipeline otherwise; shared/compiled.py) or
     #: ``sklearn`` (always the Pipeline: an escape hatch, and the benchmarks' baseline)
     serving_engine: Literal["compiled", "sklearn"] = "compiled"
+    #: boosted trees as native code (a C compiler builds each version once, when first loaded:
+    #: shared/native_trees.py); False interprets them with Treelite's GTIL (no compiler needed)
+    native_trees: bool = True
     #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"
@@ -137,6 +140,11 @@ class Settings(BaseSettings):
     @cached_property
     def generated_data_dir(self) -> Path:
         return self.home / "data" / "generated"
+
+    @cached_property
+    def native_trees_dir(self) -> Path | None:
+        """Where the services keep the native libraries built from tree models (None: off)."""
+        return self.home / "native-trees" if self.native_trees else None
 
     @cached_property
     def models_dir(self) -> Path:

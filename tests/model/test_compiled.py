@@ -24,6 +24,11 @@ from tests.conftest import REAL_DATA
 FAMILY_NAMES = sorted(FAMILIES)
 #: the engine each family is served by once its compiled form is proven equal
 ENGINES = {"linear": "linear", "ridge": "linear", "hgb": "treelite", "hgb_ensemble": "treelite"}
+TREE_FAMILIES = [f for f in FAMILY_NAMES if ENGINES[f] == "treelite"]
+
+
+def engine_of(family: str, native: bool) -> str:
+    return "native" if native and ENGINES[family] == "treelite" else ENGINES[family]
 
 
 def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -34,8 +39,10 @@ def fitted(family: str, train: pd.DataFrame) -> Pipeline:
     return fit_model(family, None, 0, *split_xy(train, get_family(family).spec))
 
 
-def assert_same_answers(model: Pipeline, rides: pd.DataFrame) -> compiled.ServingModel:
-    served = compiled.serving_model(model)
+def assert_same_answers(
+    model: Pipeline, rides: pd.DataFrame, native_dir: Path | None = None
+) -> compiled.ServingModel:
+    served = compiled.serving_model(model, native_dir=native_dir)
     expected = model.predict(rides)
     for size in (1, 7, compiled.TREELITE_MAX_ROWS, len(rides)):  # each engine's batch sizes
         chunk = rides.iloc[:size]
@@ -55,14 +62,22 @@ def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
     return months[0], months[1]
 
 
+@pytest.fixture(scope="module")
+def native_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of native libraries for the module (a model is built once)."""
+    return tmp_path_factory.mktemp("native-trees")
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["gtil", "native"])
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_every_family_compiles_to_the_pipelines_answers_on_generated_months(
-    family: str, generated: tuple[pd.DataFrame, pd.DataFrame]
+    family: str, native: bool, generated: tuple[pd.DataFrame, pd.DataFrame], native_dir: Path
 ) -> None:
     train, later = generated
     model = fitted(family, train)
-    served = assert_same_answers(model, split_xy(later, get_family(family).spec)[0])
-    assert served.compiled and served.engine == ENGINES[family], served.reason
+    rides = split_xy(later, get_family(family).spec)[0]
+    served = assert_same_answers(model, rides, native_dir if native else None)
+    assert served.compiled and served.engine == engine_of(family, native), served.reason
     assert served.max_abs_diff is not None and served.max_abs_diff <= compiled.TOLERANCE_MINUTES
 
 
@@ -79,16 +94,18 @@ def real_months() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.mark.realdata
+@pytest.mark.parametrize("native", [False, True], ids=["gtil", "native"])
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_every_family_compiles_to_the_pipelines_answers_on_real_months(
-    family: str, real_months: tuple[pd.DataFrame, pd.DataFrame]
+    family: str, native: bool, real_months: tuple[pd.DataFrame, pd.DataFrame], native_dir: Path
 ) -> None:
     """Trained on 2019-01, scored on 2020-02: a year later, zones and hours the training month
     never saw included."""
     train, later = real_months
     model = fitted(family, train)
-    served = assert_same_answers(model, split_xy(later, get_family(family).spec)[0])
-    assert served.engine == ENGINES[family], served.reason
+    rides = split_xy(later, get_family(family).spec)[0]
+    served = assert_same_answers(model, rides, native_dir if native else None)
+    assert served.engine == engine_of(family, native), served.reason
 
 
 def test_a_category_the_trees_never_saw_takes_their_missing_branch_as_in_sklearn(
@@ -264,3 +281,74 @@ def test_gtil_is_called_directly_and_answers_as_treelite_does(
         np.testing.assert_array_equal(
             direct(rows), treelite.gtil.predict(trees, rows, nthread=1).ravel()
         )
+
+
+@pytest.mark.parametrize("family", TREE_FAMILIES)
+def test_native_trees_answer_with_gtils_bits_in_batches_and_alone(
+    family: str, generated: tuple[pd.DataFrame, pd.DataFrame], native_dir: Path
+) -> None:
+    model = fitted(family, generated[0])
+    native = compiled.serving_model(model, native_dir=native_dir)
+    gtil = compiled.serving_model(model)
+    rides = compiled.probe_rides(100)
+    assert native.engine == "native" and gtil.engine == "treelite"
+    np.testing.assert_array_equal(native.predict(rides), gtil.predict(rides))
+    alone = [native.predict({k: v[i : i + 1] for k, v in rides.items()})[0] for i in range(100)]
+    np.testing.assert_array_equal(alone, native.predict(rides))
+
+
+def test_a_native_library_is_built_once_per_model_and_reused(
+    generated: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.native_trees as native_trees
+
+    builds: list[Path] = []
+    build = native_trees._build
+    monkeypatch.setattr(
+        native_trees,
+        "_build",
+        lambda model, cc, library: (builds.append(library), build(model, cc, library)),
+    )
+    model = fitted("hgb", generated[0])
+    for _ in range(2):  # a second load of the version (another worker, a restart)
+        assert compiled.serving_model(model, native_dir=tmp_path).engine == "native"
+    assert len(builds) == 1 and builds[0].exists()
+    assert [p.suffix for p in tmp_path.glob("trees-*.so")] == [".so"]
+
+
+def test_without_a_compiler_trees_are_interpreted_and_the_load_log_says_why(
+    generated: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import shared.native_trees as native_trees
+
+    monkeypatch.setattr(native_trees, "compiler", lambda: None)
+    served = compiled.serving_model(fitted("hgb", generated[0]), native_dir=tmp_path)
+    assert served.engine == "treelite", served.reason
+    assert "no C compiler" in caplog.text and not list(tmp_path.glob("*.so"))
+
+
+def test_a_failed_build_leaves_no_library_and_the_trees_interpreted(
+    generated: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.native_trees as native_trees
+
+    monkeypatch.setattr(native_trees, "OPTIMISATION", "--no-such-flag")
+    served = compiled.serving_model(fitted("hgb", generated[0]), native_dir=tmp_path)
+    assert served.engine == "treelite" and not list(tmp_path.glob("*.so"))
+
+
+def test_native_trees_that_disagree_never_serve(
+    generated: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest = compiled.native_predictor
+
+    def off_by_a_second(model: Any, cache_dir: Path) -> Any:
+        predict = honest(model, cache_dir)
+        return lambda features: predict(features) + 1 / 60
+
+    monkeypatch.setattr(compiled, "native_predictor", off_by_a_second)
+    served = compiled.serving_model(fitted("hgb", generated[0]), native_dir=tmp_path)
+    assert served.engine == "sklearn" and "native differs from the Pipeline" in served.reason
