@@ -198,7 +198,7 @@ def batches(urls: dict[str, str], root: Path, seconds: float) -> dict[str, dict]
     return out
 
 
-def predictors_alone() -> dict[str, dict]:
+def predictors_alone(native_dir: Path) -> dict[str, dict]:
     """Each family's predictor, one thread, 1,000-ride batches: rides/s per worker."""
     from threadpoolctl import threadpool_limits
 
@@ -217,10 +217,13 @@ def predictors_alone() -> dict[str, dict]:
     with threadpool_limits(limits=1):
         for family in ("linear", "ridge", "hgb"):
             model = build_model(family).fit(*split_xy(clean, get_family(family).spec))
-            for engine, served in (
-                ("compiled", serving_model(model)),
+            engines = [
+                ("compiled", serving_model(model, native_dir=native_dir)),
                 ("sklearn", serving_model(model, compile_it=False)),
-            ):
+            ]
+            if family == "hgb":  # the trees interpreted, where there is no C compiler
+                engines.insert(1, ("gtil", serving_model(model)))
+            for engine, served in engines:
                 out[f"{family} {engine}"] = {
                     "engine": served.engine,
                     "rides_per_s": _rides_per_s(served.predict, rides),
@@ -284,7 +287,8 @@ def main() -> None:
         best, _ = best_of_rounds(urls, args.rounds, args.seconds, args.connections, scripts)
         paced = half_load(urls, best, root, args.seconds, args.connections)
         batch = batches(urls, root, args.seconds)
-    alone = predictors_alone()
+    with tempfile.TemporaryDirectory(prefix="taxi-bench-native-") as native:
+        alone = predictors_alone(Path(native))
     results = {
         "cpus": os.cpu_count(),
         "connections": args.connections,
