@@ -126,6 +126,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+#: a body this short cannot be nested 255 levels deep (two brackets a level)
+_SHALLOW_BYTES = 2 * 255
+
+
 def parse_json(data: bytes) -> Any:
     """A request body as JSON, or a 400 naming what is wrong: not UTF-8, not JSON, NaN or
     Infinity (Python's extensions, not JSON), or nested too deep for the parser.
@@ -135,8 +139,14 @@ def parse_json(data: bytes) -> Any:
     what orjson does not (an integer beyond 64 bits, a lone surrogate), so that the ride's
     own validation names the field. What both parsers accept, they read as the same values."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        payload = orjson.loads(data)
+        if len(data) > _SHALLOW_BYTES:
+            # orjson reads 1,024 levels of nesting, the standard library as many as the
+            # interpreter's recursion limit allows (~900): orjson's encoder stops at 254, so a
+            # document it cannot write back is left to the standard library to judge
+            orjson.dumps(payload)
+        return payload
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         pass
     try:
         return json.loads(data, parse_constant=_no_constant)

@@ -46,8 +46,15 @@ def test_what_orjson_refuses_the_standard_library_decides(document: bytes, value
     assert parse_json(document) == value
 
 
+def test_nesting_is_judged_by_the_standard_library() -> None:
+    for depth in (254, 255, 300):
+        document = b"[" * depth + b"1" + b"]" * depth
+        assert parse_json(document) == json.loads(document)
+
+
 def test_refused_by_both_is_a_400_naming_the_body() -> None:
-    for document in (b"{nope", b'{"a": NaN}', b"[" * 100_000, b"\xff\xfe\xfa"):
+    deep = b"[" * 1000 + b"]" * 1000  # orjson reads it, the standard library does not
+    for document in (b"{nope", b'{"a": NaN}', b"[" * 100_000, deep, b"\xff\xfe\xfa"):
         with pytest.raises(RequestValidationError) as caught:
             parse_json(document)
         assert caught.value.errors[0].field == "body"
