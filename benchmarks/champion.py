@@ -12,7 +12,6 @@ Usage: python -m benchmarks.champion [--windows 2019-01..2019-03,2019-04,2019-05
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -152,12 +151,12 @@ def main(windows: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"benchmarks.champion skipped: no real TLC months at {REAL}")
         return
     every = []
-    native_dir = Path(tempfile.mkdtemp(prefix="taxi-bench-native-"))
-    for window in windows:
-        scores = score_window(window, native_dir)
-        every += scores
-        for score in scores:
-            click.echo(line(score, scores[0]))
+    with tempfile.TemporaryDirectory(prefix="taxi-bench-native-") as native_dir:
+        for window in windows:
+            scores = score_window(window, Path(native_dir))
+            every += scores
+            for score in scores:
+                click.echo(line(score, scores[0]))
     wins = sum(
         s.val_rmse < h.val_rmse and s.test_rmse < h.test_rmse
         for s, h in zip(every[2::3], every[1::3], strict=True)
@@ -168,7 +167,6 @@ def main(windows: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  {text}")
     if as_json:
         click.echo(json.dumps({"scores": [asdict(s) for s in every]}))
-    shutil.rmtree(native_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,13 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
-from shared.features import TabularFeaturizer, TripFeaturizer, feature_columns, table_lookup
+from shared.features import (
+    TabularFeaturizer,
+    TripFeaturizer,
+    feature_columns,
+    table_lookup,
+    table_value,
+)
 from shared.native_trees import NativeUnavailable, native_predictor
 
 logger = logging.getLogger(__name__)
@@ -138,8 +144,7 @@ def _one_ride(
     total = intercept
     for column, table in zip(values[: len(tables)], tables, strict=True):
         value = float(column[0])
-        # table_lookup's rule: finite, non-negative, inside the table (else weight 0)
-        total += table[int(value)] if 0.0 <= value < len(table) else 0.0
+        total += table_value(value, table, 0.0)
     for column, weight in zip(values[len(tables) :], weights, strict=True):
         total += weight * float(column[0])
     return total
@@ -315,8 +320,7 @@ def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[f
         return row
     row = list(row)
     for column, table in known:
-        code = row[column]
-        if not (0.0 <= code < table.size and table[int(code)]):  # NaN fails the comparison
+        if not table_value(row[column], table, False):
             row[column] = math.nan
     return row
 

@@ -147,7 +147,7 @@ def feature_column(X: Columns, name: str, holidays: np.ndarray | None = None) ->
     if name in TIME_FEATURES:
         return _time_feature(_PickupParts.of(X), name, holidays)
     if name == ZONE_PAIR:
-        return feature_column(X, PU) * 1000 + feature_column(X, DO)
+        return zone_pair(feature_column(X, PU), feature_column(X, DO))
     try:
         values = X[name]
     except KeyError:
@@ -181,6 +181,18 @@ def table_lookup(values: np.ndarray, table: np.ndarray, default: Any) -> np.ndar
     found = np.full(values.shape, default, dtype=table.dtype)
     found[inside] = table[values[inside].astype(np.int64)]
     return found
+
+
+def table_value(value: float, table: Any, default: Any) -> Any:
+    """:func:`table_lookup`'s rule for one value (a Python float; ``table`` a list or an
+    array): the entry when the value is a number inside the table (NaN fails the comparison,
+    and a fraction is cut as ``astype(int64)`` cuts it), else ``default``."""
+    return table[int(value)] if 0.0 <= value < len(table) else default
+
+
+def zone_pair(pu: Any, do: Any) -> Any:
+    """The zone pair's code (floats or arrays of them): one formula for both paths."""
+    return pu * 1000 + do
 
 
 def _n_rows(X: Columns, name: str) -> int:
@@ -338,7 +350,7 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             if value != value:  # NaN stays missing
                 row.append(value)
             else:
-                row.append(float(lookup[int(value)]) if 0.0 <= value < lookup.size else other)
+                row.append(float(table_value(value, lookup, other)))
         return row
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
@@ -348,7 +360,7 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 def _one_value(X: Columns, name: str) -> float:
     """:func:`feature_column` of a one-row ``X``, for a non-time feature, as a float."""
     if name == ZONE_PAIR:
-        return _one_value(X, PU) * 1000 + _one_value(X, DO)
+        return zone_pair(_one_value(X, PU), _one_value(X, DO))
     try:
         return float(X[name][0])
     except KeyError:
@@ -381,7 +393,7 @@ class _Clock:
             return self.weekday
         if name == DAY_TYPE:
             table = default_holiday_table() if self.holidays is None else self.holidays
-            holiday = 0 <= self.day < table.size and bool(table[self.day])
+            holiday = bool(table_value(float(self.day), table, False))
             return HOLIDAY if holiday else self.weekday
         return self.weekday * 24 + self.since_midnight // 3600
 

@@ -48,15 +48,14 @@ class FastJSON(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs:  # options orjson does not have (indent, ...): Flask's own encoder
             return super().dumps(obj, **kwargs)
-        return orjson.dumps(obj, default=self.default, option=self._options).decode()
+        return self._encode(obj).decode()
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
-        body = orjson.dumps(
-            self._prepare_response_obj(args, kwargs),
-            default=self.default,
-            option=self._options | orjson.OPT_APPEND_NEWLINE,
-        )
+        body = self._encode(self._prepare_response_obj(args, kwargs), orjson.OPT_APPEND_NEWLINE)
         return Response(body, mimetype=self.mimetype)  # our apps keep Flask's response class
+
+    def _encode(self, obj: Any, extra: int = 0) -> bytes:
+        return orjson.dumps(obj, default=self.default, option=self._options | extra)
 
 
 def json_app(import_name: str) -> Flask:
@@ -162,30 +161,32 @@ def request_body() -> Any:
     MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408.
     Read and parsed once per request: a second call (to log what was refused) gets the same
     answer, and does not wait on the client's socket again."""
-    if "taxi_body" not in g:
-        try:
-            data = request_bytes()
-            g.taxi_body = (parse_json(data) if data else None, None)
-        except (RequestValidationError, HTTPException) as exc:
-            g.taxi_body = (None, exc)
-    payload, error = g.taxi_body
-    if error is not None:
-        raise error
-    return payload
+    return _once("taxi_body", _parse_body)
+
+
+def _parse_body() -> Any:
+    data = request_bytes()
+    return parse_json(data) if data else None
 
 
 def request_bytes() -> bytes:
     """This request's body as bytes, read from the client once (every later call, and
     :func:`request_body`, gets the same bytes or the same error)."""
-    if "taxi_bytes" not in g:
+    return _once("taxi_bytes", _read_bytes)
+
+
+def _once(name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` for this request, kept in ``g`` under ``name``: its value, or the
+    client error it raised, which every later call raises again."""
+    if name not in g:
         try:
-            g.taxi_bytes = (_read_bytes(), None)
+            setattr(g, name, (compute(), None))
         except (RequestValidationError, HTTPException) as exc:
-            g.taxi_bytes = (b"", exc)
-    data, error = g.taxi_bytes
+            setattr(g, name, (None, exc))
+    value, error = getattr(g, name)
     if error is not None:
         raise error
-    return data
+    return value
 
 
 def _read_bytes() -> bytes:

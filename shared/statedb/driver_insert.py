@@ -14,7 +14,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,14 +43,11 @@ class DriverInsert:
         return cls(str(compiled), order, json_keys)
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        # one key: itemgetter would give the value itself, not a 1-tuple
-        values = itemgetter(*self.keys) if len(self.keys) > 1 else lambda row: (row[self.keys[0]],)
-        encoded = [i for i, k in enumerate(self.keys) if k in self.json_keys]
-        if not encoded:
-            return [values(row) for row in rows]
+        keys = self.keys
+        encoded = [i for i, k in enumerate(keys) if k in self.json_keys]
         params = []
         for row in rows:
-            param = list(values(row))
+            param = list(map(row.__getitem__, keys))
             for i in encoded:
                 param[i] = compact_json(param[i])
             params.append(tuple(param))
