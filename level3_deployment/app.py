@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from level3_deployment import state as st
@@ -52,6 +52,12 @@ KEY_HEADER = "X-Request-Key"
 #: IETF Idempotency-Key draft says, rather than answered and not logged.
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_HEADER_KEY_CHARS = 128
+#: where /predict leaves the variant that answered, for the request metrics' label
+VARIANT_KEY = "taxi_mlops.variant"
+
+
+def _variant_label(environ: dict[str, Any]) -> dict[str, str]:
+    return {"variant": environ.get(VARIANT_KEY, "none")}
 
 
 def _event_time(value: Any, bounds: ValidationBounds) -> str | None:
@@ -150,7 +156,7 @@ def _predict(serving: _Serving) -> Response | tuple[Response, int]:
         raise RequestValidationError(
             [FieldError(REQUEST_ID_HEADER, "already used for a different request")], 422
         ) from None
-    g.variant = served.variant
+    request.environ[VARIANT_KEY] = served.variant
     return jsonify(served.items[0] if rides.single else {"predictions": served.items})
 
 
@@ -173,12 +179,11 @@ def create_app(
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
     app = json_app(__name__)
 
-    install_request_metrics(app, metrics, lambda: {"variant": g.variant})
+    install_request_metrics(app, metrics, _variant_label)
     install_json_errors(app, MAX_BODY_BYTES)
 
     @app.before_request
     def _begin() -> None:
-        g.variant = "none"
         slots.ensure_polling()
 
     @app.errorhandler(TaxiMlopsError)

@@ -357,6 +357,24 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         return np.asarray([*self.numeric, *self.time, *self.categorical], dtype=object)
 
 
+def one_ride_values(
+    X: Columns, names: Sequence[str], holidays: np.ndarray | None = None
+) -> list[float] | None:
+    """:func:`feature_columns` of a one-row ``X`` as Python floats (the same arithmetic, so
+    the same bits), or None when its pickup time needs the array path."""
+    clock: _Clock | None = None
+    values = []
+    for name in names:
+        if name in TIME_FEATURES:
+            clock = clock or _Clock.of(X[PICKUP][0], holidays)
+            if clock is None:
+                return None
+            values.append(float(clock.feature(name)))
+        else:
+            values.append(_one_value(X, name))
+    return values
+
+
 def _one_value(X: Columns, name: str) -> float:
     """:func:`feature_column` of a one-row ``X``, for a non-time feature, as a float."""
     if name == ZONE_PAIR:

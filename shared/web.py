@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
@@ -67,25 +67,69 @@ def json_app(import_name: str) -> Flask:
 
 
 def install_request_metrics(
-    app: Flask, metrics: ServiceMetrics, labels: Callable[[], dict[str, str]] = dict
+    app: Flask,
+    metrics: ServiceMetrics,
+    labels: Callable[[dict[str, Any]], dict[str, str]] | None = None,
 ) -> None:
-    """Count and time every request by endpoint and status (plus ``labels()``), and serve
-    them at ``GET /metrics``."""
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started, **labels())
-        return response
+    """Count and time every request by endpoint and status (plus ``labels(environ)``), and
+    serve them at ``GET /metrics``. The count is taken around the whole Flask app (WSGI
+    middleware), so it sees the status the client gets, and a request costs one timing and
+    one observation rather than two Flask hooks (a tenth of a one-ride request)."""
+    app.request_class = type("RuleKeepingRequest", (_KeepsRule, app.request_class), {})
+    app.wsgi_app = _RequestMetrics(app.wsgi_app, metrics, labels)  # type: ignore[method-assign]
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         content, content_type = metrics.render()
         return Response(content, content_type=content_type)
+
+
+#: where the request leaves the rule Flask matched, for the middleware to read
+RULE_KEY = "taxi_mlops.rule"
+
+
+class _KeepsRule:
+    """A request class that copies the rule Flask matches into the WSGI environ, which
+    outlives the request context (Flask clears the request object from the environ when it
+    pops the context, before the middleware sees it)."""
+
+    @property
+    def url_rule(self) -> Any:
+        return self.__dict__.get("_url_rule")
+
+    @url_rule.setter
+    def url_rule(self, rule: Any) -> None:
+        self.__dict__["_url_rule"] = rule
+        self.environ[RULE_KEY] = rule.rule if rule is not None else None  # type: ignore[attr-defined]
+
+
+class _RequestMetrics:
+    """WSGI middleware: the request's endpoint is the rule Flask matched, ``unmatched`` when
+    none did."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        metrics: ServiceMetrics,
+        labels: Callable[[dict[str, Any]], dict[str, str]] | None,
+    ) -> None:
+        self.app, self.metrics, self.labels = app, metrics, labels
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        status = [500]  # what gunicorn answers if the app raises
+
+        def respond(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status[0] = int(line[:3])
+            return start_response(line, headers, exc_info)
+
+        try:
+            return self.app(environ, respond)
+        finally:
+            seconds = time.perf_counter() - started
+            endpoint = environ.get(RULE_KEY) or "unmatched"
+            extra = self.labels(environ) if self.labels is not None else {}
+            self.metrics.observe(endpoint, status[0], seconds, **extra)
 
 
 def install_json_errors(app: Flask, max_body_bytes: int) -> None:
@@ -161,38 +205,45 @@ def request_body() -> Any:
     MAX_CONTENT_LENGTH, chunked or not, is a 413; one the client stops sending is a 408.
     Read and parsed once per request: a second call (to log what was refused) gets the same
     answer, and does not wait on the client's socket again."""
-    return _once("taxi_body", _parse_body)
+    return _once(request.environ, "taxi_mlops.body", _parse_body)
 
 
-def _parse_body() -> Any:
-    data = request_bytes()
+def _parse_body(environ: dict[str, Any]) -> Any:
+    data = _request_bytes(environ)
     return parse_json(data) if data else None
 
 
 def request_bytes() -> bytes:
     """This request's body as bytes, read from the client once (every later call, and
     :func:`request_body`, gets the same bytes or the same error)."""
-    return _once("taxi_bytes", _read_bytes)
+    return _request_bytes(request.environ)
 
 
-def _once(name: str, compute: Callable[[], Any]) -> Any:
-    """``compute()`` for this request, kept in ``g`` under ``name``: its value, or the
-    client error it raised, which every later call raises again."""
-    if name not in g:
+def _request_bytes(environ: dict[str, Any]) -> bytes:
+    data: bytes = _once(environ, "taxi_mlops.bytes", _read_bytes)
+    return data
+
+
+def _once(environ: dict[str, Any], name: str, compute: Callable[[dict[str, Any]], Any]) -> Any:
+    """``compute(environ)`` for this request, kept in its WSGI environ under ``name``: its
+    value, or the client error it raised, which every later call raises again. (In the
+    environ, handed down, rather than in ``g``: each context lookup costs a microsecond.)"""
+    kept = environ.get(name)
+    if kept is None:
         try:
-            setattr(g, name, (compute(), None))
+            kept = environ[name] = (compute(environ), None)
         except (RequestValidationError, HTTPException) as exc:
-            setattr(g, name, (None, exc))
-    value, error = getattr(g, name)
+            kept = environ[name] = (None, exc)
+    value, error = kept
     if error is not None:
         raise error
     return value
 
 
-def _read_bytes() -> bytes:
+def _read_bytes(environ: dict[str, Any]) -> bytes:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     try:
-        data = _declared_body(request.environ, limit)
+        data = _declared_body(environ, limit)
         if data is None:
             data = request.get_data(cache=True)
     except (TimeoutError, ClientDisconnected):

@@ -14,6 +14,7 @@ counts add up to ``rows_in - rows_out``.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
@@ -119,12 +120,25 @@ def _pickup_window(first: str, last: str) -> tuple[np.datetime64, np.datetime64]
     return np.datetime64(first, "s"), np.datetime64(last, "s")
 
 
+@functools.lru_cache(maxsize=16)
+def _pickup_window_scalar(first: str, last: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """The window as datetimes; None when a bound is beyond what a datetime holds."""
+    low, high = (stamp.item() for stamp in _pickup_window(first, last))
+    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
+        return low, high
+    return None
+
+
 def _plausible(stamps: np.ndarray | np.datetime64, bounds: ValidationBounds) -> bool:
     """Every stamp inside the bounds' plausible pickup times."""
-    first, last = _pickup_window(bounds.first_pickup, bounds.last_pickup)
-    if isinstance(stamps, np.datetime64):  # one request's time: no array arithmetic
-        return bool(first <= stamps < last)
-    return bool(np.all((stamps >= first) & (stamps < last)))
+    window = _pickup_window_scalar(bounds.first_pickup, bounds.last_pickup)
+    if isinstance(stamps, np.datetime64) and window is not None:
+        # one request's time (years 2009-2099 by the pattern, so a datetime): compared as
+        # datetimes, a fifth of the time of numpy's scalar comparisons
+        stamp = stamps.item()
+        return isinstance(stamp, dt.datetime) and window[0] <= stamp < window[1]
+    low, high = _pickup_window(bounds.first_pickup, bounds.last_pickup)
+    return bool(np.all((stamps >= low) & (stamps < high)))
 
 
 def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | None:
@@ -140,10 +154,12 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
     it. The one date validator: the services' requests and their logs' event times use it.
     The pattern fixes the years to 2009-2099; ``bounds`` may narrow them."""
-    if not _SHAPE.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)")
     if not _PICKUP.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a UTC calendar date-time of 2009-2099")
+        if not _SHAPE.fullmatch(text):
+            message = "is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)"
+        else:
+            message = "is not a UTC calendar date-time of 2009-2099"
+        raise ValueError(f"{shown(text)} {message}")
     # the pattern admits only real calendar dates: numpy cannot refuse what is left
     stamp = np.datetime64(_iso(text), "s")
     if not _plausible(stamp, bounds):

@@ -1,6 +1,6 @@
-"""The array-speed parse of a list of rides accepts exactly what the ride-by-ride parse
-accepts without an error, with the same values; anything else falls through to the parse that
-names the field."""
+"""The array-speed parse of a list of rides, and the scalar parse of one ride, accept exactly
+what the ride-by-ride parse accepts without an error, with the same values; anything else
+falls through to the parse that names the field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from shared.data.validate import ValidationBounds
-from shared.serving import RequestValidationError, _parse_each, _parse_plain, parse_rides
+from shared.serving import (
+    RequestValidationError,
+    _parse_each,
+    _parse_plain,
+    _parse_plain_one,
+    parse_rides,
+)
 
 BOUNDS = ValidationBounds()
 NOW = np.datetime64("2024-05-01T12:00:00", "s")
@@ -36,9 +42,9 @@ TIMES: list[Any] = [
 ]
 
 
-def slow(rides: list[Any]) -> tuple[dict[str, np.ndarray], list[Any]] | None:
+def slow(rides: list[Any], single: bool = False) -> tuple[dict[str, np.ndarray], list[Any]] | None:
     try:
-        parsed = _parse_each(rides, False, BOUNDS, NOW)
+        parsed = _parse_each(rides, single, BOUNDS, NOW)
     except RequestValidationError:
         return None
     return parsed.columns, parsed.ride_ids
@@ -79,6 +85,24 @@ def test_the_fast_parse_agrees_with_the_ride_by_ride_parse(seed: int) -> None:
     for name, values in expected[0].items():
         np.testing.assert_array_equal(fast[0][name], values, err_msg=name)
     assert fast[1] == expected[1]
+
+
+@pytest.mark.parametrize("seed", range(400))
+def test_the_one_ride_fast_parse_agrees_with_the_ride_by_ride_parse(seed: int) -> None:
+    rng = random.Random(seed)
+    plain = seed % 2 == 0
+    one = ride(rng, plain)
+    fast, expected = _parse_plain_one(one, BOUNDS, NOW), slow([one], single=True)
+    if plain:
+        assert fast is not None and expected is not None, one
+    if fast is None:
+        return
+    assert expected is not None, one
+    for name, values in expected[0].items():
+        np.testing.assert_array_equal(fast[0][name], values, err_msg=name)
+        assert fast[0][name].dtype == values.dtype, name
+    assert fast[1] == expected[1]
+    assert [type(v) for v in fast[1]] == [type(v) for v in expected[1]]
 
 
 def test_plain_batches_take_the_fast_path() -> None:
