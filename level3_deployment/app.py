@@ -149,7 +149,7 @@ def _predict(serving: _Serving) -> Response | tuple[Response, int]:
     keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
     served = serve_batch(rides, keys, request_id, state, (blue, green), serving.pinned_as)
     for variant, count in Counter(record.variant for record in served.records).items():
-        serving.metrics.predictions.labels(variant=variant).inc(count)
+        serving.metrics.counted(count, variant=variant)
     try:
         serving.log.append(served.records, _request_digest() if request_id is not None else None)
     except IdempotencyConflict:

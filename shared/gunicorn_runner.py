@@ -100,6 +100,12 @@ def _child_exit(server: Any, worker: Any) -> None:
     mark_worker_dead(worker.pid)
 
 
+def _worker_exit(server: Any, worker: Any) -> None:
+    from shared.metrics import flush_all
+
+    flush_all()  # what the worker counted in its last FLUSH_S
+
+
 def _post_worker_init(worker: Any) -> None:
     # One request runs on one core: OpenMP's thread pool (HistGradientBoosting's predict)
     # would have every worker spin on every core for one row, ~2.5x slower per request.
@@ -139,6 +145,7 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
         "child_exit": _child_exit,
+        "worker_exit": _worker_exit,
         "post_worker_init": _post_worker_init,
         "proc_name": "taxi-mlops",
         # gunicorn >= 25 opens a control socket in $HOME by default; two services (or a

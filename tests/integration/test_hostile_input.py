@@ -231,11 +231,14 @@ def test_behind_nginx_stalled_clients_never_reach_a_worker(
 def test_metrics_under_gunicorn_have_real_series(level3: ServiceProcess) -> None:
     for i in range(6):
         assert post(level3, "/predict", ride(ride_id=f"m{i}"))[0] == 200
-    _, text = http_json("GET", f"{level3.url}/metrics")
-    found = re.search(
-        r'taxi_level3_requests_total\{endpoint="/predict",status="200",variant="blue"\} (\S+)',
-        text,
-    )
+    pattern = r'taxi_level3_requests_total\{endpoint="/predict",status="200",variant="blue"\} (\S+)'
+    deadline = time.monotonic() + 5  # each worker writes its counts every FLUSH_S
+    while True:
+        _, text = http_json("GET", f"{level3.url}/metrics")
+        found = re.search(pattern, text)
+        if (found and float(found.group(1)) >= 6) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert found and float(found.group(1)) >= 6, text[:500]
 
 

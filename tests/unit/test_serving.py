@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -158,6 +160,15 @@ def test_refusals_name_the_ride_they_are_about() -> None:
     assert [e.index for e in info.value.errors] == [1, 2]
 
 
+def scraped() -> str:
+    """What a scrape by another worker finds in the multiprocess folder."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry).decode()
+
+
 def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(tmp_path) -> None:
     """prometheus_client was imported long before (by this test process, as by MLflow in a
     service): preparing the folder must still switch it to files, or /metrics is empty."""
@@ -178,6 +189,15 @@ def test_metrics_go_to_the_multiprocess_folder_even_if_imported_first(tmp_path) 
         assert list((tmp_path / "metrics").glob("*.db"))
         text = metrics.render()[0].decode()
         assert 'probe_requests_total{endpoint="/predict",status="200"} 1.0' in text
+        # another worker's scrape reads the files: the writer thread puts counts there
+        metrics.observe("/predict", 200, 0.01)
+        metrics.scored(np.array([3.0, 12.0]))
+        deadline = time.monotonic() + 5
+        while "probe_predictions_total 2.0" not in (seen := scraped()):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.01)
+        assert 'probe_requests_total{endpoint="/predict",status="200"} 2.0' in seen
+        assert 'probe_predicted_duration_minutes_bucket{le="5.0"} 1.0' in seen
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if saved is not None:
