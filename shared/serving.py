@@ -269,16 +269,20 @@ def _parse_plain_one(
     as anything is not plain: the ride-by-ride path then names it."""
     if type(ride) is not dict:
         return None
-    values: tuple[Any, ...] = (ride.get(PU), ride.get(DO), ride.get(DISTANCE))
-    if not all(type(v) in _NUMBERS for v in values):
+    pu: Any = ride.get(PU)
+    do: Any = ride.get(DO)
+    miles: Any = ride.get(DISTANCE)
+    # spelled out, not a loop over the three: generators cost as much as the checks
+    if type(pu) not in _NUMBERS or type(do) not in _NUMBERS or type(miles) not in _NUMBERS:
         return None
     try:
-        pu, do, miles = (float(v) for v in values)
+        pu, do, miles = float(pu), float(do), float(miles)
     except OverflowError:  # an integer beyond a float's range
         return None
     low, high = bounds.min_zone, bounds.max_zone
-    zones_ok = all(z.is_integer() and low <= z <= high for z in (pu, do))
-    if not (zones_ok and 0 <= miles <= bounds.max_distance_miles):  # NaN fails both
+    if not (low <= pu <= high and low <= do <= high and pu.is_integer() and do.is_integer()):
+        return None  # NaN fails the comparisons
+    if not 0 <= miles <= bounds.max_distance_miles:
         return None
     ride_id, text = ride.get("ride_id"), ride.get(PICKUP)
     if ride_id is not None and ride_id_problem(ride_id) is not None:
@@ -345,8 +349,10 @@ def format_predictions(
 ) -> dict[str, Any]:
     """The response body: the course's ``{"duration": ...}`` for one ride, a list for many."""
 
+    minutes = np.asarray(durations, dtype=np.float64).tolist()  # Python floats, in one call
+
     def one(i: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"duration": round(float(durations[i]), 4)}
+        item: dict[str, Any] = {"duration": round(minutes[i], 4)}
         if rides.ride_ids[i] is not None:
             item["ride_id"] = rides.ride_ids[i]
         return item
