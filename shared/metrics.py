@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,8 @@ class ServiceMetrics:
             namespace=namespace,
             registry=self.registry,
         )
-        self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._scored: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self._pending = _PendingOwner()
+        self._pending: _Pending | None = None
+        _ALL.add(self)
         self.predicted_minutes = Histogram(
             "predicted_duration_minutes",
             "Predicted trip durations.",
@@ -77,21 +77,61 @@ class ServiceMetrics:
         )
 
     def observe(self, endpoint: str, status: int, seconds: float, **labels: str) -> None:
-        key = (endpoint, status, *labels.items())
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = self._labelled(endpoint, status, labels)
-        requests, errors, latency = children
-        pending = self._pending.now()
+        """One request: counted, and its latency observed, at the next flush."""
+        key = (endpoint, status, tuple(labels.items()))
+        pending = self._now()
         with pending.lock:
-            pending.add(requests, 1)
-            if errors is not None:
-                pending.add(errors, 1)
-            pending.observe(latency, seconds)
+            latencies = pending.requests.get(key)
+            if latencies is None:
+                pending.requests[key] = [seconds]
+            else:
+                latencies.append(seconds)
+        if pending.writer is None:
+            self._start_writer(pending)
 
-    def _labelled(self, endpoint: str, status: int, labels: dict[str, str]) -> tuple[Any, ...]:
-        """The three series one request touches, looked up once per label set (the lookups
-        cost more than the increments, on every request)."""
+    def scored(self, durations: np.ndarray, **labels: str) -> None:
+        """Count ``durations`` as rides scored (under ``labels``) and observe each in the
+        predicted-duration histogram."""
+        key = tuple(labels.items())
+        pending = self._now()
+        with pending.lock:
+            pending.scored.setdefault(key, []).append(durations)
+        if pending.writer is None:
+            self._start_writer(pending)
+
+    def counted(self, rides: int, **labels: str) -> None:
+        """Count ``rides`` as scored (under ``labels``), without their durations."""
+        key = tuple(labels.items())
+        pending = self._now()
+        with pending.lock:
+            pending.counted[key] = pending.counted.get(key, 0) + rides
+        if pending.writer is None:
+            self._start_writer(pending)
+
+    def flush(self) -> None:
+        """Write what this process has counted since the last flush into the metrics (the
+        multiprocess folder's files, under gunicorn)."""
+        pending = self._now()
+        with pending.flushing:  # in order: two flushes never interleave their writes
+            with pending.lock:
+                requests, pending.requests = pending.requests, {}
+                scored, pending.scored = pending.scored, {}
+                counted, pending.counted = pending.counted, {}
+            for (endpoint, status, labels), latencies in requests.items():
+                total, errors, latency = self._request_series(endpoint, status, dict(labels))
+                total.inc(len(latencies))
+                if errors is not None:
+                    errors.inc(len(latencies))
+                observe_many(latency, np.asarray(latencies, dtype=np.float64))
+            for labels, arrays in scored.items():
+                values = np.concatenate([np.ravel(a) for a in arrays])
+                self._labelled(self.predictions, labels).inc(len(values))
+                observe_many(self._labelled(self.predicted_minutes, labels), values)
+            for labels, rides in counted.items():
+                self._labelled(self.predictions, labels).inc(rides)
+
+    def _request_series(self, endpoint: str, status: int, labels: dict[str, str]) -> tuple:
+        """The three series a request counts in (errors: None below 400)."""
         code = str(status)
         return (
             self.requests.labels(endpoint=endpoint, status=code, **labels),
@@ -99,36 +139,25 @@ class ServiceMetrics:
             self.latency.labels(endpoint=endpoint, **labels),
         )
 
-    def scored(self, durations: np.ndarray, **labels: str) -> None:
-        """Count ``durations`` as rides scored (under ``labels``) and observe each in the
-        predicted-duration histogram."""
-        counter, histogram = self._scored_series(labels)
-        pending = self._pending.now()
-        with pending.lock:
-            pending.add(counter, len(durations))
-            pending.observe(histogram, durations)
+    @staticmethod
+    def _labelled(metric: Any, labels: tuple[tuple[str, str], ...]) -> Any:
+        return metric.labels(**dict(labels)) if labels else metric
 
-    def counted(self, rides: int, **labels: str) -> None:
-        """Count ``rides`` as scored (under ``labels``), without their durations."""
-        counter, _ = self._scored_series(labels)
-        pending = self._pending.now()
-        with pending.lock:
-            pending.add(counter, rides)
+    def _now(self) -> _Pending:
+        pending = self._pending
+        # a count of forks rather than os.getpid(), a system call on every request
+        if pending is None or pending.forks != _FORKS[0]:
+            pending = self._pending = _Pending()
+        return pending
 
-    def _scored_series(self, labels: dict[str, str]) -> tuple[Any, Any]:
-        key = tuple(labels.items())
-        series = self._scored.get(key)
-        if series is None:
-            series = self._scored[key] = (
-                self.predictions.labels(**labels) if labels else self.predictions,
-                self.predicted_minutes.labels(**labels) if labels else self.predicted_minutes,
+    def _start_writer(self, pending: _Pending) -> None:
+        with pending.lock:
+            if pending.writer is not None:
+                return
+            pending.writer = threading.Thread(
+                target=_write_loop, args=(weakref.ref(self),), name="metrics-flush", daemon=True
             )
-        return series
-
-    def flush(self) -> None:
-        """Write what this process has counted since the last flush into the metrics (the
-        multiprocess folder's files, under gunicorn)."""
-        self._pending.now().flush()
+        pending.writer.start()
 
     def render(self) -> tuple[bytes, str]:
         self.flush()  # this worker's own counts are current; the others' are FLUSH_S old
@@ -139,95 +168,55 @@ class ServiceMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+#: how long a count may wait in a worker's memory before it reaches the metrics
+FLUSH_S = 0.05
 #: fork()s this process has come through as the child
 _FORKS = [0]
 os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
-
-#: how long a count may wait in a worker's memory before it reaches the metrics
-FLUSH_S = 0.05
-_ALL: weakref.WeakSet[_Pending] = weakref.WeakSet()
+_ALL: weakref.WeakSet[ServiceMetrics] = weakref.WeakSet()
 
 
+@dataclass
 class _Pending:
-    """Counts and observations not yet written to their metrics, and the thread that writes
-    them every ``FLUSH_S``.
+    """One process's counts and observations not yet written to their metrics (a new one
+    after fork(): the parent's locks and thread do not come along).
 
     Under gunicorn each increment of a metric writes a file-backed page (prometheus_client's
-    multiprocess mode) under a process-wide lock: the six a one-ride request makes cost a
-    fifth of a level-1 worker's time under load. Here a request adds to a dict, and the
-    writer applies each series' total once per flush (histograms in bulk: observe_many). A
-    scrape sees this worker's counts at once (render flushes first) and other workers' at
-    most ``FLUSH_S`` late: Prometheus scrapes every few seconds. A worker flushes what is
-    left when it exits (gunicorn's worker_exit hook, :func:`flush_all`)."""
+    multiprocess mode) under a process-wide lock: the six a one-ride request made cost a
+    tenth of a level-1 worker's time under load. Here a request appends to a list, and a
+    writer thread applies each series' total every ``FLUSH_S`` (histograms in bulk:
+    observe_many). A scrape sees this worker's counts at once (render flushes first) and the
+    other workers' at most ``FLUSH_S`` late (Prometheus scrapes every few seconds). A worker
+    flushes what is left when it exits (gunicorn's worker_exit hook, :func:`flush_all`)."""
 
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.forks = _FORKS[0]
-        self.lock = threading.Lock()
-        self.flushing = threading.Lock()
-        self.counts: dict[Any, float] = {}
-        self.values: dict[Any, list[Any]] = {}
-        self._writer: threading.Thread | None = None
-        _ALL.add(self)
-
-    def add(self, series: Any, amount: float) -> None:
-        self.counts[series] = self.counts.get(series, 0) + amount
-        self._wake()
-
-    def observe(self, histogram: Any, values: Any) -> None:
-        self.values.setdefault(histogram, []).append(values)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._writer is None:
-            self._writer = threading.Thread(
-                target=_write_loop, args=(weakref.ref(self),), name="metrics-flush", daemon=True
-            )
-            self._writer.start()
-
-    def flush(self) -> None:
-        with self.flushing:  # in order: two flushes never interleave their writes
-            with self.lock:
-                counts, self.counts = self.counts, {}
-                values, self.values = self.values, {}
-            for series, amount in counts.items():
-                series.inc(amount)
-            for histogram, observed in values.items():
-                observe_many(histogram, np.concatenate([np.ravel(v) for v in observed]))
+    forks: int = field(default_factory=lambda: _FORKS[0])
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    flushing: threading.Lock = field(default_factory=threading.Lock)
+    #: (endpoint, status, labels) -> latencies in seconds
+    requests: dict[tuple[Any, ...], list[float]] = field(default_factory=dict)
+    #: labels -> arrays of predicted durations
+    scored: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
+    #: labels -> rides counted without durations
+    counted: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    writer: threading.Thread | None = None
 
 
-def _write_loop(ref: weakref.ref[_Pending]) -> None:
+def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
     """Flush every ``FLUSH_S`` for as long as the metrics exist (a weak reference: a test's
     many short-lived apps do not leave a thread each)."""
     while True:
         time.sleep(FLUSH_S)
-        pending = ref()
-        if pending is None:
+        metrics = ref()
+        if metrics is None:
             return
-        pending.flush()
-        del pending
-
-
-class _PendingOwner:
-    """One process's :class:`_Pending` (a new one after fork(): the parent's lock and thread
-    do not come along)."""
-
-    def __init__(self) -> None:
-        self._pending: _Pending | None = None
-
-    def now(self) -> _Pending:
-        pending = self._pending
-        # a count of forks rather than os.getpid(), a system call on every request
-        if pending is None or pending.forks != _FORKS[0]:
-            pending = self._pending = _Pending()
-        return pending
+        metrics.flush()
+        del metrics
 
 
 def flush_all() -> None:
     """Write every metric's pending counts (gunicorn's ``worker_exit`` hook)."""
-    for pending in list(_ALL):
-        if pending.pid == os.getpid():
-            pending.flush()
+    for metrics in list(_ALL):
+        metrics.flush()
 
 
 #: below this many values a histogram observes them one by one

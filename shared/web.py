@@ -75,7 +75,7 @@ def install_request_metrics(
     serve them at ``GET /metrics``. The count is taken around the whole Flask app (WSGI
     middleware), so it sees the status the client gets, and a request costs one timing and
     one observation rather than two Flask hooks (a tenth of a one-ride request)."""
-    app.request_class = type("RuleKeepingRequest", (_KeepsRule, app.request_class), {})
+    app.request_class = type("KeptRequest", (_KeepsRequest, app.request_class), {})
     app.wsgi_app = _RequestMetrics(app.wsgi_app, metrics, labels)  # type: ignore[method-assign]
 
     @app.get("/metrics")
@@ -84,23 +84,21 @@ def install_request_metrics(
         return Response(content, content_type=content_type)
 
 
-#: where the request leaves the rule Flask matched, for the middleware to read
-RULE_KEY = "taxi_mlops.rule"
+#: where the request object waits for the middleware (Flask clears ``werkzeug.request`` when
+#: it pops the request context, before the middleware sees the environ again)
+REQUEST_KEY = "taxi_mlops.request"
 
 
-class _KeepsRule:
-    """A request class that copies the rule Flask matches into the WSGI environ, which
-    outlives the request context (Flask clears the request object from the environ when it
-    pops the context, before the middleware sees it)."""
+class _KeepsRequest:
+    """A request class that leaves itself in the WSGI environ under ``REQUEST_KEY``, for the
+    metrics middleware to read the rule Flask matched (and to take out again, so the two do
+    not keep each other alive)."""
 
-    @property
-    def url_rule(self) -> Any:
-        return self.__dict__.get("_url_rule")
-
-    @url_rule.setter
-    def url_rule(self, rule: Any) -> None:
-        self.__dict__["_url_rule"] = rule
-        self.environ[RULE_KEY] = rule.rule if rule is not None else None  # type: ignore[attr-defined]
+    def __init__(
+        self, environ: dict[str, Any], populate_request: bool = True, shallow: bool = False
+    ) -> None:
+        super().__init__(environ, populate_request, shallow)  # type: ignore[call-arg]
+        environ[REQUEST_KEY] = self
 
 
 class _RequestMetrics:
@@ -127,7 +125,8 @@ class _RequestMetrics:
             return self.app(environ, respond)
         finally:
             seconds = time.perf_counter() - started
-            endpoint = environ.get(RULE_KEY) or "unmatched"
+            rule = getattr(environ.pop(REQUEST_KEY, None), "url_rule", None)
+            endpoint = rule.rule if rule is not None else "unmatched"
             extra = self.labels(environ) if self.labels is not None else {}
             self.metrics.observe(endpoint, status[0], seconds, **extra)
 
