@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +147,10 @@ def _predict(serving: _Serving) -> Response | tuple[Response, int]:
         return jsonify({"error": "no model is loaded yet; retry shortly"}), 503
     keys = [str(r) if r is not None else header_key for r in rides.ride_ids]
     served = serve_batch(rides, keys, request_id, state, (blue, green), serving.pinned_as)
-    for variant, count in Counter(record.variant for record in served.records).items():
+    counts: dict[str, int] = {}
+    for record in served.records:  # a dict, not a Counter: a third of the time for one ride
+        counts[record.variant] = counts.get(record.variant, 0) + 1
+    for variant, count in counts.items():
         serving.metrics.counted(count, variant=variant)
     try:
         serving.log.append(served.records, _request_digest() if request_id is not None else None)

@@ -49,13 +49,22 @@ def serve_batch(
 
 def _features(rides: Rides) -> list[dict[str, Any]]:
     """Each ride's logged features (pickup time as ISO text, numbers as floats), built column
-    by column: once per batch, shared by a ride's answer and its shadow score."""
+    by column: once per batch, shared by a ride's answer and its shadow score. One ride (most
+    requests) from its scalars: the same text and floats, without five array conversions."""
+    if len(rides) == 1:
+        return [{k: _logged(k, v[0]) for k, v in rides.columns.items()}]
     columns = {
         k: (np.datetime_as_string(v, unit="s") if k == PICKUP else np.asarray(v, float)).tolist()
         for k, v in rides.columns.items()
     }
     rows = zip(*columns.values(), strict=True)
     return [dict(zip(columns, values, strict=True)) for values in rows]
+
+
+def _logged(name: str, value: Any) -> Any:
+    if name == PICKUP:
+        return str(np.datetime64(value, "s"))
+    return float(value)
 
 
 def _score_groups(

@@ -78,3 +78,18 @@ def test_a_pinned_service_answers_under_its_variants_name() -> None:
     served = serve_batch(rides, keys, None, started, (GREEN, None), pinned_as=Variant.GREEN)
     assert {(i["variant"], i["model_version"]) for i in served.items} == {("green", "7")}
     assert {r.variant for r in served.records} == {"green"}
+
+
+def test_one_ride_is_logged_with_the_features_a_batch_logs_for_it() -> None:
+    bounds = ValidationBounds()
+    times = ("2019-03-10T07:05:09Z", "2019-12-31 23:59")  # given: "now" would move between parses
+    for given in (ride(ride_id="a", pickup_datetime=t) for t in times):
+        alone = parse_rides(given, bounds)
+        among = parse_rides([given, ride(ride_id="c")], bounds)
+        state = deployed(0.0)
+        (one,) = serve_batch(alone, ["k"], None, state, (BLUE, None)).records
+        first = serve_batch(among, ["k", "c"], None, state, (BLUE, None)).records[0]
+        assert one.features == first.features
+        assert [type(v) for v in one.features.values()] == [
+            type(v) for v in first.features.values()
+        ]
