@@ -143,14 +143,28 @@ def _show_service(run: _Run, url: str) -> dict[str, Any]:
     status, refusal = http_json("POST", f"{url}/predict", BAD_RIDE)
     run.say(f"   $ curl -X POST {url}/predict -d '{json.dumps(BAD_RIDE)}'")
     run.say(f"   {status} {refusal.get('error') if isinstance(refusal, dict) else refusal}")
-    _, metrics = http_json("GET", f"{url}/metrics")
-    counters = [
-        line for line in str(metrics).splitlines() if line.startswith("taxi_level1_requests_total")
-    ]
+    counters = _request_counters(url)
     run.say(f"   $ curl {url}/metrics   # Prometheus; request counters:")
     for line in counters:
         run.say(f"   {line}")
     return {"prediction": answer, "bad_request_status": status, "metrics": counters}
+
+
+def _request_counters(url: str, wait_s: float = 2.0) -> list[str]:
+    """The service's request counters once both requests above are in them: each worker
+    writes its counts every 50 ms (shared/metrics.py), so a scrape may come first."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        _, metrics = http_json("GET", f"{url}/metrics")
+        counters = [
+            line
+            for line in str(metrics).splitlines()
+            if line.startswith("taxi_level1_requests_total")
+        ]
+        predict = [line for line in counters if 'endpoint="/predict"' in line]
+        if len(predict) >= 2 or time.monotonic() > deadline:
+            return counters
+        time.sleep(0.05)
 
 
 def _level1(run: _Run, m1: str, m2: str, m3: str) -> tuple[report.LevelMeasure, dict[str, Any]]:
