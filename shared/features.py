@@ -338,19 +338,14 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         tests/unit/test_features.py."""
         if not hasattr(self, "lookups_"):
             raise NotFittedError("TabularFeaturizer is not fitted yet; call fit first")
-        row = [_one_value(X, name) for name in self.numeric]
-        if self.time:
-            clock = _Clock.of(X[PICKUP][0], getattr(self, "holidays_", None))
-            if clock is None:
-                return None
-            row += [clock.feature(name) for name in self.time]
+        names = (*self.numeric, *self.time, *self.categorical)
+        row = one_ride_values(X, names, getattr(self, "holidays_", None))
+        if row is None:
+            return None
         other = float(self.max_categories)
-        for name, lookup in zip(self.categorical, self.lookups_, strict=True):
-            value = _one_value(X, name)
-            if value != value:  # NaN stays missing
-                row.append(value)
-            else:
-                row.append(float(table_value(value, lookup, other)))
+        for j, lookup in enumerate(self.lookups_, start=len(self.numeric) + len(self.time)):
+            if row[j] == row[j]:  # NaN stays missing
+                row[j] = float(table_value(row[j], lookup, other))
         return row
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

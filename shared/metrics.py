@@ -86,8 +86,6 @@ class ServiceMetrics:
                 pending.requests[key] = [seconds]
             else:
                 latencies.append(seconds)
-        if pending.writer is None:
-            self._start_writer(pending)
 
     def scored(self, durations: np.ndarray, **labels: str) -> None:
         """Count ``durations`` as rides scored (under ``labels``) and observe each in the
@@ -96,8 +94,6 @@ class ServiceMetrics:
         pending = self._now()
         with pending.lock:
             pending.scored.setdefault(key, []).append(durations)
-        if pending.writer is None:
-            self._start_writer(pending)
 
     def counted(self, rides: int, **labels: str) -> None:
         """Count ``rides`` as scored (under ``labels``), without their durations."""
@@ -105,13 +101,13 @@ class ServiceMetrics:
         pending = self._now()
         with pending.lock:
             pending.counted[key] = pending.counted.get(key, 0) + rides
-        if pending.writer is None:
-            self._start_writer(pending)
 
     def flush(self) -> None:
         """Write what this process has counted since the last flush into the metrics (the
         multiprocess folder's files, under gunicorn)."""
-        pending = self._now()
+        pending = self._pending
+        if pending is None or pending.forks != _FORKS[0]:
+            return  # nothing counted in this process (a parent's counts are the parent's)
         with pending.flushing:  # in order: two flushes never interleave their writes
             with pending.lock:
                 requests, pending.requests = pending.requests, {}
@@ -144,20 +140,20 @@ class ServiceMetrics:
         return metric.labels(**dict(labels)) if labels else metric
 
     def _now(self) -> _Pending:
+        """This process's pending counts, made (with their writer thread) by the first
+        request after a fork: a count of forks is checked, not os.getpid(), a system call."""
         pending = self._pending
-        # a count of forks rather than os.getpid(), a system call on every request
-        if pending is None or pending.forks != _FORKS[0]:
-            pending = self._pending = _Pending()
+        if pending is not None and pending.forks == _FORKS[0]:
+            return pending
+        with _MAKING[0]:  # two threads' first requests make one, not one each
+            pending = self._pending
+            if pending is None or pending.forks != _FORKS[0]:
+                pending = self._pending = _Pending()
+                writer = threading.Thread(
+                    target=_write_loop, args=(weakref.ref(self),), name="metrics-flush", daemon=True
+                )
+                writer.start()
         return pending
-
-    def _start_writer(self, pending: _Pending) -> None:
-        with pending.lock:
-            if pending.writer is not None:
-                return
-            pending.writer = threading.Thread(
-                target=_write_loop, args=(weakref.ref(self),), name="metrics-flush", daemon=True
-            )
-        pending.writer.start()
 
     def render(self) -> tuple[bytes, str]:
         self.flush()  # this worker's own counts are current; the others' are FLUSH_S old
@@ -172,7 +168,17 @@ class ServiceMetrics:
 FLUSH_S = 0.05
 #: fork()s this process has come through as the child
 _FORKS = [0]
-os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+#: held while a process's pending counts are made (a new lock after fork: one copied from the
+#: parent could be held by a thread that did not come along)
+_MAKING = [threading.Lock()]
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+    _MAKING[0] = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 _ALL: weakref.WeakSet[ServiceMetrics] = weakref.WeakSet()
 
 
@@ -198,7 +204,6 @@ class _Pending:
     scored: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
     #: labels -> rides counted without durations
     counted: dict[tuple[Any, ...], int] = field(default_factory=dict)
-    writer: threading.Thread | None = None
 
 
 def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
