@@ -276,8 +276,10 @@ def ratios(best: dict[str, dict]) -> dict[str, float]:
 
 
 def main() -> None:
-    # three rounds: now and then a gthread worker takes every wrk connection, and the other
-    # idles through a round; the best round of each service is the one without that
+    # three rounds, the best of each service: a round on a 2-core machine that shares its
+    # cores with wrk varies by ~10 %. (A worker that took every wrk connection used to idle
+    # its neighbour through a whole round; connections now close after 100 requests and
+    # spread again: shared/gunicorn_worker.py.)
     args, out = load_arguments(__doc__, "serving", rounds=3)
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks.serving needs wrk (Debian: apt-get install wrk)")

@@ -17,7 +17,11 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from shared.gunicorn_worker import DEFAULT_CLIENT_TIMEOUT_S, bounded_thread_worker
+from shared.gunicorn_worker import (
+    DEFAULT_CLIENT_TIMEOUT_S,
+    DEFAULT_REQUESTS_PER_CONNECTION,
+    bounded_thread_worker,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class ServerOptions:
     threads: int = 8
     #: a client's socket reads and writes give up after this long (shared/gunicorn_worker.py)
     client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S
+    #: a keep-alive connection is closed after this many requests, so that connections spread
+    #: over the workers again (shared/gunicorn_worker.py); 0: never
+    requests_per_connection: int = DEFAULT_REQUESTS_PER_CONNECTION
     timeout_s: int = 30
     pidfile: Path | None = None
     metrics_dir: Path | None = None  # Prometheus multiprocess folder, emptied at start
@@ -137,7 +144,9 @@ def run(factory: Callable[[], Any], options: ServerOptions) -> None:
         # one thread: gunicorn's sync worker (the fastest for a CPU-bound model, but a client
         # that stalls mid-request holds the whole worker until `timeout_s` kills it)
         "worker_class": (
-            bounded_thread_worker(options.client_timeout_s) if options.threads > 1 else "sync"
+            bounded_thread_worker(options.client_timeout_s, options.requests_per_connection)
+            if options.threads > 1
+            else "sync"
         ),
         "timeout": options.timeout_s,
         "graceful_timeout": 10,

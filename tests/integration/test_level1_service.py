@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from shared.data.generator import generate_month
+from shared.gunicorn_worker import DEFAULT_REQUESTS_PER_CONNECTION
 from shared.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack.processes import alive
 from tests.factories import ride
@@ -150,6 +152,27 @@ def test_metrics_add_up_across_workers(service: ServiceProcess) -> None:
     while (counted := before() - start) < 400 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert counted == 400
+
+
+def test_keep_alive_connections_close_after_their_share(service: ServiceProcess) -> None:
+    """A connection is answered ``Connection: close`` on its last request, so that clients
+    reconnect and spread over the workers again (shared/gunicorn_worker.py)."""
+    host, port = service.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    local_ports, connection_headers = [], []
+    for _ in range(DEFAULT_REQUESTS_PER_CONNECTION + 1):
+        conn.request("GET", "/health")
+        local_ports.append(conn.sock.getsockname()[1])
+        response = conn.getresponse()
+        assert response.status == 200
+        response.read()
+        connection_headers.append(response.getheader("Connection"))
+    conn.close()
+    last = DEFAULT_REQUESTS_PER_CONNECTION - 1
+    assert connection_headers[:last] == ["keep-alive"] * last
+    assert connection_headers[last] == "close"
+    assert len(set(local_ports[: last + 1])) == 1  # one connection, then a new one
+    assert local_ports[-1] != local_ports[0]
 
 
 def test_stop_by_pid_leaves_nothing(trained: tuple[Path, dict[str, str], Path]) -> None:
