@@ -27,11 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import click
 
+from benchmarks.cpu import cpu_spent
 from shared.errors import ConfigError
 from shared.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack import nginx
@@ -100,6 +101,7 @@ def load_wrk(url: str, seconds: float, connections: int, script: Path) -> dict:
         check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
 
@@ -109,6 +111,7 @@ def load_wrk(url: str, seconds: float, connections: int, script: Path) -> dict:
 
     return {
         "requests_per_s": rate,
+        "requests": int(total.group(1)) if total else round(rate * seconds),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "failed": int(errors.group(1)) if errors else 0,
@@ -165,10 +168,12 @@ def best_of_rounds(
     seconds: float,
     connections: int,
     script: Path | dict[str, Path],
+    pids: dict[str, int] | None = None,
 ) -> tuple[dict[str, dict], dict[str, int]]:
     """Load each config's URL in rotation, ``rounds`` times; the best round of each, and how
     many requests each answered in all (wrk when installed, with one Lua script or one per
-    config; else Python clients posting one ride)."""
+    config; else Python clients posting one ride). With ``pids`` (each config's server
+    process) and wrk, each round also records the CPU a request cost the server and wrk."""
     tool = "wrk" if shutil.which("wrk") else "python"
     best: dict[str, dict] = {}
     answered = dict.fromkeys(configs, 0)
@@ -177,18 +182,29 @@ def best_of_rounds(
         for name, url in configs.items():
             if tool == "wrk":
                 scripted = script[name] if isinstance(script, dict) else script
-                result = load_wrk(url, seconds, connections, scripted)
+                pid = (pids or {}).get(name)
+                with cpu_spent(pid) if pid is not None else nullcontext() as spent:
+                    result = load_wrk(url, seconds, connections, scripted)
+                if spent is not None:
+                    result.update(spent.per_request_us(result["requests"]))
             else:
                 result = load_python(url, seconds, connections)
             answered[name] += round(result["requests_per_s"] * seconds)
             click.echo(
                 f"round {round_ + 1} {name:<{width}} {result['requests_per_s']:8.0f} req/s  "
                 f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-                f"failed {result['failed']}"
+                f"failed {result['failed']}{_cpu_text(result)}"
             )
             if name not in best or result["requests_per_s"] > best[name]["requests_per_s"]:
                 best[name] = result
     return best, answered
+
+
+def _cpu_text(result: dict) -> str:
+    if result.get("server_cpu_us") is None:
+        return ""
+    server, client = result["server_cpu_us"], result["client_cpu_us"]
+    return f"  CPU a request: server {server:.0f} us, wrk {client:.0f} us"
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ is loaded by wrk (2 threads, 8 connections) on the same machine:
 Then, for the ceiling, level 1 and level 3: p50 and p99 at about half of the peak found above
 (each wrk connection waits between requests, wrk's ``delay()``); level 3's batch /predict with
 1,000 rides per request (rides/s); and the predictors alone, in one thread, on 1,000-ride
-batches (rides/s per worker).
+batches (rides/s per worker). Each round also reads the CPU a request cost the service's
+processes and wrk (benchmarks/cpu.py): on 2 cores shared with wrk, requests per second alone
+do not say where a service's time goes.
 
 Usage: python -m benchmarks.serving [--seconds N] [--rounds N]   (needs wrk: apt-get install wrk)
 """
@@ -129,7 +131,7 @@ def level3(root: Path, name: str, tracking: str, env: dict[str, str]) -> Service
     return service
 
 
-def services(stack: ExitStack, root: Path) -> dict[str, str]:
+def services(stack: ExitStack, root: Path) -> dict[str, ServiceProcess]:
     tracking = f"sqlite:///{registry(root)}"
     level1_model = train_level1(root)
     pg = stack.enter_context(temporary_cluster())
@@ -156,7 +158,7 @@ def services(stack: ExitStack, root: Path) -> dict[str, str]:
             health_path="/ping",
         ),
     }
-    return {name: stack.enter_context(service).url for name, service in started.items()}
+    return {name: stack.enter_context(service) for name, service in started.items()}
 
 
 def half_load(
@@ -285,10 +287,12 @@ def main() -> None:
         raise SystemExit("benchmarks.serving needs wrk (Debian: apt-get install wrk)")
     with tempfile.TemporaryDirectory(prefix="taxi-bench-serving-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        urls = services(stack, root)
+        running = services(stack, root)
+        urls = {name: service.url for name, service in running.items()}
+        pids = {name: service.pid for name, service in running.items()}
         scripts = {name: script(root, "single", LUA) for name in urls}
         scripts["mlflow serve"] = script(root, "mlflow", MLFLOW_LUA)
-        best, _ = best_of_rounds(urls, args.rounds, args.seconds, args.connections, scripts)
+        best, _ = best_of_rounds(urls, args.rounds, args.seconds, args.connections, scripts, pids)
         paced = half_load(urls, best, root, args.seconds, args.connections)
         batch = batches(urls, root, args.seconds)
     with tempfile.TemporaryDirectory(prefix="taxi-bench-native-") as native:
@@ -305,6 +309,15 @@ def main() -> None:
     click.echo("")
     for name, value in results["ratios"].items():
         click.echo(f"{name:<28} {value:6.2f}x")
+    click.echo(
+        "\nCPU a request in each service's best round (server: its processes; wrk: the load)"
+    )
+    for name, result in best.items():
+        if result.get("server_cpu_us") is not None:
+            click.echo(
+                f"{name:<28} server {result['server_cpu_us']:5.0f} us  "
+                f"wrk {result['client_cpu_us']:4.0f} us"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     click.echo(f"results: {out}")
