@@ -16,6 +16,7 @@ from level3_deployment.prediction_log import PredictionRecord, new_prediction_id
 from level3_deployment.routing import Variant, assign
 from shared.compiled import ServingModel
 from shared.data.schema import PICKUP
+from shared.features import Ride
 from shared.serving import Rides
 
 
@@ -40,6 +41,8 @@ def serve_batch(
     """``keys``: each ride's routing key (its ride id, else the request's key); ``request_id``
     makes the records' ids repeatable (a retry maps to the same rows); ``models``: blue's and
     green's (None when there is no green to serve)."""
+    if rides.one is not None:
+        return _serve_one(rides, rides.one, keys[0], request_id, state, models, pinned_as)
     blue, green = models
     answers, to_green, groups = _route(keys, state, blue, green, pinned_as)
     durations, records = _score_groups(rides, keys, request_id, groups)
@@ -47,12 +50,73 @@ def serve_batch(
     return Served(_answers(rides, answers, durations, state, pinned_as), records, variant)
 
 
+def _serve_one(
+    rides: Rides,
+    ride: Ride,
+    key: str | None,
+    request_id: str | None,
+    state: st.DeploymentState,
+    models: tuple[ServingModel, ServingModel | None],
+    pinned_as: Variant | None,
+) -> Served:
+    """:func:`serve_batch` of a one-ride request (most of them), from the ride's scalars:
+    the same routing, answers and records, without the masks and arrays a batch needs."""
+    blue, green = models
+    assigned = assign(state.policy if green is not None else st.SplitPolicy(), key)
+    to_green = assigned.answer is Variant.GREEN and green is not None
+    scorer, version = (green, state.green) if to_green else (blue, state.blue)
+    variant = pinned_as or assigned.answer
+    started = time.perf_counter()
+    value = scorer.one(ride)  # type: ignore[union-attr]  # green is not None when to_green
+    latency = (time.perf_counter() - started) * 1000
+    features = {k: _logged(k, v) for k, v in ride.items()}
+    records = [_record(key, variant, version, features, value, latency, request_id, 0, False)]
+    if assigned.shadow and green is not None:
+        shadow = green.one(ride)
+        latency = (time.perf_counter() - started) * 1000
+        records.append(
+            _record(key, Variant.GREEN, state.green, features, shadow, latency, request_id, 0, True)
+        )
+    item: dict[str, Any] = {
+        "duration": round(value, 4),
+        "variant": str(variant),
+        "model_version": str(version),
+    }
+    if rides.ride_ids[0] is not None:
+        item["ride_id"] = rides.ride_ids[0]
+    return Served([item], records, str(variant))
+
+
+def _record(
+    key: str | None,
+    variant: Variant,
+    version: int | None,
+    features: dict[str, Any],
+    value: float,
+    latency_ms: float,
+    request_id: str | None,
+    index: int,
+    shadow: bool,
+) -> PredictionRecord:
+    """The log's record of one score; with a request id, a retry of the request maps to the
+    same rows."""
+    return PredictionRecord(
+        key,
+        str(variant),
+        str(version),
+        features,
+        float(value),
+        latency_ms,
+        shadow=shadow,
+        prediction_id=new_prediction_id()
+        if request_id is None
+        else f"{request_id}:{index}:{'shadow' if shadow else 'answer'}",
+    )
+
+
 def _features(rides: Rides) -> list[dict[str, Any]]:
     """Each ride's logged features (pickup time as ISO text, numbers as floats), built column
-    by column: once per batch, shared by a ride's answer and its shadow score. One ride (most
-    requests) from its scalars: the same text and floats, without five array conversions."""
-    if len(rides) == 1:
-        return [{k: _logged(k, v[0]) for k, v in rides.columns.items()}]
+    by column: once per batch, shared by a ride's answer and its shadow score."""
     columns = {
         k: (np.datetime_as_string(v, unit="s") if k == PICKUP else np.asarray(v, float)).tolist()
         for k, v in rides.columns.items()
@@ -85,19 +149,9 @@ def _score_groups(
         if not shadow:
             durations[mask] = values
         latency = (time.perf_counter() - started) * 1000
-        for i, value in zip(np.flatnonzero(mask), values, strict=True):
-            record = PredictionRecord(
-                keys[i],
-                str(variant),
-                str(version),
-                features[i],
-                float(value),
-                latency,
-                shadow=shadow,
-                # with a request id, a retry of this request maps to the same rows
-                prediction_id=new_prediction_id()
-                if request_id is None
-                else f"{request_id}:{i}:{'shadow' if shadow else 'answer'}",
+        for i, value in zip(np.flatnonzero(mask).tolist(), values, strict=True):
+            record = _record(
+                keys[i], variant, version, features[i], value, latency, request_id, i, shadow
             )
             records.append(record)
     return durations, records

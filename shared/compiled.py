@@ -44,10 +44,12 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.features import (
+    Ride,
     TabularFeaturizer,
     TripFeaturizer,
     feature_columns,
     one_ride_values,
+    ride_columns,
     table_lookup,
     table_value,
 )
@@ -62,6 +64,7 @@ ALONE_STRIDE = 4
 #: above this many rides a batch is scored by the Pipeline (faster there; see above)
 TREELITE_MAX_ROWS = 128
 Columns = Mapping[str, np.ndarray]
+OnePredictor = Callable[[Ride], float]
 
 
 class NotCompilable(Exception):  # noqa: N818 - a verdict, caught where the fallback is chosen
@@ -77,10 +80,20 @@ class ServingModel:
     engine: str
     reason: str
     max_abs_diff: float | None
+    #: one ride from its scalars (shared.features.Ride), proven on the probe as ``predict``
+    #: is; None: one ride goes through ``predict`` as one-row columns
+    predict_one: OnePredictor | None = None
 
     @property
     def compiled(self) -> bool:
         return self.engine != "sklearn"
+
+    def one(self, ride: Ride) -> float:
+        """One ride's answer: most requests carry one, and a compiled form scores it in
+        Python floats, without the arrays that cost more than its arithmetic."""
+        if self.predict_one is not None:
+            return self.predict_one(ride)
+        return float(self.predict(ride_columns(ride))[0])
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.engine, "reason": self.reason, "max_abs_diff": self.max_abs_diff}
@@ -105,7 +118,16 @@ def probe_rides(n: int = 512, seed: int = 20261204) -> dict[str, np.ndarray]:
     }
 
 
-def _linear(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
+@dataclass(frozen=True)
+class CompiledForm:
+    """A Pipeline's compiled form: its engine, batches as columns, one ride from scalars."""
+
+    engine: str
+    predict: Callable[[Columns], np.ndarray]
+    predict_one: OnePredictor
+
+
+def _linear(pipeline: Pipeline) -> CompiledForm:
     featurizer, regressor = pipeline.named_steps["features"], pipeline.named_steps["regressor"]
     coef = np.asarray(regressor.coef_, dtype=np.float64).ravel()
     if coef.size != featurizer.n_features_out_:
@@ -123,9 +145,6 @@ def _linear(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
     scalar_weights = weights.tolist()
 
     def predict(columns: Columns) -> np.ndarray:
-        one = one_ride_values(columns, names) if len(columns[PU]) == 1 else None
-        if one is not None:
-            return np.array([_one_ride(one, intercept, per_value, scalar_weights)])
         values = feature_columns(columns, names)
         total = np.full(len(columns[PU]), intercept)
         for column, table in zip(values[: len(tables)], tables, strict=True):
@@ -134,7 +153,13 @@ def _linear(pipeline: Pipeline) -> Callable[[Columns], np.ndarray]:
             total += weight * column
         return total
 
-    return predict
+    def predict_one(ride: Ride) -> float:
+        values = one_ride_values(ride, names)
+        if values is None:  # a pickup time the scalar path does not read: the array path
+            return float(predict(ride_columns(ride))[0])
+        return _one_ride(values, intercept, per_value, scalar_weights)
+
+    return CompiledForm("linear", predict, predict_one)
 
 
 def _one_ride(
@@ -283,22 +308,24 @@ def _gtil(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return direct
 
 
-def _trees(
-    pipeline: Pipeline, native_dir: Path | None
-) -> tuple[str, Callable[[Columns], np.ndarray]]:
+def _trees(pipeline: Pipeline, native_dir: Path | None) -> CompiledForm:
     featurizer = pipeline.named_steps["features"]
     regressor = pipeline.named_steps["regressor"]
     members = [_member(m, native_dir) for m in _tree_members(regressor)]
     engine = "native" if all(m.native for m in members) else "treelite"
 
     def predict(columns: Columns) -> np.ndarray:
-        row = featurizer.transform_one(columns) if len(columns[PU]) == 1 else None
-        if row is not None:  # one ride: its features as Python floats, masked the same way
-            return _mean_of_members(members, lambda m: np.array([_masked_row(row, m.known)]))
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
         return _mean_of_members(members, lambda m: _unknown_as_missing(features, m.known))
 
-    return engine, predict
+    def predict_one(ride: Ride) -> float:
+        row = featurizer.transform_one(ride)
+        if row is None:  # a pickup time the scalar path does not read: the array path
+            return float(predict(ride_columns(ride))[0])
+        # its features as Python floats, masked as the array path masks them
+        return float(_mean_of_members(members, lambda m: np.array([_masked_row(row, m.known)]))[0])
+
+    return CompiledForm(engine, predict, predict_one)
 
 
 def _mean_of_members(
@@ -326,9 +353,7 @@ def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[f
     return row
 
 
-def compile_pipeline(
-    pipeline: Any, native_dir: Path | None = None
-) -> tuple[str, Callable[[Columns], np.ndarray]]:
+def compile_pipeline(pipeline: Any, native_dir: Path | None = None) -> CompiledForm:
     """The compiled form of a fitted Pipeline and its engine's name, or NotCompilable.
     ``native_dir``: where boosted trees are built into native code (kept there for the next
     load); None interprets them with Treelite's GTIL."""
@@ -337,7 +362,7 @@ def compile_pipeline(
         raise NotCompilable(f"not a features + regressor Pipeline ({type(pipeline).__name__})")
     featurizer, regressor = steps["features"], steps["regressor"]
     if isinstance(featurizer, TripFeaturizer) and type(regressor) in (LinearRegression, Ridge):
-        return "linear", _linear(pipeline)
+        return _linear(pipeline)
     if isinstance(featurizer, TabularFeaturizer) and isinstance(
         regressor, HistGradientBoostingRegressor | VotingRegressor
     ):
@@ -367,13 +392,14 @@ def serving_model(
     if not compile_it:
         return by_sklearn("compilation is off (TAXI_MLOPS_SERVING_ENGINE=sklearn)")
     try:
-        engine, predict = compile_pipeline(pipeline, native_dir)
+        form = compile_pipeline(pipeline, native_dir)
     except NotCompilable as exc:
         return by_sklearn(str(exc))
+    engine, predict = form.engine, form.predict
     batch = np.asarray(pipeline.predict(probe), dtype=np.float64)
     expected = np.concatenate([batch, batch[::ALONE_STRIDE]])
     try:
-        got = np.concatenate([predict(probe), _scored_alone(predict, probe)])
+        got = np.concatenate([predict(probe), _scored_alone(form.predict_one, probe)])
     except Exception as exc:  # a compiled form that cannot even score the probe is not used
         return by_sklearn(f"{engine} failed on the probe batch: {type(exc).__name__}: {exc}")
     if got.shape != expected.shape or not np.all(np.isfinite(got)):
@@ -390,14 +416,14 @@ def serving_model(
     if engine == "treelite":  # native trees score a batch faster than sklearn: they keep it
         predict = _by_batch_size(predict, pipeline.predict, TREELITE_MAX_ROWS)
         reason += f"; batches above {TREELITE_MAX_ROWS} rides through the Pipeline"
-    return ServingModel(predict, engine, reason, diff)
+    return ServingModel(predict, engine, reason, diff, form.predict_one)
 
 
-def _scored_alone(predict: Callable[[Columns], np.ndarray], probe: Columns) -> np.ndarray:
-    """Every ``ALONE_STRIDE``-th probe ride scored on its own: a one-ride request takes a
-    path of its own in the compiled forms, which must prove itself too."""
+def _scored_alone(predict_one: OnePredictor, probe: Columns) -> np.ndarray:
+    """Every ``ALONE_STRIDE``-th probe ride scored on its own, from its scalars: a one-ride
+    request takes a path of its own in the compiled forms, which must prove itself too."""
     rows = range(0, len(probe[PU]), ALONE_STRIDE)
-    return np.concatenate([predict({k: v[i : i + 1] for k, v in probe.items()}) for i in rows])
+    return np.array([predict_one({k: v[i] for k, v in probe.items()}) for i in rows])
 
 
 def _by_batch_size(

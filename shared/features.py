@@ -28,6 +28,9 @@ from shared.data.schema import DISTANCE, DO, PICKUP, PU, TARGET
 #: Anything column-addressable: a DataFrame or a dict of equal-length arrays (the fast path
 #: the services use for a handful of rows, where building a DataFrame costs more than predicting).
 Columns: TypeAlias = pd.DataFrame | Mapping[str, Any]
+#: one ride's raw values as scalars: the zones and miles as numbers, the pickup time a numpy
+#: datetime64 (a one-ride request is scored from these, without arrays)
+Ride: TypeAlias = Mapping[str, Any]
 
 
 #: Columns derived from the pickup time (they need ``pickup_datetime`` in the input).
@@ -329,17 +332,17 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             columns[j] = codes
         return np.column_stack(columns)
 
-    def transform_one(self, X: Columns) -> list[float] | None:
-        """:meth:`transform` of a one-row ``X`` as a list of Python floats, or None when the
-        row needs the array path (its pickup time is missing or not a numpy datetime). The
-        same arithmetic in the same order (IEEE doubles either way, so the same bits), without
-        numpy's per-call cost: half of a one-ride prediction by compiled trees. Proven equal
-        to :meth:`transform` by the compiled predictor's probe (shared/compiled.py) and in
-        tests/unit/test_features.py."""
+    def transform_one(self, ride: Ride) -> list[float] | None:
+        """:meth:`transform` of one ride's scalars as a list of Python floats, or None when
+        the ride needs the array path (its pickup time is missing or not a numpy datetime).
+        The same arithmetic in the same order (IEEE doubles either way, so the same bits),
+        without numpy's per-call cost: half of a one-ride prediction by compiled trees. Proven
+        equal to :meth:`transform` by the compiled predictor's probe (shared/compiled.py) and
+        in tests/unit/test_features.py."""
         if not hasattr(self, "lookups_"):
             raise NotFittedError("TabularFeaturizer is not fitted yet; call fit first")
         names = (*self.numeric, *self.time, *self.categorical)
-        row = one_ride_values(X, names, getattr(self, "holidays_", None))
+        row = one_ride_values(ride, names, getattr(self, "holidays_", None))
         if row is None:
             return None
         other = float(self.max_categories)
@@ -353,31 +356,39 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
 
 def one_ride_values(
-    X: Columns, names: Sequence[str], holidays: np.ndarray | None = None
+    ride: Ride, names: Sequence[str], holidays: np.ndarray | None = None
 ) -> list[float] | None:
-    """:func:`feature_columns` of a one-row ``X`` as Python floats (the same arithmetic, so
-    the same bits), or None when its pickup time needs the array path."""
+    """:func:`feature_columns` of one ride's scalars as Python floats (the same arithmetic,
+    so the same bits), or None when its pickup time needs the array path."""
     clock: _Clock | None = None
     values = []
     for name in names:
         if name in TIME_FEATURES:
-            clock = clock or _Clock.of(X[PICKUP][0], holidays)
+            clock = clock or _Clock.of(ride[PICKUP], holidays)
             if clock is None:
                 return None
             values.append(float(clock.feature(name)))
         else:
-            values.append(_one_value(X, name))
+            values.append(_one_value(ride, name))
     return values
 
 
-def _one_value(X: Columns, name: str) -> float:
-    """:func:`feature_column` of a one-row ``X``, for a non-time feature, as a float."""
+def _one_value(ride: Ride, name: str) -> float:
+    """:func:`feature_column` of one ride, for a non-time feature, as a float."""
     if name == ZONE_PAIR:
-        return zone_pair(_one_value(X, PU), _one_value(X, DO))
+        return zone_pair(_one_value(ride, PU), _one_value(ride, DO))
     try:
-        return float(X[name][0])
+        return float(ride[name])
     except KeyError:
         raise KeyError(f"missing feature column {name!r}") from None
+
+
+def ride_columns(ride: Ride) -> dict[str, np.ndarray]:
+    """One ride's scalars as the one-row columns that the array path and a Pipeline read."""
+    return {
+        name: np.array([value], dtype="datetime64[s]" if name == PICKUP else np.float64)
+        for name, value in ride.items()
+    }
 
 
 @dataclass(frozen=True)

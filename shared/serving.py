@@ -18,6 +18,7 @@ from shared.compiled import ServingModel
 from shared.data.schema import DISTANCE, DO, PICKUP, PU
 from shared.data.validate import ValidationBounds, parse_pickup, parse_pickups
 from shared.errors import shown
+from shared.features import Ride, ride_columns
 
 MAX_RIDE_ID_LENGTH = 128
 #: integer ride ids stay within 64 bits: a 400-digit number is not an id
@@ -53,11 +54,24 @@ class RequestValidationError(Exception):
 
 @dataclass
 class Rides:
-    """Parsed rides as feature columns (numpy arrays) plus what to echo back."""
+    """Parsed rides as feature columns (numpy arrays) plus what to echo back. A one-ride
+    request (most of them) also keeps the ride's scalars (``one``), which the compiled
+    predictors and level 3's log read without arrays; its columns are built only if asked."""
 
-    columns: dict[str, np.ndarray]
     ride_ids: list[str | int | None]
     single: bool
+    arrays: dict[str, np.ndarray] | None = None
+    one: Ride | None = None
+
+    def __post_init__(self) -> None:
+        if self.arrays is None and self.one is None:
+            raise ValueError("Rides needs its columns or its one ride's scalars")
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        if self.arrays is None:
+            self.arrays = ride_columns(self.one or {})
+        return self.arrays
 
     def __len__(self) -> int:
         return len(self.ride_ids)
@@ -191,9 +205,14 @@ def parse_rides(payload: Any, bounds: ValidationBounds, *, max_rides: int = 1000
         )
 
     now = np.datetime64("now", "s")
-    fast = _parse_plain_one(payload, bounds, now) if single else _parse_plain(items, bounds, now)
-    if fast is not None:
-        return Rides(fast[0], fast[1], single)
+    if single:
+        one = _parse_plain_one(payload, bounds, now)
+        if one is not None:
+            return Rides(one[1], True, one=one[0])
+    else:
+        plain = _parse_plain(items, bounds, now)
+        if plain is not None:
+            return Rides(plain[1], False, arrays=plain[0])
     return _parse_each(items, single, bounds, now)
 
 
@@ -225,7 +244,7 @@ def _parse_each(
             break
     if errors:
         raise RequestValidationError(errors)
-    return Rides({PU: pu, DO: do, DISTANCE: dist, PICKUP: pickup}, ride_ids, single)
+    return Rides(ride_ids, single, arrays={PU: pu, DO: do, DISTANCE: dist, PICKUP: pickup})
 
 
 _NUMBERS = frozenset({int, float})
@@ -262,7 +281,7 @@ def _parse_plain(
 
 def _parse_plain_one(
     ride: Any, bounds: ValidationBounds, now: np.datetime64
-) -> tuple[dict[str, np.ndarray], list[str | int | None]] | None:
+) -> tuple[Ride, list[str | int | None]] | None:
     """One ride in Python scalars, when every value is plainly valid (as
     :func:`_parse_plain` for a list): numpy's per-array costs made the list path twice as
     slow as the ride-by-ride one for a single ride, and that is most requests. None as soon
@@ -290,13 +309,8 @@ def _parse_plain_one(
     pickup = now if text is None else _plain_pickup(text, bounds)
     if pickup is None:
         return None
-    columns = {
-        PU: np.array([pu]),
-        DO: np.array([do]),
-        DISTANCE: np.array([miles]),
-        PICKUP: np.array([pickup], dtype="datetime64[s]"),
-    }
-    return columns, [None if ride_id is None else canonical_ride_id(ride_id)]
+    values = {PU: pu, DO: do, DISTANCE: miles, PICKUP: pickup}
+    return values, [None if ride_id is None else canonical_ride_id(ride_id)]
 
 
 def _plain_pickup(text: Any, bounds: ValidationBounds) -> np.datetime64 | None:
@@ -340,7 +354,10 @@ def _plain_pickups(
 
 def predict_durations(model: Pipeline | ServingModel, rides: Rides) -> np.ndarray:
     """Predicted durations in minutes: by a :class:`ServingModel` (the compiled predictor
-    proven equal to its Pipeline), or by a Pipeline itself; either does all featurization."""
+    proven equal to its Pipeline; one ride from its scalars), or by a Pipeline itself; either
+    does all featurization."""
+    if rides.one is not None and isinstance(model, ServingModel):
+        return np.array([model.one(rides.one)])
     return np.asarray(model.predict(rides.columns), dtype=np.float64)
 
 

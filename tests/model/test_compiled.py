@@ -48,6 +48,10 @@ def assert_same_answers(
         chunk = rides.iloc[:size]
         got = served.predict(columns(chunk))
         np.testing.assert_allclose(got, expected[:size], rtol=0, atol=compiled.TOLERANCE_MINUTES)
+    # a one-ride request: from the ride's scalars (ServingModel.one)
+    first = columns(rides.iloc[:16])
+    alone = [served.one({k: v[i] for k, v in first.items()}) for i in range(len(rides.iloc[:16]))]
+    np.testing.assert_allclose(alone, expected[:16], rtol=0, atol=compiled.TOLERANCE_MINUTES)
     return served
 
 
@@ -123,8 +127,8 @@ def test_a_category_the_trees_never_saw_takes_their_missing_branch_as_in_sklearn
     assert set(codes) == {float(featurizer.max_categories)}
     served = compiled.serving_model(model)
     np.testing.assert_allclose(served.predict(rides), model.predict(rides), atol=1e-6, rtol=0)
-    one = served.predict({k: v[:1] for k, v in rides.items()})  # the one-ride path masks too
-    np.testing.assert_allclose(one, model.predict(rides)[:1], atol=1e-6, rtol=0)
+    one = served.one({k: v[0] for k, v in rides.items()})  # the one-ride path masks too
+    np.testing.assert_allclose(one, model.predict(rides)[0], atol=1e-6, rtol=0)
 
 
 def test_a_family_without_a_compiled_form_is_served_by_its_pipeline(
@@ -150,9 +154,11 @@ def test_a_compiled_form_that_disagrees_never_serves(
     model = fitted("ridge", train)
     honest = compiled._linear
 
-    def off_by_a_little(pipeline: Pipeline):  # a compiler bug: 0.01 s on every answer
-        predict = honest(pipeline)
-        return lambda columns: predict(columns) + 1e-4
+    def off_by_a_little(pipeline: Pipeline):  # a compiler bug: 0.01 s on every batch answer
+        form = honest(pipeline)
+        return compiled.CompiledForm(
+            form.engine, lambda columns: form.predict(columns) + 1e-4, form.predict_one
+        )
 
     monkeypatch.setattr(compiled, "_linear", off_by_a_little)
     served = compiled.serving_model(model)
@@ -172,7 +178,7 @@ def test_a_compiled_form_that_fails_on_the_probe_is_not_used(
         def predict(columns):
             raise IndexError("index 300 is out of bounds")
 
-        return predict
+        return compiled.CompiledForm("linear", predict, lambda ride: 1.0)
 
     monkeypatch.setattr(compiled, "_linear", broken)
     served = compiled.serving_model(model)
@@ -255,6 +261,19 @@ def test_a_one_ride_tree_path_that_disagrees_never_serves(
     assert served.engine == "sklearn" and "differs from the Pipeline" in served.reason
 
 
+def test_a_one_ride_linear_path_that_disagrees_never_serves(
+    generated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linear one-ride path adds weights in Python floats (compiled._one_ride)."""
+    model = fitted("linear", generated[0])
+    honest = compiled._one_ride
+    monkeypatch.setattr(compiled, "_one_ride", lambda *args: honest(*args) + 0.01)
+    served = compiled.serving_model(model)
+    assert served.engine == "sklearn" and "differs from the Pipeline" in served.reason
+    ride = {k: v[0] for k, v in compiled.probe_rides(4).items()}
+    assert served.one(ride) == model.predict(compiled.probe_rides(4))[0]
+
+
 def test_one_ride_alone_gets_the_bits_of_the_batch(
     generated: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:
@@ -262,8 +281,10 @@ def test_one_ride_alone_gets_the_bits_of_the_batch(
         served = compiled.serving_model(fitted(family, generated[0]))
         assert served.compiled
         rides = compiled.probe_rides(64)
-        alone = [served.predict({k: v[i : i + 1] for k, v in rides.items()})[0] for i in range(64)]
+        alone = [served.one({k: v[i] for k, v in rides.items()}) for i in range(64)]
         np.testing.assert_array_equal(alone, served.predict(rides))
+        rows = [served.predict({k: v[i : i + 1] for k, v in rides.items()}) for i in range(64)]
+        np.testing.assert_array_equal(np.concatenate(rows), alone)  # a batch of one, too
 
 
 def test_gtil_is_called_directly_and_answers_as_treelite_does(
@@ -293,7 +314,7 @@ def test_native_trees_answer_with_gtils_bits_in_batches_and_alone(
     rides = compiled.probe_rides(100)
     assert native.engine == "native" and gtil.engine == "treelite"
     np.testing.assert_array_equal(native.predict(rides), gtil.predict(rides))
-    alone = [native.predict({k: v[i : i + 1] for k, v in rides.items()})[0] for i in range(100)]
+    alone = [native.one({k: v[i] for k, v in rides.items()}) for i in range(100)]
     np.testing.assert_array_equal(alone, native.predict(rides))
 
 

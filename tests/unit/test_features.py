@@ -191,7 +191,7 @@ def test_one_row_in_python_floats_is_the_transform_bit_for_bit(
     rides["trip_distance"][5] = np.nan
     expected = enc.transform(rides)
     for i in range(len(rides["PULocationID"])):
-        row = enc.transform_one({k: v[i : i + 1] for k, v in rides.items()})
+        row = enc.transform_one({k: v[i] for k, v in rides.items()})
         np.testing.assert_array_equal(np.array(row), expected[i])
         assert np.array(row).tobytes() == expected[i].tobytes()  # -0.0 and NaN as well
 
@@ -201,8 +201,8 @@ def test_one_row_without_a_usable_pickup_time_takes_the_array_path() -> None:
     from shared.features import CALENDAR, TabularFeaturizer
 
     enc = TabularFeaturizer(time=CALENDAR.time).fit(probe_rides(50))
-    ride = {k: v[:1] for k, v in probe_rides(50).items()}
+    ride = {k: v[0] for k, v in probe_rides(50).items()}
     assert enc.transform_one(ride) is not None
-    for pickup in (np.array(["NaT"], "datetime64[s]"), np.array(["2019-02-04T08:00:00"])):
+    for pickup in (np.datetime64("NaT", "s"), "2019-02-04T08:00:00", None):
         assert enc.transform_one({**ride, "pickup_datetime": pickup}) is None
     assert TabularFeaturizer(time=()).fit(probe_rides(50)).transform_one(ride) is not None

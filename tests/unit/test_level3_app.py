@@ -330,7 +330,14 @@ def test_a_version_whose_compiled_form_disagrees_is_served_by_its_pipeline(
     import shared.compiled as compiled
 
     honest = compiled._linear
-    monkeypatch.setattr(compiled, "_linear", lambda p: lambda c: honest(p)(c) + 0.5)
+
+    def off(pipeline: object) -> compiled.CompiledForm:  # a compiler bug: half a minute more
+        form = honest(pipeline)
+        return compiled.CompiledForm(
+            form.engine, lambda c: form.predict(c) + 0.5, lambda r: form.predict_one(r) + 0.5
+        )
+
+    monkeypatch.setattr(compiled, "_linear", off)
     store = st.StateStore(tmp_path / "deployment.db")
     store.write(st.start(store.current(), 1, "boot", "test"), 0)
     slots = SlotManager(store, lambda v: models[v], poll_s=0.05)

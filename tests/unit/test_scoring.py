@@ -3,14 +3,17 @@ and log records out. No Flask, no database: models that answer constants."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from level3_deployment import state as st
+from level3_deployment.prediction_log import PredictionRecord
 from level3_deployment.routing import Mode, Variant
 from level3_deployment.scoring import serve_batch
 from shared.compiled import ServingModel
 from shared.data.validate import ValidationBounds
-from shared.serving import parse_rides
+from shared.serving import Rides, parse_rides
 from tests.factories import ride
 
 
@@ -93,3 +96,33 @@ def test_one_ride_is_logged_with_the_features_a_batch_logs_for_it() -> None:
         assert [type(v) for v in one.features.values()] == [
             type(v) for v in first.features.values()
         ]
+
+
+def test_a_one_ride_request_is_served_as_a_batch_of_that_ride_is() -> None:
+    """One ride (most requests) takes a path of its own, from its scalars: the same routing,
+    answers and log records as the batch path gives the same ride."""
+    started = st.start(st.DeploymentState(generation=0), 7, "boot", "t")
+    cases = [
+        (deployed(50.0), (BLUE, GREEN), None),
+        (deployed(100.0, Mode.SHADOW), (BLUE, GREEN), None),
+        (started, (BLUE, None), None),
+        (started, (GREEN, None), Variant.GREEN),
+    ]
+    pickup = "2019-03-10T07:05:09Z"  # given: "now" would move between parses
+    seen = set()
+    for state, models, pinned in cases:
+        for i in range(20):
+            one = parse_rides(ride(ride_id=f"r{i}", pickup_datetime=pickup), ValidationBounds())
+            assert one.one is not None  # the scalar path
+            as_batch = Rides(one.ride_ids, True, arrays=one.columns)
+            fast = serve_batch(one, [f"r{i}"], "req", state, models, pinned)
+            slow = serve_batch(as_batch, [f"r{i}"], "req", state, models, pinned)
+            assert (fast.items, fast.variant) == (slow.items, slow.variant)
+            assert [logged(r) for r in fast.records] == [logged(r) for r in slow.records]
+            seen.add((fast.variant, len(fast.records)))
+    assert seen == {("blue", 1), ("green", 1), ("blue", 2)}  # answers by both, and shadows
+
+
+def logged(record: PredictionRecord) -> tuple:
+    """A record without its clock readings."""
+    return dataclasses.astuple(dataclasses.replace(record, ts=0.0, latency_ms=0.0))

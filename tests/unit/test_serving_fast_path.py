@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shared.data.validate import ValidationBounds
+from shared.features import ride_columns
 from shared.serving import (
     RequestValidationError,
     _parse_each,
@@ -98,9 +99,12 @@ def test_the_one_ride_fast_parse_agrees_with_the_ride_by_ride_parse(seed: int) -
     if fast is None:
         return
     assert expected is not None, one
+    # the ride's scalars, and the columns they make when a Pipeline or a batch needs them
+    assert [type(v) for v in fast[0].values()] == [float, float, float, np.datetime64]
+    columns = ride_columns(fast[0])
     for name, values in expected[0].items():
-        np.testing.assert_array_equal(fast[0][name], values, err_msg=name)
-        assert fast[0][name].dtype == values.dtype, name
+        np.testing.assert_array_equal(columns[name], values, err_msg=name)
+        assert columns[name].dtype == values.dtype, name
     assert fast[1] == expected[1]
     assert [type(v) for v in fast[1]] == [type(v) for v in expected[1]]
 
