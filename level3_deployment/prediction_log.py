@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from shared.data.schema import PICKUP
 from shared.statedb import Database, tables
-from shared.statedb.driver_insert import DriverInsert
+from shared.statedb.driver_insert import DriverConnection, DriverInsert, DriverScalar
 from shared.statedb.group_commit import GroupCommit
 from shared.statedb.tables import insert_ignoring_duplicates
 
@@ -123,16 +123,18 @@ class PredictionLog:
         self.db.migrate("predictions")
         # built once: the hot path only binds rows
         self._insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
-        self._driver = (
-            DriverInsert.compile(self._insert, _ROW_KEYS) if self.db.dialect == "sqlite" else None
-        )
         self._digest = sa.select(P.c.request_digest).where(
             P.c.prediction_id == sa.bindparam("prediction_id")
         )
-        # concurrent requests of this process share transactions (shared/statedb/group_commit)
-        self._group: GroupCommit[tuple[list[dict[str, Any]], str | None], int] = GroupCommit(
-            self.db, self._write
-        )
+        # concurrent requests of this process share transactions (shared/statedb/group_commit);
+        # on SQLite they run on the driver's connection, with statements compiled once
+        self._group: GroupCommit[_Request, int]
+        if self.db.dialect == "sqlite":
+            self._driver = DriverInsert.compile(self._insert, _ROW_KEYS)
+            self._driver_digest = DriverScalar.compile(self._digest)
+            self._group = GroupCommit(self.db, self._write_driver, self.db.driver_write)
+        else:
+            self._group = GroupCommit(self.db, self._write)
 
     def close(self) -> None:
         self.db.dispose()
@@ -146,24 +148,17 @@ class PredictionLog:
             return 0
         return self._group.submit((rows, request_digest))
 
-    def _write(
-        self, conn: Connection, requests: list[tuple[list[dict[str, Any]], str | None]]
-    ) -> list[int]:
+    def _write(self, conn: Connection, requests: list[_Request]) -> list[int]:
         """Requests' rows, in the transaction :class:`GroupCommit` gives them: one statement."""
-        rows = [row for rows, _ in requests for row in rows]
-        if self._driver is not None:
-            self._driver.run(conn, rows)
-        else:
-            conn.execute(self._insert, rows)
-        # Checked after the insert: on PostgreSQL a concurrent insert of the same id waits for
-        # the other transaction, so the row read here is the one that won.
-        for rows, request_digest in requests:
-            if request_digest is None:  # without a key, ids are fresh uuids
-                continue
-            first = {"prediction_id": rows[0]["prediction_id"]}
-            if conn.execute(self._digest, first).scalar() != request_digest:
-                raise IdempotencyConflict(rows[0]["prediction_id"])
-        return [len(rows) for rows, _ in requests]
+        conn.execute(self._insert, [row for rows, _ in requests for row in rows])
+        return _digests_checked(
+            requests, lambda key: conn.execute(self._digest, {"prediction_id": key}).scalar()
+        )
+
+    def _write_driver(self, dbapi: DriverConnection, requests: list[_Request]) -> list[int]:
+        """:meth:`_write` on SQLite's driver connection (``Database.driver_write``)."""
+        self._driver.run(dbapi, [row for rows, _ in requests for row in rows])
+        return _digests_checked(requests, lambda key: self._driver_digest.run(dbapi, (key,)))
 
     def record_feedback(self, request_key: str, actual: float) -> int:
         """Store the actual duration for a key; returns how many predictions it labels."""
@@ -296,6 +291,23 @@ class PredictionLog:
         # the JSON column comes back as dicts (SQLAlchemy's JSON type parses SQLite's text)
         features = pd.json_normalize(frame.pop("features").tolist())
         return pd.concat([frame, features], axis=1)
+
+
+#: one request's rows for the log, and the digest of the request (None without a request id)
+_Request = tuple[list[dict[str, Any]], str | None]
+
+
+def _digests_checked(requests: list[_Request], logged_digest: Callable[[str], Any]) -> list[int]:
+    """Each request's row count, once every request that has a request id is found logged
+    under its own digest (else :class:`IdempotencyConflict`: the id was used for another
+    request). Checked after the insert: on PostgreSQL a concurrent insert of the same id waits
+    for the other transaction, so the row read here is the one that won."""
+    for rows, request_digest in requests:
+        if request_digest is None:  # without a key, ids are fresh
+            continue
+        if logged_digest(rows[0]["prediction_id"]) != request_digest:
+            raise IdempotencyConflict(rows[0]["prediction_id"])
+    return [len(rows) for rows, _ in requests]
 
 
 def _pairs(rows: Sequence[Any]) -> dict[str, np.ndarray]:

@@ -3,10 +3,10 @@
 A logged prediction is one INSERT on the serving hot path. Through SQLAlchemy's execution
 path (parameter processing, result set-up) that costs ~30 us on top of SQLite's own ~20 us per
 row, so a statement the hot path repeats is compiled once, here, and its rows handed straight to
-the driver (``executemany``) inside the transaction SQLAlchemy began. The driver's errors are
-wrapped as SQLAlchemy's own (``DBAPIError.instance``), so callers see one kind of error either
-way. PostgreSQL keeps SQLAlchemy's path: its many-row INSERT becomes one statement there
-(insertmanyvalues), which a driver ``executemany`` would send row by row.
+the driver (``executemany``) inside the driver's own transaction (``Database.driver_write``).
+The driver's errors are wrapped as SQLAlchemy's own (``DBAPIError.instance``), so callers see
+one kind of error either way. PostgreSQL keeps SQLAlchemy's path: its many-row INSERT becomes
+one statement there (insertmanyvalues), which a driver ``executemany`` would send row by row.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection
 
-from shared.statedb.database import compact_json
+from shared.statedb.database import compact_json, sqlite_errors
+
+#: the SQLite driver's connection, as ``Database.driver_write`` gives it to the block
+DriverConnection: TypeAlias = sqlite3.Connection
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,25 @@ class DriverInsert:
             params.append(tuple(param))
         return params
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """The rows, in ``conn``'s transaction (a SQLite connection)."""
+    def run(self, dbapi: DriverConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """The rows, in the transaction open on ``dbapi`` (:meth:`Database.driver_write`)."""
         params = self.params(rows)
-        try:
-            conn.connection.dbapi_connection.executemany(self.sql, params)  # type: ignore[union-attr]
-        except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                self.sql, params, exc, sqlite3.Error, hide_parameters=True
-            ) from None
+        with sqlite_errors(self.sql, params):
+            dbapi.executemany(self.sql, params)
+
+
+@dataclass(frozen=True)
+class DriverScalar:
+    """A one-value SELECT compiled once for the SQLite driver (``?`` parameters, in order)."""
+
+    sql: str
+
+    @classmethod
+    def compile(cls, statement: sa.Select[Any]) -> DriverScalar:
+        return cls(str(statement.compile(dialect=sqlite.dialect())))
+
+    def run(self, dbapi: DriverConnection, params: tuple[Any, ...]) -> Any:
+        """The first row's first value (None without a row), in ``dbapi``'s transaction."""
+        with sqlite_errors(self.sql):
+            found = dbapi.execute(self.sql, params).fetchone()
+        return None if found is None else found[0]

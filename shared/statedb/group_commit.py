@@ -25,8 +25,9 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,12 +59,20 @@ class _Queue(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, db: Database, write: Callable[[Connection, list[T]], list[R]]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        write: Callable[[Any, list[T]], list[R]],
+        transaction: Callable[[Connection], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         """``write`` writes a batch of items in the transaction it is given (one statement for
         all of them where it can: a statement costs far more than a row) and returns each
-        item's result."""
+        item's result. ``transaction`` opens that transaction on the leader's connection and
+        gives ``write`` what it writes with: ``db.write`` (SQLAlchemy's) by default, or
+        ``db.driver_write`` (SQLite's driver connection itself)."""
         self.db = db
         self.write = write
+        self.transaction = transaction or db.write
         self._queue: _Queue[T, R] = _Queue()
         #: transactions and writes so far in this process (for tests and benchmarks)
         self.batches = 0
@@ -129,7 +138,7 @@ class GroupCommit(Generic[T, R]):
         if queue.conn is None:
             queue.conn = self.db.writer_connection()
         try:
-            with self.db.write(queue.conn) as conn:
+            with self.transaction(queue.conn) as conn:
                 return self.write(conn, items)
         except BaseException:
             conn, queue.conn = queue.conn, None
