@@ -77,13 +77,7 @@ def _serve_one(
         records.append(
             _record(key, Variant.GREEN, state.green, features, shadow, latency, request_id, 0, True)
         )
-    item: dict[str, Any] = {
-        "duration": round(value, 4),
-        "variant": str(variant),
-        "model_version": str(version),
-    }
-    if rides.ride_ids[0] is not None:
-        item["ride_id"] = rides.ride_ids[0]
+    item = _answer(value, variant, version, rides.ride_ids[0])
     return Served([item], records, str(variant))
 
 
@@ -188,12 +182,20 @@ def _answers(
     items = []
     for i, variant in enumerate(answers):
         green_answer = variant is Variant.GREEN and pinned_as is None
-        item: dict[str, Any] = {
-            "duration": round(float(durations[i]), 4),
-            "variant": str(variant),
-            "model_version": str(state.green if green_answer else state.blue),
-        }
-        if rides.ride_ids[i] is not None:
-            item["ride_id"] = rides.ride_ids[i]
-        items.append(item)
+        version = state.green if green_answer else state.blue
+        items.append(_answer(float(durations[i]), variant, version, rides.ride_ids[i]))
     return items
+
+
+def _answer(
+    duration: float, variant: Variant, version: int | None, ride_id: str | int | None
+) -> dict[str, Any]:
+    """One ride's answer, as both paths give it."""
+    item: dict[str, Any] = {
+        "duration": round(duration, 4),
+        "variant": str(variant),
+        "model_version": str(version),
+    }
+    if ride_id is not None:
+        item["ride_id"] = ride_id
+    return item
