@@ -8,7 +8,10 @@ is loaded by wrk (2 threads, 8 connections) on the same machine:
 - level 1 (the course's linear model), scoring through its compiled predictor, and through the
   sklearn Pipeline (TAXI_MLOPS_SERVING_ENGINE=sklearn: the path before the compiled one);
 - level 3, the hgb champion as blue and a linear green at 50 %, every answer logged: compiled
-  and sklearn with the state on SQLite, compiled with the state on PostgreSQL;
+  and sklearn with the state on SQLite (each answer a line of the worker's journal, ingested in
+  batches: the default), compiled with a SQLite transaction per answer
+  (TAXI_MLOPS_PREDICTION_JOURNAL=false), and compiled with the state on PostgreSQL (a
+  transaction per answer);
 - `mlflow models serve` of the same hgb model (2 workers).
 
 Then, for the ceiling, level 1 and level 3: p50 and p99 at about half of the peak found above
@@ -148,6 +151,9 @@ def services(stack: ExitStack, root: Path) -> dict[str, ServiceProcess]:
         "level1 sklearn": start(root, "level1-sklearn", level1, sklearn),
         "level3": level3(root, "level3", tracking, {}),
         "level3 sklearn": level3(root, "level3-sklearn", tracking, sklearn),
+        "level3 commit": level3(
+            root, "level3-commit", tracking, {"TAXI_MLOPS_PREDICTION_JOURNAL": "false"}
+        ),
         "level3 postgres": level3(
             root, "level3-pg", tracking, {"TAXI_MLOPS_STATE_DB_URL": pg.create_database("state")}
         ),
@@ -186,8 +192,8 @@ def batches(urls: dict[str, str], root: Path, seconds: float) -> dict[str, dict]
     body = script(root, "batch", batch_lua(BATCH_RIDES))
     out = {}
     # level 1 scores and answers; level 3 also logs every ride (and green's shadow scores)
-    # in the transaction that precedes its answer
-    for name in ("level1", "level3", "level3 sklearn"):
+    # before it answers: in its journal, or in a transaction
+    for name in ("level1", "level3", "level3 commit", "level3 sklearn"):
         result = load_wrk(urls[name], seconds, 4, body)
         result["rides_per_s"] = result["requests_per_s"] * BATCH_RIDES
         # both workers were busy the whole time (4 connections for 2 workers)
@@ -276,6 +282,10 @@ def ratios(best: dict[str, dict]) -> dict[str, float]:
         / best["level1 sklearn"]["requests_per_s"],
         "level3 postgres / sqlite": best["level3 postgres"]["requests_per_s"]
         / best["level3"]["requests_per_s"],
+        "level3 journal / commit": best["level3"]["requests_per_s"]
+        / best["level3 commit"]["requests_per_s"],
+        "level3 postgres / sqlite commit": best["level3 postgres"]["requests_per_s"]
+        / best["level3 commit"]["requests_per_s"],
     }
 
 

@@ -4,7 +4,10 @@ The same level-3 service (a linear champion as blue, so the model does not hide 
 2 gunicorn workers, single-ride requests with
 a ride id each, so every answer is one logged row) is started twice: with the embedded state
 (SQLite files in its home) and with ``TAXI_MLOPS_STATE_DB_URL`` on a private PostgreSQL
-cluster (127.0.0.1, default durability: each commit is flushed to the WAL). The two run in
+cluster (127.0.0.1, default durability: each commit is flushed to the WAL). Both commit a
+transaction per answer: the SQLite service's journal (shared/statedb/journal.py, its default,
+which PostgreSQL does not have) is switched off here, so the ratio is the backends' own; the
+journal's gain is measured in benchmarks/serving.py. The two run in
 rotation, ``--rounds`` times each, under wrk (Python clients when wrk is missing); the best of
 each is kept. Afterwards each log's rows are counted against the answers wrk got.
 
@@ -36,6 +39,7 @@ def start(home: Path, registry: Path, state_url: str | None) -> ServiceProcess:
         "TAXI_MLOPS_HOME": str(home),
         "MLFLOW_TRACKING_URI": f"sqlite:///{registry}",
         **({"TAXI_MLOPS_STATE_DB_URL": state_url} if state_url else {}),
+        "TAXI_MLOPS_PREDICTION_JOURNAL": "false",
     }
     command = [str(BIN / "taxi-mlops"), "level3", "serve", "--port", str(port), "--workers", "2"]
     return start_service(

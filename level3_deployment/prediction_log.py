@@ -2,11 +2,12 @@
 
 It lives in the state database (:mod:`shared.statedb`): a SQLite file under the home by
 default, PostgreSQL shared by every replica when ``TAXI_MLOPS_STATE_DB_URL`` is set. A request's
-predictions are logged whole or not at all (one transaction, which requests arriving together
-share: shared/statedb/group_commit.py); a request returns only once its rows are durable
-(SQLite WAL with ``synchronous=NORMAL`` survives the writer being SIGKILLed; PostgreSQL's commit
-is flushed to its WAL). Level 3's A/B report and level 4's
-monitoring read from here.
+predictions are logged whole or not at all, and a request returns only once they are durable:
+on SQLite, as one line of the process's journal (shared/statedb/journal.py: it survives the
+writer being SIGKILLed, as a WAL commit with ``synchronous=NORMAL`` does), ingested into the
+table in batches; otherwise in one transaction, which requests arriving together share
+(shared/statedb/group_commit.py; PostgreSQL's commit is flushed to its WAL). Level 3's A/B
+report and level 4's monitoring read from here, and every read ingests the journal first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from shared.data.schema import PICKUP
 from shared.statedb import Database, tables
 from shared.statedb.driver_insert import DriverConnection, DriverInsert, DriverScalar
 from shared.statedb.group_commit import GroupCommit
+from shared.statedb.journal import Ingester, Journal, Rows, ingest
 from shared.statedb.tables import insert_ignoring_duplicates
 
 F = tables.feedback
@@ -116,11 +118,29 @@ class PredictionRecord:
     prediction_id: str = field(default_factory=new_prediction_id)
 
 
+def journal_directory(database: Path) -> Path:
+    """Where a SQLite prediction log's journal is (shared/statedb/journal.py)."""
+    return database.with_name(database.stem + "-journal")
+
+
 class PredictionLog:
-    def __init__(self, db: Database | str | Path) -> None:
+    def __init__(self, db: Database | str | Path, *, journal: bool = False) -> None:
+        """``journal``: on SQLite, a request's rows (without a request id) go to this
+        process's journal file and reach the table in batches, off the request path
+        (shared/statedb/journal.py); otherwise each request commits its own transaction.
+        Either way an answered request is logged once; every read here ingests the journal
+        first. PostgreSQL is shared by machines whose journals it could not see: it always
+        commits per request."""
         # every answer commits a transaction: the WAL checkpoints run off the request path
         self.db = db if isinstance(db, Database) else Database(db, background_checkpoints=True)
         self.db.migrate("predictions")
+        path = self.db.sqlite_path
+        self._journal_dir = None if path is None else journal_directory(path)
+        self._journal: Journal | None = None
+        self._ingester: Ingester | None = None
+        if journal and self._journal_dir is not None:
+            self._journal = Journal(self._journal_dir)
+            self._ingester = Ingester(self._journal_dir, self._ingest_rows)
         # built once: the hot path only binds rows
         self._insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
         self._digest = sa.select(P.c.request_digest).where(
@@ -137,16 +157,37 @@ class PredictionLog:
             self._group = GroupCommit(self.db, self._write)
 
     def close(self) -> None:
+        """Seal this process's journal and ingest it, then close the connections."""
+        if self._journal is not None and self._ingester is not None:
+            self._ingester.stop()
+            self._journal.close()
+            self.sync()
         self.db.dispose()
 
     def append(self, records: Iterable[PredictionRecord], request_digest: str | None = None) -> int:
-        """Log a request's predictions in one transaction. Rows whose ``prediction_id`` is
-        already logged are a retry and are kept once, but only when ``request_digest`` matches
-        the logged one: otherwise :class:`IdempotencyConflict` and nothing is written."""
+        """Log a request's predictions whole: one line of the journal, or one transaction.
+        A request with an id (``request_digest``) always takes the transaction, which checks
+        it: rows whose ``prediction_id`` is already logged are a retry and are kept once, but
+        only when ``request_digest`` matches the logged one, otherwise
+        :class:`IdempotencyConflict` and nothing is written."""
         rows = [_row(r, request_digest) for r in records]
         if not rows:
             return 0
+        if self._journal is not None and request_digest is None:
+            self._journal.append(rows)  # fresh ids: nothing to check against the table
+            self._ingester.ensure_running()  # type: ignore[union-attr]  # set with the journal
+            return len(rows)
         return self._group.submit((rows, request_digest))
+
+    def sync(self) -> int:
+        """This machine's journal into the table (every read does this first): the rows
+        ingested."""
+        if self._journal_dir is None:
+            return 0
+        return ingest(self._journal_dir, self._ingest_rows)
+
+    def _ingest_rows(self, rows: Rows) -> None:
+        self._group.submit((rows, None))
 
     def _write(self, conn: Connection, requests: list[_Request]) -> list[int]:
         """Requests' rows, in the transaction :class:`GroupCommit` gives them: one statement."""
@@ -175,12 +216,14 @@ class PredictionLog:
         """Store many labels in one transaction, by the first-label-wins rule (:class:`Labelled`).
         The label is copied onto the ride's predictions, which both the A/B report and
         monitoring read."""
+        self.sync()
         now = time.time()
         insert = insert_ignoring_duplicates(self.db.dialect, F, "request_key")
         with self.db.write() as conn:
             return [_label(conn, insert, key, float(actual), now) for key, actual in labels]
 
     def event_time_of(self, request_key: str) -> str | None:
+        self.sync()
         query = sa.select(P.c.event_time).where(P.c.request_key == request_key).limit(1)
         with self.db.read() as conn:
             return conn.execute(query).scalar()
@@ -203,6 +246,7 @@ class PredictionLog:
 
     def window(self, start: str, end: str) -> pd.DataFrame:
         """Predictions whose ride started in [start, end) (ISO 8601), with labels if any."""
+        self.sync()
         with self.db.read() as conn:
             event_time = self._window_column(conn, start, end)
             features = [P.c.features[name].as_float().label(name) for name in _WINDOW_FEATURES]
@@ -252,6 +296,7 @@ class PredictionLog:
             return {route: int(n) for route, n in conn.execute(query)}
 
     def count(self) -> int:
+        self.sync()
         with self.db.read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(P)).scalar() or 0)
 
@@ -273,6 +318,7 @@ class PredictionLog:
         ``paired`` keeps only rides both variants scored (shadow mode: blue answered, green
         scored in the shadow), aligned: ``blue[i]`` and ``green[i]`` are the errors on one ride.
         """
+        self.sync()
         query = _labelled(since, until, versions, actual_range).order_by(P.c.id)
         with self.db.read() as conn:
             rows = conn.execute(query).all()
@@ -285,6 +331,7 @@ class PredictionLog:
 
     def frame(self, since: float | None = None, until: float | None = None) -> pd.DataFrame:
         """Predictions in a window with their features and label (NaN until one arrives)."""
+        self.sync()
         query = sa.select(P).where(*_ts_between(since, until)).order_by(P.c.id)
         with self.db.read() as conn:
             frame = pd.read_sql_query(query, conn)

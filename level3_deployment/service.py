@@ -124,7 +124,7 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
     hooks = AliasHooks(champion, champion, deployed, split)
     return create_app(
         slots,
-        PredictionLog(where.predictions),
+        PredictionLog(where.predictions, journal=settings.prediction_journal),
         store,
         token=token,
         feedback_token=feedback_token(settings),

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     #: boosted trees as native code (a C compiler builds each version once, when first loaded:
     #: shared/native_trees.py); False interprets them with Treelite's GTIL (no compiler needed)
     native_trees: bool = True
+    #: level 3 logs a request's predictions (those without an X-Request-Id) to a journal file
+    #: per process, ingested into the SQLite log in batches (shared/statedb/journal.py), rather
+    #: than committing a transaction per request; no effect on PostgreSQL, which always commits
+    prediction_journal: bool = True
     #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"

@@ -18,10 +18,11 @@ database closes.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from pathlib import Path
+
+from shared.statedb.process_thread import ProcessThread
 
 logger = logging.getLogger(__name__)
 
@@ -31,37 +32,20 @@ INTERVAL_S = 0.1
 THREAD_NAME = "sqlite-checkpoint"
 
 
-class Checkpointer:
+class Checkpointer(ProcessThread):
     """One background thread per process (started again after fork(), which copies no thread)."""
 
     def __init__(self, path: Path, busy_timeout_s: float, interval_s: float = INTERVAL_S) -> None:
+        super().__init__(f"{THREAD_NAME} {path}")
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self.interval_s = interval_s
-        self._pid = 0
-        self._guard = threading.Lock()
-        self._stop = threading.Event()
         #: checkpoints run and pages copied back, in this process (for tests)
         self.runs = 0
         self.pages = 0
 
-    def ensure_running(self) -> None:
-        with self._guard:
-            if self._pid == os.getpid():
-                return
-            self._pid, self._stop = os.getpid(), threading.Event()
-            name = f"{THREAD_NAME} {self.path}"
-            thread = threading.Thread(target=self._run, name=name, daemon=True)
-            thread.start()
-
-    def stop(self) -> None:
-        """Stop this process's thread (a later :meth:`ensure_running` starts a new one)."""
-        with self._guard:
-            self._stop.set()
-            self._pid = 0
-
-    def _run(self) -> None:
-        stop, conn = self._stop, None
+    def _run(self, stop: threading.Event) -> None:
+        conn = None
         while not stop.wait(self.interval_s):
             try:
                 conn = conn or self._connect()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from level3_deployment.prediction_log import PredictionLog
 from shared.data.generator import generate_month
 from shared.services import ServiceProcess, free_port, http_json, start_service
 from tests.factories import ride
@@ -81,13 +82,17 @@ def either(request: pytest.FixtureRequest) -> ServiceProcess:
     return request.getfixturevalue(request.param)
 
 
-def log_db(service: ServiceProcess) -> sqlite3.Connection:
-    home = Path(service.log_path).parent
-    return sqlite3.connect(home / "level3" / "predictions.db")
+def log_path(service: ServiceProcess) -> Path:
+    return Path(service.log_path).parent / "level3" / "predictions.db"
 
 
 def rows(service: ServiceProcess, query: str, *params: object) -> list[tuple]:
-    with log_db(service) as conn:
+    """A query of the service's log, once its workers' journals are in the table (as every
+    reader of the log sees it)."""
+    log = PredictionLog(log_path(service))
+    log.sync()
+    log.close()
+    with sqlite3.connect(log_path(service)) as conn:
         return conn.execute(query, params).fetchall()
 
 

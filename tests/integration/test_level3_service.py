@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,7 @@ from mlflow import MlflowClient
 from scipy.stats import chisquare
 
 from level2_training import registry, runtime, tracking
-from level3_deployment.prediction_log import PredictionLog
+from level3_deployment.prediction_log import PredictionLog, journal_directory
 from level3_deployment.routing import Mode, SplitPolicy, Variant, assign
 from shared.data.generator import generate_month
 from shared.data.schema import to_canonical
@@ -165,6 +166,31 @@ def test_a_worker_killed_mid_load_loses_nothing(isolated_home: Path) -> None:
     assert [r for r in results if r[3] != 200] == []
     assert logged == len(results)  # each answered request logged exactly once, retries included
     assert distinct
+
+
+def test_a_worker_killed_mid_load_leaves_every_answer_in_the_journal(isolated_home: Path) -> None:
+    """Requests without an X-Request-Id go to each worker's journal (the default on SQLite):
+    every answered one is in the log once the dead worker's file is ingested."""
+    command, url, env = service_command(isolated_home)
+    with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
+        workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
+        with Traffic(url, request_ids=False, prefix="journal") as traffic:
+            time.sleep(3)
+            os.kill(int(workers.read_text().split()[0]), signal.SIGKILL)
+            time.sleep(3)
+        frame = PredictionLog(isolated_home / "level3" / "predictions.db").frame()
+        journal = journal_directory(isolated_home / "level3" / "predictions.db")
+        live = sorted(journal.glob("*.jsonl"))
+    answered = Counter(r[2] for r in traffic.results if r[3] == 200)
+    failed = sum(1 for r in traffic.results if r[3] != 200)
+    logged = Counter(frame["request_key"])
+    assert sum(answered.values()) >= 1000
+    assert answered - logged == Counter()  # nothing answered is missing from the log
+    # and nothing is logged twice: at most the requests in flight when the worker died
+    # (logged, their answers lost) are in the log without an answer
+    assert sum((logged - answered).values()) <= failed
+    assert frame["prediction_id"].is_unique
+    assert len(live) <= 2  # the dead worker's file went once ingested; the live ones stay
 
 
 def test_serve_refuses_to_start_without_a_champion(tmp_path: Path) -> None:

@@ -21,8 +21,12 @@ class Traffic:
         retries: int = 0,
         prefix: str = "ride",
         retry_statuses: tuple[int, ...] = (),
+        request_ids: bool = True,
     ) -> None:
+        """``request_ids``: send each request with an X-Request-Id (a retry then reuses it);
+        without, a request is logged once per time it is sent."""
         self.retries, self.retry_statuses = retries, retry_statuses
+        self.request_ids = request_ids
         #: every attempt: (status, seconds until its answer)
         self.attempts: list[tuple[int, float]] = []
         self.url, self.keys = url, [f"{prefix}-{i}" for i in range(keys)]
@@ -47,7 +51,7 @@ class Traffic:
             }
             # Like a load balancer: retry a request whose connection failed, with the same
             # idempotency key, so the service logs it once.
-            headers = {"X-Request-Id": f"{key}-{sent}"}
+            headers = {"X-Request-Id": f"{key}-{sent}"} if self.request_ids else {}
             for attempt in range(self.retries + 1):
                 began = time.monotonic()
                 try:

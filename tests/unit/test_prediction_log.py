@@ -26,9 +26,14 @@ def record(key: str | None, variant: str = "blue", prediction: float = 10.0) -> 
     )
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[PredictionLog]:
-    log = PredictionLog(tmp_path / "p.db")
+#: each behaviour holds whether a request's rows commit a transaction of their own or go
+#: through the process's journal (shared/statedb/journal.py), as the level-3 service logs them
+BOTH_PATHS = pytest.mark.parametrize("journal", [False, True], ids=["transaction", "journal"])
+
+
+@pytest.fixture(params=[False, True], ids=["transaction", "journal"])
+def log(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PredictionLog]:
+    log = PredictionLog(tmp_path / "p.db", journal=request.param)
     yield log
     log.close()
 
@@ -61,17 +66,18 @@ def test_shadow_errors_pair_ride_by_ride(log: PredictionLog) -> None:
     np.testing.assert_allclose(paired["green"], [-1.0, 2.0, -2.0])
 
 
-def _writer(path: str, worker: int, n: int) -> None:
-    log = PredictionLog(Path(path))
+def _writer(path: str, worker: int, n: int, journal: bool) -> None:
+    log = PredictionLog(Path(path), journal=journal)
     for i in range(n):
         log.append([record(f"w{worker}-{i}")])
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_concurrent_writers_lose_nothing(tmp_path: Path, journal: bool) -> None:
     path = tmp_path / "p.db"
     PredictionLog(path)
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(path), w, 300)) for w in range(4)]
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 300, journal)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
@@ -83,8 +89,8 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert len(keys) == 1200
 
 
-def _endless_writer(path: str, ready: mp.Event) -> None:
-    log = PredictionLog(Path(path))
+def _endless_writer(path: str, ready: mp.Event, journal: bool) -> None:
+    log = PredictionLog(Path(path), journal=journal)
     i = 0
     while True:
         log.append([record(f"k-{i}")])
@@ -93,17 +99,21 @@ def _endless_writer(path: str, ready: mp.Event) -> None:
             ready.set()
 
 
-def test_a_killed_writer_leaves_every_committed_row_and_a_sound_database(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_a_killed_writer_leaves_every_committed_row_and_a_sound_database(
+    tmp_path: Path, journal: bool
+) -> None:
     path = tmp_path / "p.db"
     PredictionLog(path)
     ctx = mp.get_context("fork")
     ready = ctx.Event()
-    proc = ctx.Process(target=_endless_writer, args=(str(path), ready))
+    proc = ctx.Process(target=_endless_writer, args=(str(path), ready, journal))
     proc.start()
     assert ready.wait(30)
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)
+    PredictionLog(path).sync()  # the dead writer's journal, if it had one
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     keys = [k for (k,) in conn.execute("SELECT request_key FROM predictions ORDER BY id")]
@@ -117,9 +127,12 @@ def _inherited_writer(log: PredictionLog, worker: int, n: int) -> None:
         log.append([record(f"inherited-{worker}-{i}")])
 
 
-def test_forked_workers_can_use_a_log_the_parent_already_used(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_forked_workers_can_use_a_log_the_parent_already_used(
+    tmp_path: Path, journal: bool
+) -> None:
     """gunicorn forks workers from a master that may have touched the log."""
-    log = PredictionLog(tmp_path / "p.db")
+    log = PredictionLog(tmp_path / "p.db", journal=journal)
     log.append([record("from-the-parent")])  # the parent now holds an open connection
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_inherited_writer, args=(log, w, 200)) for w in range(3)]
@@ -157,8 +170,7 @@ def test_batch_feedback_reports_unknown_keys(log: PredictionLog) -> None:
     assert errors["blue"].tolist() == [5.0]
 
 
-def test_first_label_wins_and_unknown_rides_store_nothing(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "p.db")
+def test_first_label_wins_and_unknown_rides_store_nothing(log: PredictionLog) -> None:
     log.append([record("a"), record("a", "green", 11)])
     first, again, other, unknown = log.record_labels(
         [("a", 20.0), ("a", 20.0), ("a", 5.0), ("z", 1.0)]
