@@ -14,7 +14,9 @@ offset it last reached, in one transaction per chunk, and then records the new o
 file beside the journal file). The rows carry unique ids and the insert ignores an id already
 there, so a crash between the commit and the offset only makes the next pass skip rows it
 finds. A line is whole or absent: a short write is cut off again before the request fails, and
-bytes after a file's last newline are a write that never returned, so never answered.
+bytes after a sealed file's last newline are a write that never returned, so never answered.
+What cannot become rows (those bytes, a line that does not parse, rows the table refuses) is
+moved to a quarantine file and logged as an error: kept, never retried forever.
 
 Each writer holds an ``flock`` on its open file: a file nobody holds is sealed (its process
 closed it or died) and is deleted once ingested. Every reader of the table ingests first (so a
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 
 from shared.statedb.database import StateUnavailable
 from shared.statedb.process_thread import ProcessThread
@@ -50,8 +53,32 @@ CHUNK_ROWS = 2_000
 INTERVAL_S = 0.2
 THREAD_NAME = "journal-ingest"
 _LOCK_NAME = ".ingest.lock"
+#: lines that could not become rows, kept for a person (and logged as errors)
+QUARANTINE = "quarantine.bad"
 
 Rows = list[dict[str, Any]]
+Writer = Callable[[Rows], None]
+
+
+#: the files this process holds locked (its journal files, a pass's lock): a forked child
+#: closes its copies at once, which would otherwise hold the locks (an flock belongs to the
+#: open file, which fork() shares) for as long as the child lives
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_HELD):
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _close(fd: int) -> None:
+    _HELD.discard(fd)
+    os.close(fd)
 
 
 class Journal:
@@ -85,17 +112,14 @@ class Journal:
         """Seal this process's file (the next append opens a new one)."""
         with self._guard:
             if self._fd >= 0 and self._pid == os.getpid():
-                os.close(self._fd)
+                _close(self._fd)
             self._fd, self._pid = -1, 0
 
     def _file(self) -> int:
-        if self._pid != os.getpid():  # fork(): the parent's file and lock are the parent's
-            if self._fd >= 0:  # this copy of it would keep the parent's file held
-                with suppress(OSError):
-                    os.close(self._fd)
+        if self._pid != os.getpid():  # fork(): the parent's file, which the child closed
             self._fd, self._pid = -1, os.getpid()
         elif self._fd >= 0 and self._size >= self.rotate_bytes:
-            os.close(self._fd)
+            _close(self._fd)
             self._fd = -1
         if self._fd < 0:
             self._fd, self._size = _create_locked(self.directory), 0
@@ -114,12 +138,13 @@ def _create_locked(directory: Path) -> int:
     name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
     hidden = directory / f".{name}.new"
     fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+    _HELD.add(fd)
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.rename(hidden, directory / name)
     return fd
 
 
-def ingest(directory: Path, write: Callable[[Rows], None], *, wait: bool = True) -> int:
+def ingest(directory: Path, write: Writer, *, wait: bool = True) -> int:
     """Every journal file's new complete lines into the table (``write`` commits one chunk of
     rows, ignoring ids already there); sealed files are deleted once ingested. One pass at a
     time per directory: ``wait=False`` returns 0 at once when another pass is running.
@@ -135,6 +160,7 @@ def ingest(directory: Path, write: Callable[[Rows], None], *, wait: bool = True)
 @contextmanager
 def _pass_lock(directory: Path, wait: bool) -> Iterator[bool]:
     fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    _HELD.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -143,29 +169,71 @@ def _pass_lock(directory: Path, wait: bool) -> Iterator[bool]:
             return
         yield True
     finally:
-        os.close(fd)  # releases the lock
+        _close(fd)  # releases the lock
 
 
-def _ingest_file(path: Path, write: Callable[[Rows], None]) -> int:
+def _ingest_file(path: Path, write: Writer) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
         sealed = _unheld(fd)  # before reading: a sealed file grows no more
         offset_file = path.with_name(path.name + ".offset")
         offset = _read_offset(offset_file)
         count = 0
-        for rows, end in _chunks(fd, offset):
-            write(rows)
+        for lines, end in _chunks(fd, offset):
+            count += _write_lines(path, lines, write)
             _write_offset(offset_file, end)
-            count, offset = count + len(rows), end
+            offset = end
         if sealed:
-            tail = os.fstat(fd).st_size - offset
-            if tail:
-                logger.warning("%s: %d bytes of a write that never returned, dropped", path, tail)
+            tail = os.pread(fd, os.fstat(fd).st_size - offset, offset)
+            if tail:  # a write that never returned, so was never answered
+                _quarantine(path, [tail + b"\n"], "a write that never returned")
             path.unlink()
             offset_file.unlink(missing_ok=True)
         return count
     finally:
         os.close(fd)
+
+
+#: what a row (not the database) is to blame for: the row is kept aside, not retried forever
+_ROW_ERRORS = (
+    sa_exc.IntegrityError,
+    sa_exc.DataError,
+    sa_exc.InterfaceError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
+
+
+def _write_lines(path: Path, lines: list[tuple[bytes, Rows | None]], write: Writer) -> int:
+    """A chunk's rows in one transaction; when the table refuses it, line by line. A line that
+    does not parse, or whose rows the table refuses, goes to the quarantine file (and the
+    log): kept for a person to look at, never retried forever, never silently gone."""
+    good = [(line, rows) for line, rows in lines if rows is not None]
+    bad = [line for line, rows in lines if rows is None]
+    try:
+        write([row for _, rows in good for row in rows])
+        written = sum(len(rows) for _, rows in good)
+    except _ROW_ERRORS:
+        written = 0
+        for line, rows in good:
+            try:
+                write(rows)
+                written += len(rows)
+            except _ROW_ERRORS:
+                bad.append(line)
+    if bad:
+        _quarantine(path, bad, "lines the table refused or that do not parse")
+    return written
+
+
+def _quarantine(path: Path, lines: list[bytes], why: str) -> None:
+    target = path.parent / QUARANTINE
+    with target.open("ab") as f:
+        f.writelines(lines)
+        f.flush()
+        os.fsync(f.fileno())
+    logger.error("%s: %d %s, kept in %s", path, len(lines), why, target)
 
 
 def _unheld(fd: int) -> bool:
@@ -176,19 +244,33 @@ def _unheld(fd: int) -> bool:
     return True
 
 
-def _chunks(fd: int, offset: int) -> Iterator[tuple[Rows, int]]:
-    """(rows, the offset just past their last line) from ``offset``, ~CHUNK_ROWS at a time."""
+def _chunks(fd: int, offset: int) -> Iterator[tuple[list[tuple[bytes, Rows | None]], int]]:
+    """The complete lines from ``offset``, ~CHUNK_ROWS rows at a time, each with its rows (None
+    when it does not parse), and the offset just past the chunk's last line."""
     data = os.pread(fd, os.fstat(fd).st_size - offset, offset)
     end = data.rfind(b"\n") + 1
-    rows: Rows = []
-    start = 0
+    lines: list[tuple[bytes, Rows | None]] = []
+    rows = start = 0
     while start < end:
         stop = data.index(b"\n", start) + 1
-        rows.extend(orjson.loads(data[start:stop]))
+        line = data[start:stop]
+        parsed = _parsed(line)
+        lines.append((line, parsed))
+        rows += len(parsed or ())
         start = stop
-        if len(rows) >= CHUNK_ROWS or start == end:
-            yield rows, offset + start
-            rows = []
+        if rows >= CHUNK_ROWS or start == end:
+            yield lines, offset + start
+            lines, rows = [], 0
+
+
+def _parsed(line: bytes) -> Rows | None:
+    try:
+        rows = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return None
+    return rows
 
 
 def _read_offset(path: Path) -> int:
@@ -209,9 +291,7 @@ class Ingester(ProcessThread):
     fails logs and is tried again: the rows wait in the journal, and every reader ingests
     before it reads."""
 
-    def __init__(
-        self, directory: Path, write: Callable[[Rows], None], interval_s: float = INTERVAL_S
-    ) -> None:
+    def __init__(self, directory: Path, write: Writer, interval_s: float = INTERVAL_S) -> None:
         super().__init__(f"{THREAD_NAME} {directory}")
         self.directory = directory
         self.write = write

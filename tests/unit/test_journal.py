@@ -83,6 +83,19 @@ def test_a_torn_tail_of_a_sealed_file_is_dropped(
         assert collect(tmp_path) == rows(1, "whole")
     assert "never returned" in caplog.text
     assert files(tmp_path) == []
+    assert (tmp_path / jr.QUARANTINE).read_bytes() == b'[{"prediction_id": "torn\n'  # kept
+
+
+def test_a_line_that_does_not_parse_is_kept_aside(tmp_path: Path) -> None:
+    journal = jr.Journal(tmp_path)
+    journal.append(rows(1, "before"))
+    (path,) = files(tmp_path)
+    with path.open("ab") as f:
+        f.write(b"{not json\n")
+    journal.append(rows(1, "after"))
+    assert [r["prediction_id"] for r in collect(tmp_path)] == ["before-0", "after-0"]
+    assert (tmp_path / jr.QUARANTINE).read_bytes() == b"{not json\n"
+    assert collect(tmp_path) == []  # not retried
 
 
 def test_a_line_still_being_written_waits(tmp_path: Path) -> None:
@@ -214,3 +227,63 @@ def test_closing_seals_and_ingests(tmp_path: Path) -> None:
     log.close()
     assert table_count(path) == 1
     assert files(journal_directory(path)) == []
+
+
+def test_rows_the_table_refuses_are_kept_aside_and_the_rest_go_in(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    log = PredictionLog(path, journal=True)
+    log.append([record("a")])
+    assert log._journal is not None
+    log._journal.append([{"prediction_id": "no-other-fields"}])
+    log.append([record("b")])
+    assert log.count() == 2
+    quarantined = (journal_directory(path) / jr.QUARANTINE).read_text()
+    assert "no-other-fields" in quarantined
+    log.close()
+
+
+def test_a_child_forked_during_a_pass_does_not_keep_its_lock(tmp_path: Path) -> None:
+    journal = jr.Journal(tmp_path)
+    journal.append(rows(1))
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    child = 0
+
+    def fork_mid_pass(chunk: list[dict[str, object]]) -> None:
+        nonlocal child
+        child = os.fork()
+        if child == 0:  # a child that lives on, as a gunicorn worker would
+            os.write(ready_write, b"r")  # past fork(), and its handlers
+            os.read(read, 1)
+            os._exit(0)
+
+    jr.ingest(tmp_path, fork_mid_pass)
+    os.read(ready_read, 1)
+    try:
+        assert collect(tmp_path, wait=False) == []  # the pass lock is free again: nothing new
+        journal.append(rows(1, "later"))
+        assert collect(tmp_path, wait=False) == rows(1, "later")
+    finally:
+        os.write(write, b"x")
+        os.waitpid(child, 0)
+
+
+def test_a_child_that_never_appends_does_not_hold_the_parents_file(tmp_path: Path) -> None:
+    """gunicorn's master would be that parent, its workers the children."""
+    journal = jr.Journal(tmp_path)
+    journal.append(rows(1))
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(ready_write, b"r")
+        os.read(read, 1)
+        os._exit(0)
+    os.read(ready_read, 1)
+    try:
+        journal.close()
+        assert collect(tmp_path) == rows(1)
+        assert files(tmp_path) == []  # sealed while the child lives on
+    finally:
+        os.write(write, b"x")
+        os.waitpid(child, 0)

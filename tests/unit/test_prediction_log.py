@@ -85,6 +85,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path, journal: bool) -> None:
         assert p.exitcode == 0
     log = PredictionLog(path)
     assert log.count() == 1200
+    log.close()
     keys = {k for (k,) in sqlite3.connect(path).execute("SELECT request_key FROM predictions")}
     assert len(keys) == 1200
 
@@ -113,13 +114,17 @@ def test_a_killed_writer_leaves_every_committed_row_and_a_sound_database(
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)
-    PredictionLog(path).sync()  # the dead writer's journal, if it had one
+    reader = PredictionLog(path)
+    reader.sync()  # the dead writer's journal, if it had one
+    reader.close()  # and its checkpoint thread: a later test forks this process
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     keys = [k for (k,) in conn.execute("SELECT request_key FROM predictions ORDER BY id")]
     assert len(keys) >= 50
     assert keys == [f"k-{i}" for i in range(len(keys))]  # a prefix: no gaps, no duplicates
-    PredictionLog(path).append([record("after")])  # still writable
+    after = PredictionLog(path)
+    after.append([record("after")])  # still writable
+    after.close()
 
 
 def _inherited_writer(log: PredictionLog, worker: int, n: int) -> None:
@@ -197,3 +202,4 @@ def test_a_reused_prediction_id_needs_the_same_request(tmp_path: Path) -> None:
     with pytest.raises(IdempotencyConflict):
         log.append([row], request_digest="d2")
     assert log.count() == 1
+    log.close()
