@@ -118,6 +118,13 @@ class PredictionRecord:
     prediction_id: str = field(default_factory=new_prediction_id)
 
 
+def _logged_at(rows: list[dict[str, Any]]) -> float:
+    """A journal line's place in the table: its time, so the log's ids follow time across
+    workers as they did with a commit per request (the first prediction of a ride is the one
+    with the lowest id; level 4 splits its training data in that order)."""
+    return float(rows[0]["ts"])
+
+
 def journal_directory(database: Path) -> Path:
     """Where a SQLite prediction log's journal is (shared/statedb/journal.py)."""
     return database.with_name(database.stem + "-journal")
@@ -140,7 +147,7 @@ class PredictionLog:
         self._ingester: Ingester | None = None
         if journal and self._journal_dir is not None:
             self._journal = Journal(self._journal_dir)
-            self._ingester = Ingester(self._journal_dir, self._ingest_rows)
+            self._ingester = Ingester(self._journal_dir, self._ingest_rows, order=_logged_at)
         # built once: the hot path only binds rows
         self._insert = insert_ignoring_duplicates(self.db.dialect, P, "prediction_id")
         self._digest = sa.select(P.c.request_digest).where(
@@ -184,7 +191,7 @@ class PredictionLog:
         ingested."""
         if self._journal_dir is None:
             return 0
-        return ingest(self._journal_dir, self._ingest_rows)
+        return ingest(self._journal_dir, self._ingest_rows, order=_logged_at)
 
     def _ingest_rows(self, rows: Rows) -> None:
         self._group.submit((rows, None))

@@ -28,12 +28,15 @@ process that writes the table.
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,9 @@ QUARANTINE = "quarantine.bad"
 
 Rows = list[dict[str, Any]]
 Writer = Callable[[Rows], None]
+Order = Callable[[Rows], float]
+#: a line in a pass: (its order key, its file's index, the offset past it, its bytes, its rows)
+_Line = tuple[float, int, int, bytes, "Rows | None"]
 
 
 #: the files this process holds locked (its journal files, a pass's lock): a forked child
@@ -144,17 +150,27 @@ def _create_locked(directory: Path) -> int:
     return fd
 
 
-def ingest(directory: Path, write: Writer, *, wait: bool = True) -> int:
+def ingest(directory: Path, write: Writer, *, wait: bool = True, order: Order | None = None) -> int:
     """Every journal file's new complete lines into the table (``write`` commits one chunk of
-    rows, ignoring ids already there); sealed files are deleted once ingested. One pass at a
-    time per directory: ``wait=False`` returns 0 at once when another pass is running.
+    rows, ignoring ids already there); sealed files are deleted once ingested. ``order``: the
+    lines of all files are merged by it (a line's rows -> a sortable key, e.g. their time), each
+    file's own order kept, so the table's insertion order follows it across processes. One pass
+    at a time per directory: ``wait=False`` returns 0 at once when another pass is running.
     Returns the rows ingested."""
     if not directory.is_dir():
         return 0
     with _pass_lock(directory, wait) as running:
         if not running:
             return 0
-        return sum(_ingest_file(path, write) for path in sorted(directory.glob(f"*{SUFFIX}")))
+        sources = [_Source.open(path) for path in sorted(directory.glob(f"*{SUFFIX}"))]
+        try:
+            count = _ingest_merged(directory, sources, write, order)
+            for source in sources:
+                source.retire_if_sealed()
+            return count
+        finally:
+            for source in sources:
+                os.close(source.fd)
 
 
 @contextmanager
@@ -172,26 +188,77 @@ def _pass_lock(directory: Path, wait: bool) -> Iterator[bool]:
         _close(fd)  # releases the lock
 
 
-def _ingest_file(path: Path, write: Writer) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    try:
+@dataclass
+class _Source:
+    """One journal file in a pass: how far it is ingested, and whether its writer is gone."""
+
+    path: Path
+    fd: int
+    sealed: bool
+    offset: int
+
+    @classmethod
+    def open(cls, path: Path) -> _Source:
+        fd = os.open(path, os.O_RDONLY)
         sealed = _unheld(fd)  # before reading: a sealed file grows no more
-        offset_file = path.with_name(path.name + ".offset")
-        offset = _read_offset(offset_file)
-        count = 0
-        for lines, end in _chunks(fd, offset):
-            count += _write_lines(path, lines, write)
-            _write_offset(offset_file, end)
-            offset = end
-        if sealed:
-            tail = os.pread(fd, os.fstat(fd).st_size - offset, offset)
-            if tail:  # a write that never returned, so was never answered
-                _quarantine(path, [tail + b"\n"], "a write that never returned")
-            path.unlink()
-            offset_file.unlink(missing_ok=True)
-        return count
-    finally:
-        os.close(fd)
+        return cls(path, fd, sealed, _read_offset(_offset_file(path)))
+
+    def lines(self, index: int, order: Order | None) -> Iterator[_Line]:
+        """(key, index, end offset, line, rows or None) for each complete line past the offset."""
+        base = self.offset  # moves while the pass consumes these lines
+        data = os.pread(self.fd, os.fstat(self.fd).st_size - base, base)
+        end, start, key = data.rfind(b"\n") + 1, 0, 0.0
+        while start < end:
+            stop = data.index(b"\n", start) + 1
+            rows = _parsed(data[start:stop])
+            if rows and order is not None:
+                with suppress(LookupError, TypeError, ValueError):  # not a row: file order
+                    key = order(rows)
+            yield key, index, base + stop, data[start:stop], rows
+            start = stop
+
+    def moved_to(self, offset: int) -> None:
+        self.offset = offset
+        _write_offset(_offset_file(self.path), offset)
+
+    def retire_if_sealed(self) -> None:
+        if not self.sealed:
+            return
+        tail = os.pread(self.fd, os.fstat(self.fd).st_size - self.offset, self.offset)
+        if tail:  # a write that never returned, so was never answered
+            _quarantine(self.path, [tail + b"\n"], "a write that never returned")
+        self.path.unlink()
+        _offset_file(self.path).unlink(missing_ok=True)
+
+
+def _offset_file(path: Path) -> Path:
+    return path.with_name(path.name + ".offset")
+
+
+def _ingest_merged(
+    directory: Path, sources: list[_Source], write: Writer, order: Order | None
+) -> int:
+    """The sources' lines, merged by ``order`` (or file by file), ~CHUNK_ROWS rows a
+    transaction; after each, every file's offset moves past its lines in it."""
+    streams = [source.lines(i, order) for i, source in enumerate(sources)]
+    merged = heapq.merge(*streams, key=lambda line: line[0]) if order else itertools.chain(*streams)
+    count = rows = 0
+    chunk: list[tuple[bytes, Rows | None]] = []
+    ends: dict[int, int] = {}
+    for _key, index, end, line, parsed in merged:
+        chunk.append((line, parsed))
+        ends[index] = end
+        rows += len(parsed or ())
+        if rows >= CHUNK_ROWS:
+            count += _write_lines(directory, chunk, write)
+            for i, offset in ends.items():
+                sources[i].moved_to(offset)
+            chunk, ends, rows = [], {}, 0
+    if chunk:
+        count += _write_lines(directory, chunk, write)
+        for i, offset in ends.items():
+            sources[i].moved_to(offset)
+    return count
 
 
 #: what a row (not the database) is to blame for: the row is kept aside, not retried forever
@@ -205,7 +272,7 @@ _ROW_ERRORS = (
 )
 
 
-def _write_lines(path: Path, lines: list[tuple[bytes, Rows | None]], write: Writer) -> int:
+def _write_lines(directory: Path, lines: list[tuple[bytes, Rows | None]], write: Writer) -> int:
     """A chunk's rows in one transaction; when the table refuses it, line by line. A line that
     does not parse, or whose rows the table refuses, goes to the quarantine file (and the
     log): kept for a person to look at, never retried forever, never silently gone."""
@@ -223,17 +290,18 @@ def _write_lines(path: Path, lines: list[tuple[bytes, Rows | None]], write: Writ
             except _ROW_ERRORS:
                 bad.append(line)
     if bad:
-        _quarantine(path, bad, "lines the table refused or that do not parse")
+        _quarantine(directory, bad, "lines the table refused or that do not parse")
     return written
 
 
-def _quarantine(path: Path, lines: list[bytes], why: str) -> None:
-    target = path.parent / QUARANTINE
+def _quarantine(where: Path, lines: list[bytes], why: str) -> None:
+    """``where``: the journal file, or the directory when lines of several files."""
+    target = (where if where.is_dir() else where.parent) / QUARANTINE
     with target.open("ab") as f:
         f.writelines(lines)
         f.flush()
         os.fsync(f.fileno())
-    logger.error("%s: %d %s, kept in %s", path, len(lines), why, target)
+    logger.error("%s: %d %s, kept in %s", where, len(lines), why, target)
 
 
 def _unheld(fd: int) -> bool:
@@ -242,25 +310,6 @@ def _unheld(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _chunks(fd: int, offset: int) -> Iterator[tuple[list[tuple[bytes, Rows | None]], int]]:
-    """The complete lines from ``offset``, ~CHUNK_ROWS rows at a time, each with its rows (None
-    when it does not parse), and the offset just past the chunk's last line."""
-    data = os.pread(fd, os.fstat(fd).st_size - offset, offset)
-    end = data.rfind(b"\n") + 1
-    lines: list[tuple[bytes, Rows | None]] = []
-    rows = start = 0
-    while start < end:
-        stop = data.index(b"\n", start) + 1
-        line = data[start:stop]
-        parsed = _parsed(line)
-        lines.append((line, parsed))
-        rows += len(parsed or ())
-        start = stop
-        if rows >= CHUNK_ROWS or start == end:
-            yield lines, offset + start
-            lines, rows = [], 0
 
 
 def _parsed(line: bytes) -> Rows | None:
@@ -291,15 +340,22 @@ class Ingester(ProcessThread):
     fails logs and is tried again: the rows wait in the journal, and every reader ingests
     before it reads."""
 
-    def __init__(self, directory: Path, write: Writer, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        write: Writer,
+        interval_s: float = INTERVAL_S,
+        order: Order | None = None,
+    ) -> None:
         super().__init__(f"{THREAD_NAME} {directory}")
         self.directory = directory
         self.write = write
         self.interval_s = interval_s
+        self.order = order
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval_s):
             try:
-                ingest(self.directory, self.write, wait=False)
+                ingest(self.directory, self.write, wait=False, order=self.order)
             except Exception:  # the thread must outlive a database outage
                 logger.warning("ingesting %s failed (will retry)", self.directory, exc_info=True)

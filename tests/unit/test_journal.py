@@ -287,3 +287,17 @@ def test_a_child_that_never_appends_does_not_hold_the_parents_file(tmp_path: Pat
     finally:
         os.write(write, b"x")
         os.waitpid(child, 0)
+
+
+def test_lines_of_several_files_go_in_by_their_order_each_file_in_its_own(tmp_path: Path) -> None:
+    """Two workers' files: the table's insertion order follows the rows' time across them."""
+    first, second = jr.Journal(tmp_path), jr.Journal(tmp_path)
+    for ts, journal in ((1.0, first), (2.0, second), (3.0, first), (4.0, second), (5.0, second)):
+        journal.append([{"prediction_id": f"at-{ts}", "ts": ts}])
+    got: list[dict[str, object]] = []
+    jr.ingest(tmp_path, got.extend, order=lambda rows: float(rows[0]["ts"]))
+    assert [r["ts"] for r in got] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    first.append([{"prediction_id": "late", "ts": 0.5}])  # an older time, written later
+    got.clear()
+    jr.ingest(tmp_path, got.extend, order=lambda rows: float(rows[0]["ts"]))
+    assert [r["prediction_id"] for r in got] == ["late"]  # once, not lost behind the offsets
