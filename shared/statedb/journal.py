@@ -245,20 +245,21 @@ def _ingest_merged(
     count = rows = 0
     chunk: list[tuple[bytes, Rows | None]] = []
     ends: dict[int, int] = {}
+
+    def commit() -> int:
+        written = _write_lines(directory, chunk, write)
+        for i, offset in ends.items():
+            sources[i].moved_to(offset)
+        return written
+
     for _key, index, end, line, parsed in merged:
         chunk.append((line, parsed))
         ends[index] = end
         rows += len(parsed or ())
         if rows >= CHUNK_ROWS:
-            count += _write_lines(directory, chunk, write)
-            for i, offset in ends.items():
-                sources[i].moved_to(offset)
+            count += commit()
             chunk, ends, rows = [], {}, 0
-    if chunk:
-        count += _write_lines(directory, chunk, write)
-        for i, offset in ends.items():
-            sources[i].moved_to(offset)
-    return count
+    return count + (commit() if chunk else 0)
 
 
 #: what a row (not the database) is to blame for: the row is kept aside, not retried forever

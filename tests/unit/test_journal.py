@@ -30,6 +30,13 @@ def files(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{jr.SUFFIX}"))
 
 
+def write_raw(directory: Path, data: bytes) -> None:
+    """Bytes at the end of the directory's one journal file, as a writer mid-line leaves them."""
+    (path,) = files(directory)
+    with path.open("ab") as f:
+        f.write(data)
+
+
 def collect(directory: Path, **kwargs: bool) -> list[dict[str, object]]:
     got: list[dict[str, object]] = []
     jr.ingest(directory, got.extend, **kwargs)
@@ -76,9 +83,7 @@ def test_a_torn_tail_of_a_sealed_file_is_dropped(
     journal = jr.Journal(tmp_path)
     journal.append(rows(1, "whole"))
     journal.close()
-    (path,) = files(tmp_path)
-    with path.open("ab") as f:
-        f.write(b'[{"prediction_id": "torn')  # a write that never returned: never answered
+    write_raw(tmp_path, b'[{"prediction_id": "torn')  # a write that never returned: never answered
     with caplog.at_level(logging.WARNING, logger=jr.__name__):
         assert collect(tmp_path) == rows(1, "whole")
     assert "never returned" in caplog.text
@@ -89,9 +94,7 @@ def test_a_torn_tail_of_a_sealed_file_is_dropped(
 def test_a_line_that_does_not_parse_is_kept_aside(tmp_path: Path) -> None:
     journal = jr.Journal(tmp_path)
     journal.append(rows(1, "before"))
-    (path,) = files(tmp_path)
-    with path.open("ab") as f:
-        f.write(b"{not json\n")
+    write_raw(tmp_path, b"{not json\n")
     journal.append(rows(1, "after"))
     assert [r["prediction_id"] for r in collect(tmp_path)] == ["before-0", "after-0"]
     assert (tmp_path / jr.QUARANTINE).read_bytes() == b"{not json\n"
@@ -101,12 +104,9 @@ def test_a_line_that_does_not_parse_is_kept_aside(tmp_path: Path) -> None:
 def test_a_line_still_being_written_waits(tmp_path: Path) -> None:
     journal = jr.Journal(tmp_path)
     journal.append(rows(1, "first"))
-    (path,) = files(tmp_path)
-    with path.open("ab") as f:
-        f.write(b'[{"prediction_id": "sec')
+    write_raw(tmp_path, b'[{"prediction_id": "sec')
     assert collect(tmp_path) == rows(1, "first")
-    with path.open("ab") as f:
-        f.write(b'ond-0", "value": 0.5}]\n')
+    write_raw(tmp_path, b'ond-0", "value": 0.5}]\n')
     assert collect(tmp_path) == rows(1, "second")
 
 
