@@ -225,6 +225,8 @@ class _Member:
     trees: Callable[[np.ndarray], np.ndarray]
     #: built into a native library (shared/native_trees.py), not interpreted by GTIL
     native: bool
+    #: one row of Python floats, without arrays (the native library's one-row entry)
+    one: Callable[[list[float]], float] | None = None
 
 
 def _member(regressor: HistGradientBoostingRegressor, native_dir: Path | None) -> _Member:
@@ -239,7 +241,8 @@ def _member(regressor: HistGradientBoostingRegressor, native_dir: Path | None) -
     key = tuple((c, t.tobytes()) for c, t in known)
     if native_dir is not None:
         try:
-            return _Member(known, key, native_predictor(model, native_dir), native=True)
+            trees = native_predictor(model, native_dir)
+            return _Member(known, key, trees, native=True, one=getattr(trees, "one", None))
         except NativeUnavailable as exc:
             logger.warning("trees through Treelite's GTIL, not native code: %s", exc)
     return _Member(known, key, _gtil(model), native=False)
@@ -318,11 +321,15 @@ def _trees(pipeline: Pipeline, native_dir: Path | None) -> CompiledForm:
         features = np.ascontiguousarray(featurizer.transform(columns), dtype=np.float64)
         return _mean_of_members(members, lambda m: _unknown_as_missing(features, m.known))
 
+    scalar = all(m.one is not None for m in members)
+
     def predict_one(ride: Ride) -> float:
         row = featurizer.transform_one(ride)
         if row is None:  # a pickup time the scalar path does not read: the array path
             return float(predict(ride_columns(ride))[0])
         # its features as Python floats, masked as the array path masks them
+        if scalar:
+            return _mean_of_ones(members, row)
         return float(_mean_of_members(members, lambda m: np.array([_masked_row(row, m.known)]))[0])
 
     return CompiledForm(engine, predict, predict_one)
@@ -340,6 +347,20 @@ def _mean_of_members(
             masked[member.key] = features_for(member)
         answers.append(member.trees(masked[member.key]))
     return answers[0] if len(answers) == 1 else np.mean(answers, axis=0)
+
+
+def _mean_of_ones(members: list[_Member], row: list[float]) -> float:
+    """:func:`_mean_of_members` of one row through the members' one-row entries; the mean
+    taken exactly as the array path takes it (the same bits)."""
+    masked: dict[tuple[tuple[int, bytes], ...], list[float]] = {}
+    answers = []
+    for member in members:
+        if member.key not in masked:
+            masked[member.key] = _masked_row(row, member.known)
+        answers.append(member.one(masked[member.key]))  # type: ignore[misc]  # all have one
+    if len(answers) == 1:
+        return answers[0]
+    return float(np.mean(np.array(answers).reshape(-1, 1), axis=0)[0])
 
 
 def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[float]:

@@ -391,6 +391,10 @@ def ride_columns(ride: Ride) -> dict[str, np.ndarray]:
     }
 
 
+_SECONDS = np.dtype("datetime64[s]")
+_NAT = int(np.datetime64("NaT", "s").view(np.int64))
+
+
 @dataclass(frozen=True)
 class _Clock:
     """One pickup time's parts, as :class:`_PickupParts` has them for a column."""
@@ -402,9 +406,15 @@ class _Clock:
 
     @classmethod
     def of(cls, pickup: Any, holidays: np.ndarray | None) -> _Clock | None:
-        if not isinstance(pickup, np.datetime64) or np.isnat(pickup):
+        if not isinstance(pickup, np.datetime64):
             return None
-        seconds = int(pickup.astype("datetime64[s]").astype(np.int64))
+        if pickup.dtype != _SECONDS:
+            pickup = pickup.astype(_SECONDS)
+        # the scalar's integer, read rather than converted (numpy's per-call cost is most of
+        # a one-ride featurization); NaT is the smallest int64
+        seconds = int(pickup.view(np.int64))
+        if seconds == _NAT:
+            return None
         day, since_midnight = divmod(seconds, 86400)
         return cls(day, since_midnight, float((day + 3) % 7), holidays)
 

@@ -4,7 +4,11 @@ hot path calls it through ctypes.
 
 Treelite's GTIL (shared/compiled.py) interprets the trees: ~0.15 us a tree a row, so a one-ride
 answer of the hgb champion (80-300 trees) costs 12-45 us, and of the five-member ensemble
-hundreds. The generated code walks the same trees as straight-line branches. What it costs:
+hundreds. The generated code walks the same trees as straight-line branches. A batch goes
+through ``taxi_predict_rows`` (numpy matrices; the GIL released, as ctypes does); one ride
+through ``taxi_predict_one``, called with its features as a C array and the GIL held: under
+load the numpy wrapping cost more than the trees, and giving the GIL up for a microseconds'
+call let another request's thread in before this one could answer. What it costs:
 a C compiler where the service runs, and a build when a version is first loaded (seconds; the
 library is kept under a folder keyed by the model's bytes, so the other workers and later
 loads of the same version reuse it). Without a compiler, or if TL2cgen or the build fails, the
@@ -21,7 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +38,9 @@ logger = logging.getLogger(__name__)
 OPTIMISATION = "-O1"
 #: translation units per model, built in parallel
 PARALLEL_UNITS = 4
-#: a batch entry point next to TL2cgen's one-row ``predict``: NaN becomes TL2cgen's "missing"
-#: marker (an ``int`` of -1 in the entry's union), every row starts from 0
-_BATCH_C = """
+#: entry points next to TL2cgen's ``predict`` (a batch, and one row): NaN becomes TL2cgen's
+#: "missing" marker (an ``int`` of -1 in the entry's union), every row starts from 0
+_ENTRY_POINTS_C = """
 #include "header.h"
 
 void taxi_predict_rows(const double* rows, long n_rows, long width, double* out) {
@@ -56,6 +60,20 @@ void taxi_predict_rows(const double* rows, long n_rows, long width, double* out)
   }
   free(entry);
 }
+
+double taxi_predict_one(const double* row, long width) {
+  union Entry entry[width];
+  for (long j = 0; j < width; ++j) {
+    if (isnan(row[j])) {
+      entry[j].missing = -1;
+    } else {
+      entry[j].fvalue = row[j];
+    }
+  }
+  double result[1] = {0.0};
+  predict(entry, 0, result);
+  return result[0];
+}
 """
 
 
@@ -71,30 +89,42 @@ def compiler() -> str | None:
     return None
 
 
-def native_predictor(model: Any, cache_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A function scoring a float64 matrix (rows x the model's features) with ``model`` (a
-    Treelite model with one output) through a library built once per model in
-    ``cache_dir``; NativeUnavailable when it cannot be built."""
-    library = _library(model, cache_dir)
-    try:
-        lib = ctypes.CDLL(str(library))
-        entry = lib.taxi_predict_rows
-    except (OSError, AttributeError) as exc:
-        raise NativeUnavailable(f"cannot load {library.name}: {exc}") from None
-    entry.restype = None
-    entry.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
-    width = int(model.num_feature)
+class NativeTrees:
+    """A model's library: ``trees(features)`` scores a float64 matrix (rows x the model's
+    features), :meth:`one` one row of Python floats."""
 
-    def predict(features: np.ndarray) -> np.ndarray:
+    def __init__(self, library: Path, width: int) -> None:
+        try:
+            # the same library twice: ctypes releases the GIL around CDLL's calls, not PyDLL's
+            self._libraries = (ctypes.CDLL(str(library)), ctypes.PyDLL(str(library)))
+            rows = self._libraries[0].taxi_predict_rows
+            one = self._libraries[1].taxi_predict_one
+        except (OSError, AttributeError) as exc:
+            raise NativeUnavailable(f"cannot load {library.name}: {exc}") from None
+        rows.restype, one.restype = None, ctypes.c_double
+        rows.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
+        one.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.c_long]
+        self._rows, self._one, self.width = rows, one, width
+        self._row_type = ctypes.c_double * width
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(features, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != width:
-            raise ValueError(f"expected rows of {width} features, got shape {rows.shape}")
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise ValueError(f"expected rows of {self.width} features, got shape {rows.shape}")
         out = np.empty(rows.shape[0], dtype=np.float64)
-        entry(rows.ctypes.data, rows.shape[0], width, out.ctypes.data)
+        self._rows(rows.ctypes.data, rows.shape[0], self.width, out.ctypes.data)
         return out
 
-    predict.library = lib  # type: ignore[attr-defined]  # keeps the library loaded
-    return predict
+    def one(self, row: Sequence[float]) -> float:
+        if len(row) != self.width:
+            raise ValueError(f"expected a row of {self.width} features, got {len(row)}")
+        return float(self._one(self._row_type(*row), self.width))
+
+
+def native_predictor(model: Any, cache_dir: Path) -> NativeTrees:
+    """``model`` (a Treelite model with one output) through a library built once per model in
+    ``cache_dir``; NativeUnavailable when it cannot be built."""
+    return NativeTrees(_library(model, cache_dir), int(model.num_feature))
 
 
 def _library(model: Any, cache_dir: Path) -> Path:
@@ -120,7 +150,7 @@ def _key(model: Any, cc: str) -> str:
     except ImportError:
         raise NativeUnavailable("TL2cgen is not installed") from None
     digest = hashlib.sha256(bytes(model.serialize_bytes()))
-    digest.update(f"{tl2cgen.__version__} {cc} {OPTIMISATION} {_BATCH_C}".encode())
+    digest.update(f"{tl2cgen.__version__} {cc} {OPTIMISATION} {_ENTRY_POINTS_C}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -133,7 +163,7 @@ def _build(model: Any, cc: str, library: Path) -> None:
             tl2cgen.generate_c_code(model, dirpath=source, params={"parallel_comp": PARALLEL_UNITS})
         except Exception as exc:  # TL2cgen names what it cannot translate
             raise NativeUnavailable(f"TL2cgen cannot translate the model: {exc}") from None
-        (source / "taxi_rows.c").write_text(_BATCH_C)
+        (source / "taxi_rows.c").write_text(_ENTRY_POINTS_C)
         built = source / "trees.so"
         _compile(cc, sorted(source.glob("*.c")), built)
         # renamed into place whole: a reader never sees a half-written library

@@ -318,6 +318,42 @@ def test_native_trees_answer_with_gtils_bits_in_batches_and_alone(
     np.testing.assert_array_equal(alone, native.predict(rides))
 
 
+def test_the_native_one_row_entry_gives_the_batch_entrys_bits_and_checks_its_width(
+    generated: tuple[pd.DataFrame, pd.DataFrame], native_dir: Path
+) -> None:
+    import treelite.sklearn
+
+    import shared.native_trees as native_trees
+
+    model = fitted("hgb", generated[0])
+    trees = native_trees.native_predictor(
+        treelite.sklearn.import_model(model.named_steps["regressor"]), native_dir
+    )
+    features = model.named_steps["features"].transform(compiled.probe_rides(64))
+    features[::5, 0] = np.nan  # missing values take the trees' missing branches on both paths
+    alone = [trees.one(row.tolist()) for row in features]
+    np.testing.assert_array_equal(alone, trees(features))
+    with pytest.raises(ValueError, match=f"a row of {trees.width} features, got 2"):
+        trees.one([1.0, 2.0])
+
+
+def test_one_native_ride_is_scored_without_the_batch_entry(
+    generated: tuple[pd.DataFrame, pd.DataFrame], native_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.native_trees as native_trees
+
+    served = compiled.serving_model(fitted("hgb_ensemble", generated[0]), native_dir=native_dir)
+    rides = compiled.probe_rides(8)
+    batch = served.predict(rides)
+
+    def no_arrays(self: Any, features: np.ndarray) -> np.ndarray:
+        raise AssertionError("a one-ride answer went through the batch entry")
+
+    monkeypatch.setattr(native_trees.NativeTrees, "__call__", no_arrays)
+    alone = [served.one({k: v[i] for k, v in rides.items()}) for i in range(8)]
+    np.testing.assert_array_equal(alone, batch)
+
+
 def test_a_native_library_is_built_once_per_model_and_reused(
     generated: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

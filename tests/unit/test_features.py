@@ -206,3 +206,18 @@ def test_one_row_without_a_usable_pickup_time_takes_the_array_path() -> None:
     for pickup in (np.datetime64("NaT", "s"), "2019-02-04T08:00:00", None):
         assert enc.transform_one({**ride, "pickup_datetime": pickup}) is None
     assert TabularFeaturizer(time=()).fit(probe_rides(50)).transform_one(ride) is not None
+
+
+@pytest.mark.parametrize("unit", ["D", "m", "ms", "ns"])
+def test_one_row_reads_a_pickup_in_any_unit_as_the_array_path_does(unit: str) -> None:
+    from shared.compiled import probe_rides
+    from shared.features import CALENDAR, TabularFeaturizer
+
+    enc = TabularFeaturizer(time=CALENDAR.time).fit(probe_rides(50))
+    ride = {k: v[7] for k, v in probe_rides(50).items()}
+    for pickup in ("2019-02-18T23:59:59.999", "1969-12-31T23:30:00.5", "2019-07-04"):
+        value = np.datetime64(pickup).astype(f"datetime64[{unit}]")
+        one = {**ride, "pickup_datetime": value}
+        columns = {k: np.array([v]) for k, v in one.items()}
+        assert enc.transform_one(one) == enc.transform(columns)[0].tolist(), (pickup, unit)
+    assert enc.transform_one({**ride, "pickup_datetime": np.datetime64("NaT", unit)}) is None
