@@ -242,7 +242,7 @@ def _member(regressor: HistGradientBoostingRegressor, native_dir: Path | None) -
     if native_dir is not None:
         try:
             trees = native_predictor(model, native_dir)
-            return _Member(known, key, trees, native=True, one=getattr(trees, "one", None))
+            return _Member(known, key, trees, native=True, one=trees.one)
         except NativeUnavailable as exc:
             logger.warning("trees through Treelite's GTIL, not native code: %s", exc)
     return _Member(known, key, _gtil(model), native=False)
@@ -329,38 +329,37 @@ def _trees(pipeline: Pipeline, native_dir: Path | None) -> CompiledForm:
             return float(predict(ride_columns(ride))[0])
         # its features as Python floats, masked as the array path masks them
         if scalar:
-            return _mean_of_ones(members, row)
+            masked = _mean_of_members(members, lambda m: _masked_row(row, m.known), _one_row)
+            return float(masked[0])
         return float(_mean_of_members(members, lambda m: np.array([_masked_row(row, m.known)]))[0])
 
     return CompiledForm(engine, predict, predict_one)
 
 
+def _rows(member: _Member, features: Any) -> Any:
+    return member.trees(features)
+
+
+def _one_row(member: _Member, features: Any) -> Any:
+    # one answer in a list: an ensemble's mean is then taken as for the batch entry's arrays
+    return [member.one(features)]  # type: ignore[misc]  # only when every member has one
+
+
 def _mean_of_members(
-    members: list[_Member], features_for: Callable[[_Member], np.ndarray]
-) -> np.ndarray:
+    members: list[_Member],
+    features_for: Callable[[_Member], Any],
+    score: Callable[[_Member, Any], Any] = _rows,
+) -> Any:
     """The members' mean answer (VotingRegressor's), each on its features with the categories
-    it does not know made missing: computed once for members that know the same ones."""
-    masked: dict[tuple[tuple[int, bytes], ...], np.ndarray] = {}
+    it does not know made missing: computed once for members that know the same ones.
+    ``score``: a member's answers on its features (its batch entry, or its one-row entry)."""
+    masked: dict[tuple[tuple[int, bytes], ...], Any] = {}
     answers = []
     for member in members:
         if member.key not in masked:
             masked[member.key] = features_for(member)
-        answers.append(member.trees(masked[member.key]))
+        answers.append(score(member, masked[member.key]))
     return answers[0] if len(answers) == 1 else np.mean(answers, axis=0)
-
-
-def _mean_of_ones(members: list[_Member], row: list[float]) -> float:
-    """:func:`_mean_of_members` of one row through the members' one-row entries; the mean
-    taken exactly as the array path takes it (the same bits)."""
-    masked: dict[tuple[tuple[int, bytes], ...], list[float]] = {}
-    answers = []
-    for member in members:
-        if member.key not in masked:
-            masked[member.key] = _masked_row(row, member.known)
-        answers.append(member.one(masked[member.key]))  # type: ignore[misc]  # all have one
-    if len(answers) == 1:
-        return answers[0]
-    return float(np.mean(np.array(answers).reshape(-1, 1), axis=0)[0])
 
 
 def _masked_row(row: list[float], known: list[tuple[int, np.ndarray]]) -> list[float]:

@@ -118,7 +118,7 @@ class NativeTrees:
     def one(self, row: Sequence[float]) -> float:
         if len(row) != self.width:
             raise ValueError(f"expected a row of {self.width} features, got {len(row)}")
-        return float(self._one(self._row_type(*row), self.width))
+        return self._one(self._row_type(*row), self.width)  # ctypes: restype c_double, a float
 
 
 def native_predictor(model: Any, cache_dir: Path) -> NativeTrees:

@@ -210,11 +210,12 @@ class _Source:
         end, start, key = data.rfind(b"\n") + 1, 0, 0.0
         while start < end:
             stop = data.index(b"\n", start) + 1
-            rows = _parsed(data[start:stop])
+            line = data[start:stop]
+            rows = _parsed(line)
             if rows and order is not None:
                 with suppress(LookupError, TypeError, ValueError):  # not a row: file order
                     key = order(rows)
-            yield key, index, base + stop, data[start:stop], rows
+            yield key, index, base + stop, line, rows
             start = stop
 
     def moved_to(self, offset: int) -> None:
@@ -226,7 +227,8 @@ class _Source:
             return
         tail = os.pread(self.fd, os.fstat(self.fd).st_size - self.offset, self.offset)
         if tail:  # a write that never returned, so was never answered
-            _quarantine(self.path, [tail + b"\n"], "a write that never returned")
+            why = f"a write that never returned ({self.path.name})"
+            _quarantine(self.path.parent, [tail + b"\n"], why)
         self.path.unlink()
         _offset_file(self.path).unlink(missing_ok=True)
 
@@ -295,14 +297,13 @@ def _write_lines(directory: Path, lines: list[tuple[bytes, Rows | None]], write:
     return written
 
 
-def _quarantine(where: Path, lines: list[bytes], why: str) -> None:
-    """``where``: the journal file, or the directory when lines of several files."""
-    target = (where if where.is_dir() else where.parent) / QUARANTINE
+def _quarantine(directory: Path, lines: list[bytes], why: str) -> None:
+    target = directory / QUARANTINE
     with target.open("ab") as f:
         f.writelines(lines)
         f.flush()
         os.fsync(f.fileno())
-    logger.error("%s: %d %s, kept in %s", where, len(lines), why, target)
+    logger.error("%s: %d %s, kept in %s", directory, len(lines), why, target)
 
 
 def _unheld(fd: int) -> bool:

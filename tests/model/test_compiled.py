@@ -402,9 +402,18 @@ def test_native_trees_that_disagree_never_serve(
 ) -> None:
     honest = compiled.native_predictor
 
+    class OffByASecond:  # both entry points, batch and one row
+        def __init__(self, trees: Any) -> None:
+            self.trees = trees
+
+        def __call__(self, features: np.ndarray) -> np.ndarray:
+            return self.trees(features) + 1 / 60
+
+        def one(self, row: list[float]) -> float:
+            return self.trees.one(row) + 1 / 60
+
     def off_by_a_second(model: Any, cache_dir: Path) -> Any:
-        predict = honest(model, cache_dir)
-        return lambda features: predict(features) + 1 / 60
+        return OffByASecond(honest(model, cache_dir))
 
     monkeypatch.setattr(compiled, "native_predictor", off_by_a_second)
     served = compiled.serving_model(fitted("hgb", generated[0]), native_dir=tmp_path)
