@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +110,7 @@ def _refused_rides(exc: RequestValidationError, bounds: ValidationBounds) -> lis
     return rejections
 
 
-def _health(active: Any, pinned_as: Variant | None) -> dict[str, Any]:
+def _health(active: Any, pinned_as: Variant | None, workers: int) -> dict[str, Any]:
     state = active.state
     ok = active.model(state.blue) is not None
     return {
@@ -122,6 +124,10 @@ def _health(active: Any, pinned_as: Variant | None) -> dict[str, Any]:
         # how each loaded version is scored: compiled (proven equal to its Pipeline) or sklearn
         "predictors": {str(v): m.describe() for v, m in active.models.items()},
         "pinned_as": None if pinned_as is None else str(pinned_as),
+        # which worker answered, and how many the service runs: a caller waiting for every
+        # worker to apply a change counts them (level3_deployment/client.py)
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "workers": workers,
     }
 
 
@@ -180,10 +186,12 @@ def create_app(
     bounds: ValidationBounds | None = None,
     max_rides: int = MAX_RIDES,
     pinned_as: Variant | None = None,
+    workers: int = 1,
 ) -> Flask:
     """``pinned_as``: this service serves one version under that variant's name and refuses
     deployment changes, because something in front of it (an ALB's weighted target groups)
-    splits the traffic between a blue and a green service."""
+    splits the traffic between a blue and a green service. ``workers``: how many processes
+    gunicorn runs with this app (``/health`` tells it)."""
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
     app = json_app(__name__)
@@ -213,7 +221,7 @@ def create_app(
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
-        body = _health(slots.active, pinned_as)
+        body = _health(slots.active, pinned_as, workers)
         return jsonify(body), (200 if body["status"] == "ok" else 503)
 
     @app.get("/openapi.json")

@@ -78,7 +78,7 @@ def serve(
     def factory() -> Any:
         from level3_deployment.service import build_app
 
-        return build_app(settings, pin)
+        return build_app(settings, pin, workers)
 
     emit(
         {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile)},

@@ -78,11 +78,11 @@ class AdminClient:
             query |= {"test": "sequential", "margin": sequential[0], "tuned_for": sequential[1]}
         return dict(self.call("GET", f"/admin/ab-report?{urlencode(query)}"))
 
-    def settle(self, timeout_s: float = 60.0, in_a_row: int = 12) -> None:
+    def settle(self, timeout_s: float = 60.0, workers: int | None = None) -> None:
         """Wait until every worker serves the latest deployment state (workers apply a change
         within a poll interval: a caller that must not race it, such as a replay routing its
-        next month, waits here)."""
-        wait_until_served(self.url, self.state(), timeout_s, in_a_row)
+        next month, waits here). ``workers``: see :func:`wait_until_served`."""
+        wait_until_served(self.url, self.state(), timeout_s, workers)
 
 
 def served_state(state: dict[str, Any]) -> tuple[int, int | None]:
@@ -91,18 +91,45 @@ def served_state(state: dict[str, Any]) -> tuple[int, int | None]:
 
 
 def wait_until_served(
-    url: str, state: dict[str, Any], timeout_s: float = 60.0, in_a_row: int = 12
+    url: str, state: dict[str, Any], timeout_s: float = 60.0, workers: int | None = None
 ) -> None:
-    """Wait until ``in_a_row`` health answers in a row show ``state``. Each answer comes from
-    some worker: 12 in a row see both of a service's 2 workers with certainty ~1 - 2**-12; more
-    workers (replicas behind a balancer) need more."""
+    """Wait until every worker behind ``url`` has answered ``/health`` with ``state``.
+
+    Which worker accepts a connection is the kernel's choice, and it is far from a coin toss
+    (11 answers in a row from one of 2 idle workers, in 200 requests): a run of answers from
+    the worker that took the change says nothing of the other. So each answer names its worker,
+    and the wait lasts until that many distinct workers have shown ``state``; a worker that
+    shows an older one is counted again only once it has caught up. ``workers`` is how many to
+    count, for replicas behind a balancer (their total); by default, what the service says
+    it runs."""
     expected = served_state(state)
-    streak, deadline = 0, time.monotonic() + timeout_s
-    while streak < in_a_row:
+    caught_up: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = _health_answer(url)
+        current = isinstance(health, dict) and served_state(health) == expected
+        if isinstance(health, dict):
+            if current:
+                caught_up.add(health["worker"])
+            else:
+                caught_up.discard(health["worker"])
+            needed = workers or health["workers"]
+            if len(caught_up) >= needed:
+                return
         if time.monotonic() > deadline:
-            raise AdminError(f"{url}: workers did not apply generation {expected[0]} in time")
+            raise AdminError(
+                f"{url}: {len(caught_up)} worker(s) applied generation {expected[0]} in "
+                f"{timeout_s:g} s; the last /health answer: {health!r:.300}"
+            )
+        time.sleep(0.02 if current else 0.2)
+
+
+def _health_answer(url: str) -> dict[str, Any] | str:
+    """``/health``'s answer when it names its worker; otherwise what went wrong, as text."""
+    try:
         _, health = http_json("GET", f"{url}/health", timeout=30)
-        current = served_state(health) if isinstance(health, dict) else None
-        streak = streak + 1 if current == expected else 0
-        if current != expected:
-            time.sleep(0.2)
+    except OSError as exc:  # a replica restarting: the balancer or the port refuses for now
+        return f"unreachable ({exc})"
+    if isinstance(health, dict) and {"worker", "workers"} <= health.keys():
+        return health
+    return f"an answer that names no worker: {health!r:.200}"

@@ -80,9 +80,10 @@ def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
     return load
 
 
-def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
+def build_app(settings: Settings, pin: Pin | None = None, workers: int = 1) -> Flask:
     """``pin``: serve one registry version under a fixed variant name (a blue or green service
-    behind a load balancer that does the split) instead of the champion plus a deployed green."""
+    behind a load balancer that does the split) instead of the champion plus a deployed green.
+    ``workers``: how many gunicorn workers run this app."""
     token = admin_token(settings)
     where = state_locations(settings.home, settings.state_url)
     store = st.StateStore(where.deployment)
@@ -130,4 +131,5 @@ def build_app(settings: Settings, pin: Pin | None = None) -> Flask:
         feedback_token=feedback_token(settings),
         aliases=hooks,
         pinned_as=None if pin is None else pin.variant,
+        workers=workers,
     )

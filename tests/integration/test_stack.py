@@ -296,8 +296,8 @@ def test_the_level4_loop_retrains_and_deploys_a_canary_by_settings_alone(stack: 
     # it out of traffic, so the loop judges the champion.
     split = stack.cli("level3", "set-split", "--share", "0")["state"]
     assert split["green_percent"] == 0
-    # every worker of both replicas (4) applies it: 40 health answers in a row through nginx
-    wait_until_served(stack.url("level3"), split, timeout_s=30, in_a_row=40)
+    # every worker of both replicas (2 x 2) applies it, each seen by name through nginx
+    wait_until_served(stack.url("level3"), split, timeout_s=30, workers=4)
     # A slower month (x1.6) with its labels, streamed through nginx to both replicas
     month = "2019-05"
     config = ReplayConfig(months=["2019-04", month], out_dir=stack.home, rows=3000, seed=5)

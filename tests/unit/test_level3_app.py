@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -315,6 +317,12 @@ def test_a_pinned_service_answers_as_its_variant_and_refuses_deployment_changes(
     finally:
         slots.stop()
         log.close()
+
+
+def test_health_names_the_worker_that_answered_and_how_many_the_service_runs(service) -> None:
+    client, _, _ = service
+    health = client.get("/health").get_json()
+    assert (health["worker"], health["workers"]) == (f"{socket.gethostname()}:{os.getpid()}", 1)
 
 
 def test_health_says_how_each_loaded_version_is_scored(service) -> None:

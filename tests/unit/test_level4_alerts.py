@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from level4_automation.alerts import Alerter
 from shared.services import free_port
+from tests.local_http import serving
 
 
 @pytest.fixture
@@ -28,13 +28,8 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as url:
+        yield url, received
 
 
 def test_an_alert_is_delivered_as_json(receiver) -> None:
