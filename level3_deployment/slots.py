@@ -2,7 +2,9 @@
 
 Each gunicorn worker polls the state store (a cheap query) every ``poll_s`` seconds; on a new
 generation it loads any model it lacks, health-checks it, and swaps the whole set in with one
-reference assignment, so a request sees either the old set or the new one, never a mix. A model
+reference assignment, so a request sees either the old set or the new one, never a mix. After a
+promotion, the blue it replaced stays loaded (not routed to) until the next change, so a
+rollback does not wait for the registry. A model
 that fails to load or to pass its health check is never routed to: its traffic stays on blue,
 and the error shows in /health.
 """
@@ -114,8 +116,10 @@ class SlotManager:
                     errors[version] = f"{type(exc).__name__}: {exc}"
                     logger.error("model v%s unusable: %s", version, errors[version])
             self.active = Active(state, models, errors)
-            # Keep only what the state uses (plus what was just prepared for a deploy).
-            self._cache = {v: m for v, m in self._cache.items() if v in models}
+            # Keep what the state uses, and the blue a promotion replaced: a rollback is then a
+            # swap on every worker that still holds it, not a reload from the registry.
+            kept = {*models, state.previous_blue}
+            self._cache = {v: m for v, m in self._cache.items() if v in kept}
             return self.active
 
     def ensure_polling(self) -> None:

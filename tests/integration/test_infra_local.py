@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from level3_deployment.client import wait_until_served
 from shared.services import free_port, http_json
 from taxi_mlops.stack.processes import alive  # a zombie counts as gone
 
@@ -85,6 +86,7 @@ def test_apply_serves_shift_traffic_and_destroy_stops_everything(tmp_path: Path)
                 break
             time.sleep(0.3)
         assert (health["green"], health["green_percent"], health["mode"]) == (version, 30, "ab")
+        wait_until_served(url, health, timeout_s=30)  # by every worker, not only this one
         answers = [
             http_json("POST", f"{url}/predict", {**ride, "ride_id": f"tf-{i}"})[1]["variant"]
             for i in range(200)
