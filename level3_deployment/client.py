@@ -106,15 +106,14 @@ def wait_until_served(
     caught_up: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while True:
-        health = _health_answer(url)
-        current = isinstance(health, dict) and served_state(health) == expected
+        health, current = _health_answer(url), False
         if isinstance(health, dict):
+            current = served_state(health) == expected
             if current:
                 caught_up.add(health["worker"])
             else:
                 caught_up.discard(health["worker"])
-            needed = workers or health["workers"]
-            if len(caught_up) >= needed:
+            if len(caught_up) >= (workers or health["workers"]):
                 return
         if time.monotonic() > deadline:
             raise AdminError(

@@ -6,10 +6,13 @@ whose X-Amz-Target header names the operation)."""
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import serving
 
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/taxi-mlops-prod/0123456789abcdef"
 
@@ -39,7 +42,9 @@ class FakeEcs:
             return {"task": {"taskArn": TASK_ARN}}
         raise KeyError(operation)
 
-    def serve(self) -> tuple[ThreadingHTTPServer, str]:
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """The fake's URL while the block runs."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +61,5 @@ class FakeEcs:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_address[1]}"
+        with serving(Handler) as url:
+            yield url

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` while the block runs; the server is shut down after it."""
+def serving(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` while the block runs; the server is shut down after it.
+    ``handler``: a handler class, or a callable that makes one (to bind its arguments)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -47,15 +47,12 @@ def test_train_ecs_runs_the_training_task_with_the_inputs_and_reports_its_exit_c
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_configured: None, exit_code: int
 ) -> None:
     fake = FakeEcs(exit_code=exit_code, log_lines=["linear 5.838", "best: hgb; registered v4"])
-    server, url = fake.serve()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    monkeypatch.setenv("ECS_POLL_SECONDS", "0.1")
-    try:
+    with fake.serve() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        monkeypatch.setenv("ECS_POLL_SECONDS", "0.1")
         runs = run_job("train.yml", "train-ecs", clean_copy(tmp_path / "runner"),
                        secrets={"AWS_TRAIN_TASK": TRAIN_TASK},
                        inputs={"train_args": "--generated --rows 5000 --models ridge"})  # fmt: skip
-    finally:
-        server.shutdown()
     assert [r.command for r in runs] == ['make train-ecs TRAIN_ARGS="$TRAIN_ARGS"']
     (run,) = runs
     if exit_code == 0:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from shared.data.load import load_month
 from shared.errors import DataSourceError
 from shared.services import free_port
 from tests.factories import trips
+from tests.local_http import serving
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -41,14 +42,8 @@ def tlc_server(tmp_path: Path) -> Iterator[str]:
     trips(20, prefix="tpep_").to_parquet(root / "yellow_tripdata_2019-01.parquet")
     trips(20, prefix="lpep_").to_parquet(root / "green_tripdata_2019-01.parquet")
     _Handler.requests = []
-    port = free_port()
-    handler = lambda *a, **k: _Handler(*a, directory=str(tmp_path / "site"), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/trip-data"
-    server.shutdown()
-    server.server_close()
+    with serving(functools.partial(_Handler, directory=str(tmp_path / "site"))) as url:
+        yield f"{url}/trip-data"
 
 
 def test_download_caches_and_loads(tlc_server: str, tmp_path: Path) -> None:
