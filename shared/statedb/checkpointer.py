@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from shared.statedb.process_thread import ProcessThread
+from shared.statedb.process_thread import ProcessThread, outside_fork
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +48,16 @@ class Checkpointer(ProcessThread):
         conn = None
         while not stop.wait(self.interval_s):
             try:
-                conn = conn or self._connect()
-                _busy, _log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                with outside_fork():  # PASSIVE: never waits for a lock, so fork() waits little
+                    conn = conn or self._connect()
+                    checkpoint = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                _busy, _log, copied = checkpoint
                 self.runs, self.pages = self.runs + 1, self.pages + max(int(copied), 0)
             except sqlite3.Error as exc:
                 logger.warning("checkpoint of %s failed (will retry): %s", self.path, exc)
-                if conn is not None:
-                    conn.close()
+                _close(conn)
                 conn = None
-        if conn is not None:
-            conn.close()
+        _close(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -65,3 +65,10 @@ class Checkpointer(ProcessThread):
         )
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
+
+
+def _close(conn: sqlite3.Connection | None) -> None:
+    """``conn`` closed (SQLite may checkpoint as it closes: outside a fork too)."""
+    if conn is not None:
+        with outside_fork():
+            conn.close()

@@ -44,7 +44,7 @@ import orjson
 from sqlalchemy import exc as sa_exc
 
 from shared.statedb.database import StateUnavailable
-from shared.statedb.process_thread import ProcessThread
+from shared.statedb.process_thread import ProcessThread, outside_fork
 
 logger = logging.getLogger(__name__)
 
@@ -358,6 +358,7 @@ class Ingester(ProcessThread):
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval_s):
             try:
-                ingest(self.directory, self.write, wait=False, order=self.order)
+                with outside_fork():
+                    ingest(self.directory, self.write, wait=False, order=self.order)
             except Exception:  # the thread must outlive a database outage
                 logger.warning("ingesting %s failed (will retry)", self.directory, exc_info=True)

@@ -1,10 +1,36 @@
 """A background thread that each process runs once: fork() copies no thread, so a gunicorn
-worker starts its own the first time it needs one, and a parent's is never shared."""
+worker starts its own the first time it needs one, and a parent's is never shared.
+
+fork() copies the mutexes a thread holds without the thread: a process forked while one of
+its background threads is inside SQLite (which runs with the GIL released) gives its child
+SQLite's internal locks held by nobody, and the child hangs at its first SQLite call (seen in
+the tests: four processes forked beside a few idle logs' checkpoint threads, all four blocked
+until their join timed out). A background thread's SQLite work therefore runs under
+:func:`outside_fork`, and fork() waits for it (``os.register_at_fork``).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: held by a background thread while it is inside SQLite, and by fork() while it forks
+_FORK_GUARD = threading.Lock()
+os.register_at_fork(
+    before=_FORK_GUARD.acquire,
+    after_in_parent=_FORK_GUARD.release,
+    after_in_child=_FORK_GUARD.release,
+)
+
+
+@contextmanager
+def outside_fork() -> Iterator[None]:
+    """No fork() of this process happens inside the block (a fork waits for its end). Never
+    fork inside it: the fork would wait for itself."""
+    with _FORK_GUARD:
+        yield
 
 
 class ProcessThread:
