@@ -4,9 +4,8 @@ Each gunicorn worker polls the state store (a cheap query) every ``poll_s`` seco
 generation it loads any model it lacks, health-checks it, and swaps the whole set in with one
 reference assignment, so a request sees either the old set or the new one, never a mix. After a
 promotion, the blue it replaced stays loaded (not routed to) until the next change, so a
-rollback does not wait for the registry. A model
-that fails to load or to pass its health check is never routed to: its traffic stays on blue,
-and the error shows in /health.
+rollback does not wait for the registry. A model that fails to load or to pass its health
+check is never routed to: its traffic stays on blue, and the error shows in /health.
 """
 
 from __future__ import annotations

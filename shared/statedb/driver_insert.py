@@ -76,11 +76,11 @@ class DriverInsert:
         """The rows, in the transaction open on ``dbapi`` (:meth:`Database.driver_write`), in
         blocks of rows a statement."""
         params = self.params(rows)
-        largest = _largest_block(dbapi, len(self.keys))
+        width = len(self.keys)
+        flat = list(itertools.chain.from_iterable(params))  # a block is a slice of it
         with sqlite_errors(self.sql, params):
-            for start, size in _blocks(len(params), largest):
-                block = itertools.chain.from_iterable(params[start : start + size])
-                dbapi.execute(self.block_sql(size), tuple(block))
+            for start, size in _blocks(len(params), _largest_block(dbapi, width)):
+                dbapi.execute(self.block_sql(size), flat[start * width : (start + size) * width])
 
     def block_sql(self, rows: int) -> str:
         """The statement for ``rows`` rows at once (one ``VALUES`` group each)."""
