@@ -141,6 +141,40 @@ class Admin:
                 "(Terraform: blue_version, green_version, green_weight)"
             )
 
+    def rollback(self, given: str | None) -> Response | tuple[Response, int]:
+        """Green gets no traffic; right after a promotion, the blue it replaced is back."""
+        reason = given or "rollback"
+        self.refuse_if_pinned()
+        before = self.store.current()
+        refused = self.unrestorable(before)
+        if refused is not None:
+            return refused
+        new = self.change(lambda s: st.rollback(s, reason, _actor()))
+        if before.previous_blue is None:
+            return jsonify(new)
+        # the registry's history says why the champion moved back
+        restored = before.previous_blue
+        why = f"rollback: {given}" if given else reason
+        return _recorded(new, lambda: self.aliases.restore(restored, why))
+
+    def unrestorable(self, state: st.DeploymentState) -> tuple[Response, int] | None:
+        """A rollback's refusal when the blue it restores cannot be served: it is loaded and
+        health-checked in this worker first, as a deploy's green is, so that a rollback never
+        sends every worker to a model none of them can load (each would answer 503). None:
+        nothing to restore, or ready."""
+        version = state.previous_blue
+        if version is None:
+            return None
+        try:
+            self.slots.prepare(version)
+        except Exception as exc:
+            message = (
+                f"v{version} cannot be restored, nothing changed: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            )
+            return jsonify({"error": message}), 422
+        return None
+
     def change(self, step: Callable[[st.DeploymentState], st.DeploymentState]) -> dict:
         """Write the next generation (compare-and-swap) and apply it in this worker."""
         self.refuse_if_pinned()
@@ -241,17 +275,8 @@ def admin_blueprint(admin: Admin, token: str) -> Blueprint:
         return _recorded(new, lambda: admin.aliases.promote(blue, reason))
 
     @routes.post("/rollback")
-    def rollback() -> Response:
-        given = reason_of(json_object())
-        reason = given or "rollback"
-        before = admin.store.current()
-        new = admin.change(lambda s: st.rollback(s, reason, _actor()))
-        if before.previous_blue is None:
-            return jsonify(new)
-        # the registry's history says why the champion moved back
-        restored = before.previous_blue
-        why = f"rollback: {given}" if given else reason
-        return _recorded(new, lambda: admin.aliases.restore(restored, why))
+    def rollback() -> Response | tuple[Response, int]:
+        return admin.rollback(reason_of(json_object()))
 
     @routes.get("/ab-report")
     def ab() -> Response:

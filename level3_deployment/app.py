@@ -29,6 +29,7 @@ from level3_deployment.slots import SlotManager
 from shared.data.schema import PICKUP
 from shared.data.validate import ValidationBounds, parse_pickup
 from shared.errors import TaxiMlopsError
+from shared.gunicorn_runner import worker_pids
 from shared.metrics import ServiceMetrics
 from shared.openapi import MAX_RIDES
 from shared.serving import FieldError, RequestValidationError, ride_key
@@ -110,9 +111,13 @@ def _refused_rides(exc: RequestValidationError, bounds: ValidationBounds) -> lis
     return rejections
 
 
-def _health(active: Any, pinned_as: Variant | None, workers: int) -> dict[str, Any]:
+def _health(
+    slots: SlotManager, pinned_as: Variant | None, workers: int, server_pid: int | None
+) -> dict[str, Any]:
+    active = slots.active
     state = active.state
     ok = active.model(state.blue) is not None
+    standby, ready = slots.standby()
     return {
         "status": "ok" if ok else "starting",
         "generation": state.generation,
@@ -123,12 +128,25 @@ def _health(active: Any, pinned_as: Variant | None, workers: int) -> dict[str, A
         "errors": {str(v): e for v, e in active.errors.items()},
         # how each loaded version is scored: compiled (proven equal to its Pipeline) or sklearn
         "predictors": {str(v): m.describe() for v, m in active.models.items()},
+        # the blue a rollback restores, and whether this worker holds it (a rollback is a swap)
+        "standby": None if standby is None else {"version": standby, "loaded": ready},
         "pinned_as": None if pinned_as is None else str(pinned_as),
         # which worker answered, and how many the service runs: a caller waiting for every
         # worker to apply a change counts them (level3_deployment/client.py)
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "workers": workers,
+        **_server(server_pid),
     }
+
+
+def _server(server_pid: int | None) -> dict[str, Any]:
+    """The gunicorn master this worker belongs to, and the workers it runs now: a caller that
+    counts workers stops counting one that has died (None: the list cannot be read here)."""
+    if server_pid is None:
+        return {}
+    host, pids = socket.gethostname(), worker_pids(server_pid)
+    siblings = None if pids is None else [f"{host}:{pid}" for pid in pids]
+    return {"server": f"{host}:{server_pid}", "siblings": siblings}
 
 
 @dataclass(frozen=True)
@@ -187,11 +205,12 @@ def create_app(
     max_rides: int = MAX_RIDES,
     pinned_as: Variant | None = None,
     workers: int = 1,
+    server_pid: int | None = None,
 ) -> Flask:
     """``pinned_as``: this service serves one version under that variant's name and refuses
     deployment changes, because something in front of it (an ALB's weighted target groups)
     splits the traffic between a blue and a green service. ``workers``: how many processes
-    gunicorn runs with this app (``/health`` tells it)."""
+    gunicorn runs with this app, and ``server_pid`` its master (``/health`` tells both)."""
     bounds = bounds or ValidationBounds()
     metrics = ServiceMetrics("taxi_level3", extra_labels=("variant",))
     app = json_app(__name__)
@@ -221,7 +240,7 @@ def create_app(
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
-        body = _health(slots.active, pinned_as, workers)
+        body = _health(slots, pinned_as, workers, server_pid)
         return jsonify(body), (200 if body["status"] == "ok" else 503)
 
     @app.get("/openapi.json")

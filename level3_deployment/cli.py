@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -75,10 +76,12 @@ def serve(
     if pin is not None:
         ensure_pinned(store, pin.version)
 
+    master = os.getpid()  # this process becomes gunicorn's master; the workers fork from it
+
     def factory() -> Any:
         from level3_deployment.service import build_app
 
-        return build_app(settings, pin, workers)
+        return build_app(settings, pin, workers, server_pid=master)
 
     emit(
         {"ok": True, "url": f"http://{host}:{port}", "pidfile": str(options.pidfile)},

@@ -99,20 +99,22 @@ def wait_until_served(
     (11 answers in a row from one of 2 idle workers, in 200 requests): a run of answers from
     the worker that took the change says nothing of the other. So each answer names its worker,
     and the wait lasts until that many distinct workers have shown ``state``; a worker that
-    shows an older one is counted again only once it has caught up. ``workers`` is how many to
-    count, for replicas behind a balancer (their total); by default, what the service says
-    it runs."""
+    shows an older one is counted again only once it has caught up, and one that its gunicorn
+    master no longer runs (it died; gunicorn started another) is no longer counted, so a
+    replacement cannot stand in for a worker that lags. ``workers`` is how many to count, for
+    replicas behind a balancer (their total); by default, what the service says it runs."""
     expected = served_state(state)
-    caught_up: set[str] = set()
+    caught_up: dict[str, str | None] = {}  # worker: its master ("server")
     deadline = time.monotonic() + timeout_s
     while True:
         health, current = _health_answer(url), False
         if isinstance(health, dict):
             current = served_state(health) == expected
             if current:
-                caught_up.add(health["worker"])
+                caught_up[health["worker"]] = health.get("server")
             else:
-                caught_up.discard(health["worker"])
+                caught_up.pop(health["worker"], None)
+            _forget_gone(caught_up, health)
             if len(caught_up) >= (workers or health["workers"]):
                 return
         if time.monotonic() > deadline:
@@ -121,6 +123,16 @@ def wait_until_served(
                 f"{timeout_s:g} s; the last /health answer: {health!r:.300}"
             )
         time.sleep(0.02 if current else 0.2)
+
+
+def _forget_gone(caught_up: dict[str, str | None], health: dict[str, Any]) -> None:
+    """Drop the counted workers of this answer's master that it no longer runs (an answer
+    without the list, from a service that cannot read it, drops none)."""
+    server, siblings = health.get("server"), health.get("siblings")
+    if server is None or not isinstance(siblings, list):
+        return
+    for worker in [w for w, s in caught_up.items() if s == server and w not in siblings]:
+        del caught_up[worker]
 
 
 def _health_answer(url: str) -> dict[str, Any] | str:

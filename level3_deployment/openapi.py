@@ -122,7 +122,10 @@ OPENAPI: dict[str, Any] = {
         "/admin/rollback": {
             "post": operation(
                 "Green gets no traffic; a promotion is undone",
-                {"409": _CONFLICT, "422": "Nothing to roll back"},
+                {
+                    "409": _CONFLICT,
+                    "422": "Nothing to roll back, or the blue it restores cannot be loaded",
+                },
                 {"type": "object", "properties": {"reason": _REASON}},
                 security=_ADMIN,
                 body_required=False,

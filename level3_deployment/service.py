@@ -1,4 +1,4 @@
-"""Wiring: build the level-3 app from settings (run once in the gunicorn master)."""
+"""Wiring: build the level-3 app from settings (in each worker: level3_deployment/cli.py)."""
 
 from __future__ import annotations
 
@@ -80,10 +80,12 @@ def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
     return load
 
 
-def build_app(settings: Settings, pin: Pin | None = None, workers: int = 1) -> Flask:
+def build_app(
+    settings: Settings, pin: Pin | None = None, workers: int = 1, server_pid: int | None = None
+) -> Flask:
     """``pin``: serve one registry version under a fixed variant name (a blue or green service
     behind a load balancer that does the split) instead of the champion plus a deployed green.
-    ``workers``: how many gunicorn workers run this app."""
+    ``workers``: how many gunicorn workers run this app; ``server_pid``: their master."""
     token = admin_token(settings)
     where = state_locations(settings.home, settings.state_url)
     store = st.StateStore(where.deployment)
@@ -132,4 +134,5 @@ def build_app(settings: Settings, pin: Pin | None = None, workers: int = 1) -> F
         aliases=hooks,
         pinned_as=None if pin is None else pin.variant,
         workers=workers,
+        server_pid=server_pid,
     )

@@ -3,9 +3,10 @@
 Each gunicorn worker polls the state store (a cheap query) every ``poll_s`` seconds; on a new
 generation it loads any model it lacks, health-checks it, and swaps the whole set in with one
 reference assignment, so a request sees either the old set or the new one, never a mix. After a
-promotion, the blue it replaced stays loaded (not routed to) until the next change, so a
-rollback does not wait for the registry. A model that fails to load or to pass its health
-check is never routed to: its traffic stays on blue, and the error shows in /health.
+promotion, the blue it replaced stays loaded (not routed to) until the next change, and a
+worker started after the promotion loads it in the background, so a rollback does not wait for
+the registry. A model that fails to load or to pass its health check is never routed to: its
+traffic stays on blue, and the error shows in /health.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import numpy as np
@@ -73,8 +75,10 @@ class SlotManager:
         poll_s: float = 0.5,
         compile_models: bool = True,
         native_dir: Path | None = None,
+        standby_retry_s: float = 60.0,
     ) -> None:
-        """``native_dir``: where tree models are built into native code (None: GTIL)."""
+        """``native_dir``: where tree models are built into native code (None: GTIL);
+        ``standby_retry_s``: how long before a standby that failed to load is tried again."""
         self.store = store
         self.load = load
         self.poll_s = poll_s
@@ -82,6 +86,10 @@ class SlotManager:
         self.native_dir = native_dir
         self.active = Active(DeploymentState(generation=-1), {})
         self._cache: dict[int, ServingModel] = {}
+        #: when a standby that failed to load is tried again (monotonic()): a load takes
+        #: seconds of a worker's CPU: not on every poll
+        self._standby_retry_at: dict[int, float] = {}
+        self.standby_retry_s = standby_retry_s
         self._lock = threading.Lock()
         self._poller_pid: int | None = None
         self._poller: threading.Thread | None = None
@@ -121,6 +129,30 @@ class SlotManager:
             self._cache = {v: m for v, m in self._cache.items() if v in kept}
             return self.active
 
+    def hold_standby(self) -> None:
+        """Load the blue a promotion replaced, if this process lacks it: a worker started
+        after the promotion (gunicorn replaced one, or the service restarted) then holds it as
+        the others do, and a rollback is a swap there too. Off the request path (the poller
+        calls it after each refresh); a version that cannot load is logged, and a rollback to
+        it is refused by the worker that takes the call (level3_deployment/admin.py)."""
+        with self._lock:
+            version = self.active.state.previous_blue
+            if version is None or version in self._cache:
+                return
+            if monotonic() < self._standby_retry_at.get(version, 0.0):
+                return
+            try:
+                self.prepare(version)
+            except Exception as exc:
+                self._standby_retry_at[version] = monotonic() + self.standby_retry_s
+                logger.warning("v%s, which a rollback restores, is not loaded: %s", version, exc)
+
+    def standby(self) -> tuple[int | None, bool]:
+        """The version a rollback restores (None: there is none), and whether this process
+        holds it ready."""
+        version = self.active.state.previous_blue
+        return version, version is not None and version in self._cache
+
     def ensure_polling(self) -> None:
         """Start this process's poller (after gunicorn forked it from the master)."""
         if self._poller_pid == os.getpid():
@@ -142,6 +174,7 @@ class SlotManager:
         while not self._stop.is_set():
             try:
                 self.refresh()
+                self.hold_standby()
             except StateUnavailable as exc:  # keep serving the last state it read
                 logger.warning("deployment state unreadable (%s); retrying", exc)
             except Exception:

@@ -133,6 +133,17 @@ def _post_worker_init(worker: Any) -> None:
     whole_response.install()
 
 
+def worker_pids(master_pid: int) -> list[int] | None:
+    """The processes a gunicorn master runs now (its children), from Linux's
+    ``/proc/<pid>/task/<pid>/children`` (the master forks its workers from its main thread);
+    None where that cannot be read (another OS, a kernel without it, the master gone)."""
+    try:
+        text = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text()
+    except OSError:
+        return None
+    return sorted(int(pid) for pid in text.split())
+
+
 def run(factory: Callable[[], Any], options: ServerOptions) -> None:
     """Serve ``factory()`` until SIGTERM/SIGINT. Blocks."""
     if options.metrics_dir is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from shared.features import split_xy
 from shared.models import build_model, get_family
 from shared.services import free_port, http_json, start_service
 from shared.settings import Settings
+from tests.factories import ride
 from tests.integration.traffic import Traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -193,6 +195,52 @@ def test_a_worker_killed_mid_load_leaves_every_answer_in_the_journal(isolated_ho
     assert sum((logged - answered).values()) <= failed
     assert frame["prediction_id"].is_unique
     assert len(live) <= 2  # the dead worker's file went once ingested; the live ones stay
+
+
+def _every_worker_holds(url: str, victim: int, deadline_s: float) -> dict:
+    """/health until gunicorn has replaced ``victim`` and every worker it runs says that it
+    holds v1 ready for a rollback: the last answer."""
+    held: dict[str, object] = {}
+    deadline = time.monotonic() + deadline_s
+    while True:
+        health = http_json("GET", f"{url}/health")[1]
+        held[health["worker"]] = health["standby"]
+        siblings = health["siblings"]
+        ready = {"version": 1, "loaded": True}
+        replaced = not any(w.endswith(f":{victim}") for w in siblings) and len(siblings) == 2
+        if replaced and all(held.get(w) == ready for w in siblings):
+            return health
+        assert time.monotonic() < deadline, (health, held)
+        time.sleep(0.2)
+
+
+def test_a_worker_started_after_a_promotion_holds_the_blue_a_rollback_restores(
+    isolated_home: Path,
+) -> None:
+    command, url, env = service_command(isolated_home)
+
+    def admin(*args: str) -> None:
+        subprocess.run([CLI, "level3", *args, "--url", url], check=True, capture_output=True,
+                       env={**os.environ, **env})  # fmt: skip
+
+    with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
+        admin("deploy", "--version", "2", "--share", "50")
+        admin("promote")
+        workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
+        victim = int(workers.read_text().split()[0])
+        os.kill(victim, signal.SIGKILL)
+        # its replacement loads blue (v2) to serve, then the blue a rollback restores (v1)
+        health = _every_worker_holds(url, victim, deadline_s=90)
+        assert health["server"] == f"{socket.gethostname()}:{svc.pid}"
+        live = sorted(int(pid) for pid in workers.read_text().split())
+        assert sorted(int(w.rsplit(":", 1)[1]) for w in health["siblings"]) == live
+        admin("rollback")
+        time.sleep(SETTLE_S)
+        answers = {
+            (a["variant"], a["model_version"])
+            for a in (http_json("POST", f"{url}/predict", ride(ride_id=i))[1] for i in range(40))
+        }
+        assert answers == {("blue", "1")}
 
 
 def test_serve_refuses_to_start_without_a_champion(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -368,3 +370,67 @@ def test_a_version_whose_compiled_form_disagrees_is_served_by_its_pipeline(
     finally:
         slots.stop()
         log.close()
+
+
+@contextmanager
+def _worker_started_after_a_promotion(tmp_path: Path, client, load) -> Iterator[tuple]:
+    """v2 deployed and promoted through ``client``'s worker; then a second worker over the same
+    state (gunicorn replaced one, or the service restarted), loading with ``load``: it holds
+    only what it loaded itself."""
+    client.post("/admin/deploy", json={"version": 2, "percent": 50}, headers=AUTH)
+    client.post("/admin/promote", headers=AUTH)
+    store = st.StateStore(tmp_path / "deployment.db")
+    slots = SlotManager(store, load, poll_s=60)
+    log = PredictionLog(tmp_path / "predictions-later.db")
+    hooks = AliasHooks(lambda v, r: None, lambda v, r: None)
+    app = create_app(slots, log, store, token=TOKEN, feedback_token=FEED_TOKEN, aliases=hooks)
+    slots.refresh()
+    try:
+        yield app.test_client(), slots, store
+    finally:
+        slots.stop()
+        log.close()
+
+
+def test_a_worker_started_after_a_promotion_loads_the_blue_it_replaced(
+    tmp_path: Path, service, models: dict
+) -> None:
+    client, _, _ = service
+    loads: list[int] = []
+
+    def load(version: int):
+        loads.append(version)
+        return models[version]
+
+    with _worker_started_after_a_promotion(tmp_path, client, load) as (later, slots, _):
+        assert client.get("/health").get_json()["standby"] == {"version": 1, "loaded": True}
+        assert later.get("/health").get_json()["standby"] == {"version": 1, "loaded": False}
+        slots.hold_standby()  # what its poller does after each refresh
+        assert later.get("/health").get_json()["standby"] == {"version": 1, "loaded": True}
+        assert later.post("/admin/rollback", headers=AUTH).status_code == 200
+        assert loads == [2, 1]  # the rollback was a swap: nothing loaded when it came
+        body = later.post("/predict", json=ride()).get_json()
+        assert (body["variant"], body["model_version"]) == ("blue", "1")
+
+
+def test_a_rollback_to_a_blue_that_cannot_load_is_refused_and_changes_nothing(
+    tmp_path: Path, service, models: dict
+) -> None:
+    client, _, moves = service
+
+    def load(version: int):
+        if version == 1:
+            raise OSError("the registry's artifact store is unreachable")
+        return models[version]
+
+    with _worker_started_after_a_promotion(tmp_path, client, load) as (later, slots, store):
+        generation = store.current().generation
+        slots.hold_standby()
+        assert later.get("/health").get_json()["standby"] == {"version": 1, "loaded": False}
+        response = later.post("/admin/rollback", headers=AUTH)
+        assert response.status_code == 422
+        error = response.get_json()["error"]
+        assert "v1 cannot be restored, nothing changed" in error and "unreachable" in error
+        assert (store.current().generation, store.current().blue) == (generation, 2)
+        assert moves[-1][0] == "promote"  # the registry's champion did not move either
+        assert later.post("/predict", json=ride()).get_json()["model_version"] == "2"

@@ -97,3 +97,40 @@ def test_answers_that_name_no_worker_are_waited_through_then_reported(health) ->
     scripts[0] = Script([{"status": "ok", **NEW}])  # a service too old to name its worker
     with pytest.raises(AdminError, match="names no worker"):
         wait_until_served(url, NEW, timeout_s=0.3)
+
+
+def test_a_worker_that_died_is_not_counted_in_place_of_one_that_lags(health) -> None:
+    url, scripts = health
+
+    def of(worker: str, state: dict, siblings: list[str], server: str = "h:100") -> dict:
+        return {**answer(worker, state), "server": server, "siblings": siblings}
+
+    # h:1 applies the change and dies; gunicorn's new worker h:3 boots into the new state
+    # while h:2 still serves the old one: two workers have shown it, but one is gone
+    answers = [
+        of("h:1", NEW, ["h:1", "h:2"]),
+        of("h:3", NEW, ["h:2", "h:3"]),
+        of("h:2", OLD, ["h:2", "h:3"]),
+    ]
+    script = Script([*answers, of("h:2", NEW, ["h:2", "h:3"])])
+    scripts.append(script)
+    wait_until_served(url, NEW, timeout_s=10)
+    assert script.given == 4  # not 2: it waited for h:2
+
+
+def test_another_master_on_the_same_host_does_not_forget_the_first_ones_workers(health) -> None:
+    url, scripts = health
+    # two replicas on one host behind a balancer: each master lists only its own workers
+    answers = [
+        {**answer(worker, NEW), "server": server, "siblings": siblings}
+        for worker, server, siblings in [
+            ("h:1", "h:100", ["h:1", "h:2"]),
+            ("h:5", "h:200", ["h:5", "h:6"]),
+            ("h:2", "h:100", ["h:1", "h:2"]),
+            ("h:6", "h:200", ["h:5", "h:6"]),
+        ]
+    ]
+    script = Script([*answers, answer("h:9", OLD)])
+    scripts.append(script)
+    wait_until_served(url, NEW, timeout_s=10, workers=4)
+    assert script.given == 4

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from level3_deployment import state as st
 from level3_deployment.slots import SlotManager
 
@@ -48,3 +50,37 @@ def test_a_rollback_after_a_promotion_swaps_in_the_blue_it_kept(tmp_path: Path) 
     change(store, lambda s: st.deploy(s, 2, 10.0, st.Mode.AB, "v2 again", "test"))
     slots.refresh()
     assert loads == [1, 2, 3, 2]
+
+
+def test_a_standby_that_failed_to_load_is_tried_again_later_not_every_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import level3_deployment.slots as slots_module
+
+    store = st.StateStore(tmp_path / "deployment.db")
+    change(store, lambda s: st.start(s, 1, "boot", "test"))
+    change(store, lambda s: st.deploy(s, 2, 10.0, st.Mode.AB, "new month", "test"))
+    change(store, lambda s: st.promote(s, "better", "test"))
+    attempts: list[int] = []
+    failing = {1}
+
+    def load(version: int) -> Constant:
+        attempts.append(version)
+        if version in failing:
+            raise OSError("registry unreachable")
+        return Constant(version)
+
+    now = [1000.0]
+    monkeypatch.setattr(slots_module, "monotonic", lambda: now[0])
+    # a worker started after the promotion: it loads blue (v2), then the standby (v1)
+    slots = SlotManager(store, load, poll_s=60, compile_models=False, standby_retry_s=30)
+    slots.refresh()
+    for _ in range(3):  # three polls within the retry interval: one attempt
+        slots.hold_standby()
+        now[0] += 5
+    assert (attempts, slots.standby()) == ([2, 1], (1, False))
+    failing.clear()
+    now[0] += 30
+    slots.hold_standby()
+    slots.hold_standby()
+    assert (attempts, slots.standby()) == ([2, 1, 1], (1, True))
