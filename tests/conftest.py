@@ -4,11 +4,13 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.statedb import checkpointer, journal
 from tests.postgres import PostgresServer, postgres_server
 
 # Prefect reads its settings when first imported (at collection), so its home for the whole
@@ -83,6 +85,27 @@ def nothing_written_to_the_checkout() -> object:
     yield
     added = {p.name for p in ROOT.iterdir()} - before - TOOL_CACHES
     assert not added, f"tests wrote into the checkout: {sorted(added)}"
+
+
+#: the project's background threads that work inside SQLite (with the GIL released)
+_SQLITE_THREADS = (checkpointer.THREAD_NAME, journal.THREAD_NAME)
+
+
+@pytest.fixture(autouse=True)
+def no_sqlite_thread_outlives_its_test() -> Iterator[None]:
+    """A test closes the logs and databases it wrote with: one that left their background
+    threads running let a later test's fork() copy SQLite's locks without the thread that
+    held them (shared/statedb/process_thread.py), and ten such threads were alive when four
+    forked processes hung in the state tests."""
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t for t in threading.enumerate() if t not in before and t.name.startswith(_SQLITE_THREADS)
+    ]
+    for thread in left:
+        thread.join(timeout=2.0)  # a stopped thread ends at its next wake-up
+    alive = [t.name for t in left if t.is_alive()]
+    assert not alive, f"the test left SQLite threads running (close what started them): {alive}"
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,21 @@ def record(key: str | None, prediction_id: str | None = None, **extra: object) -
     return PredictionRecord(**fields)
 
 
+@pytest.fixture
+def open_log(state_url: str) -> Iterator[Callable[[], PredictionLog]]:
+    """Prediction logs on the test's database, each closed after the test: a log that wrote
+    keeps a checkpoint thread (on SQLite), and a later test forks."""
+    opened: list[PredictionLog] = []
+
+    def open_() -> PredictionLog:
+        opened.append(PredictionLog(state_url))
+        return opened[-1]
+
+    yield open_
+    for log in opened:
+        log.close()
+
+
 # --------------------------------------------------------------------- deployment state
 
 
@@ -67,9 +83,9 @@ def test_two_operators_cannot_both_win_the_generation(state_url: str) -> None:
 
 
 def test_a_retry_is_logged_once_and_a_reused_key_with_another_body_refused(
-    state_url: str,
+    open_log: Callable[[], PredictionLog],
 ) -> None:
-    log = PredictionLog(state_url)
+    log = open_log()
     row = record("ride-1", "req-1:0")
     assert log.append([row], request_digest="body-a") == 1
     log.append([row], request_digest="body-a")
@@ -78,8 +94,10 @@ def test_a_retry_is_logged_once_and_a_reused_key_with_another_body_refused(
     assert log.count() == 1
 
 
-def test_concurrent_reuse_of_a_key_lets_exactly_one_body_in(state_url: str) -> None:
-    logs = [PredictionLog(state_url) for _ in range(6)]
+def test_concurrent_reuse_of_a_key_lets_exactly_one_body_in(
+    open_log: Callable[[], PredictionLog],
+) -> None:
+    logs = [open_log() for _ in range(6)]
     outcomes = race(
         6, lambda i: logs[i].append([record(f"r{i}", "shared-id:0")], request_digest=f"body-{i}")
     )
@@ -88,8 +106,8 @@ def test_concurrent_reuse_of_a_key_lets_exactly_one_body_in(state_url: str) -> N
     assert logs[0].count() == 1
 
 
-def test_a_request_is_logged_whole_or_not_at_all(state_url: str) -> None:
-    log = PredictionLog(state_url)
+def test_a_request_is_logged_whole_or_not_at_all(open_log: Callable[[], PredictionLog]) -> None:
+    log = open_log()
     broken = record("ride-2", variant=None)  # NOT NULL: the database refuses this row
     with pytest.raises(sa.exc.IntegrityError):
         log.append([record("ride-1"), broken, record("ride-3")])
@@ -98,10 +116,12 @@ def test_a_request_is_logged_whole_or_not_at_all(state_url: str) -> None:
     assert log.count() == 2
 
 
-def test_first_label_wins_even_when_two_arrive_at_once(state_url: str) -> None:
-    log = PredictionLog(state_url)
+def test_first_label_wins_even_when_two_arrive_at_once(
+    open_log: Callable[[], PredictionLog],
+) -> None:
+    log = open_log()
     log.append([record("ride-1"), record("ride-1", variant="green")])
-    logs = [PredictionLog(state_url) for _ in range(6)]
+    logs = [open_log() for _ in range(6)]
     outcomes = race(6, lambda i: logs[i].record_labels([("ride-1", 10.0 + i)])[0])
     stored = [o for o in outcomes if getattr(o, "status", None) == "stored"]
     assert len(stored) == 1 and stored[0].predictions == 2, outcomes
@@ -112,9 +132,9 @@ def test_first_label_wins_even_when_two_arrive_at_once(state_url: str) -> None:
 
 
 def test_the_monitoring_window_is_selected_and_unpacked_in_the_database(
-    state_url: str,
+    open_log: Callable[[], PredictionLog],
 ) -> None:
-    log = PredictionLog(state_url)
+    log = open_log()
     early = record("a", **{"ts": 1.0})
     later = PredictionRecord(
         **{
