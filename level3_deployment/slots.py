@@ -98,14 +98,17 @@ class SlotManager:
     def prepare(self, version: int) -> ServingModel:
         """Load a version, build its serving form (compiled when that gives the Pipeline's
         answers) and health-check it (cached). Raises if it is unusable."""
-        if version not in self._cache:
-            model = serving_model(
-                self.load(version), compile_it=self.compile_models, native_dir=self.native_dir
-            )
-            logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
-            health_check(model)
-            self._cache[version] = model
-        return self._cache[version]
+        cached = self._cache.get(version)
+        if cached is not None:
+            return cached
+        model = serving_model(
+            self.load(version), compile_it=self.compile_models, native_dir=self.native_dir
+        )
+        logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
+        health_check(model)
+        # the model, not a second lookup: a refresh in another thread may replace the cache
+        self._cache[version] = model
+        return model
 
     def refresh(self) -> Active:
         with self._lock:
@@ -135,17 +138,18 @@ class SlotManager:
         the others do, and a rollback is a swap there too. Off the request path (the poller
         calls it after each refresh); a version that cannot load is logged, and a rollback to
         it is refused by the worker that takes the call (level3_deployment/admin.py)."""
-        with self._lock:
-            version = self.active.state.previous_blue
-            if version is None or version in self._cache:
-                return
-            if monotonic() < self._standby_retry_at.get(version, 0.0):
-                return
-            try:
-                self.prepare(version)
-            except Exception as exc:
-                self._standby_retry_at[version] = monotonic() + self.standby_retry_s
-                logger.warning("v%s, which a rollback restores, is not loaded: %s", version, exc)
+        version = self.active.state.previous_blue
+        if version is None or version in self._cache:
+            return
+        if monotonic() < self._standby_retry_at.get(version, 0.0):
+            return
+        # not under the lock, as a deploy's load is not: an admin call's refresh does not wait
+        # seconds for it (a refresh that drops it in the meantime costs one more load)
+        try:
+            self.prepare(version)
+        except Exception as exc:
+            self._standby_retry_at[version] = monotonic() + self.standby_retry_s
+            logger.warning("v%s, which a rollback restores, is not loaded: %s", version, exc)
 
     def standby(self) -> tuple[int | None, bool]:
         """The version a rollback restores (None: there is none), and whether this process
