@@ -144,8 +144,7 @@ class Admin:
     def rollback(self, given: str | None) -> Response | tuple[Response, int]:
         """Green gets no traffic; right after a promotion, the blue it replaced is back."""
         reason = given or "rollback"
-        self.refuse_if_pinned()
-        before = self.store.current()
+        before = self.store.current()  # pinned: no previous blue (a pin starts over); refused below
         refused = self.unrestorable(before)
         if refused is not None:
             return refused

@@ -118,6 +118,7 @@ def _health(
     state = active.state
     ok = active.model(state.blue) is not None
     standby, ready = slots.standby()
+    host = socket.gethostname()
     return {
         "status": "ok" if ok else "starting",
         "generation": state.generation,
@@ -133,18 +134,18 @@ def _health(
         "pinned_as": None if pinned_as is None else str(pinned_as),
         # which worker answered, and how many the service runs: a caller waiting for every
         # worker to apply a change counts them (level3_deployment/client.py)
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "worker": f"{host}:{os.getpid()}",
         "workers": workers,
-        **_server(server_pid),
+        **_server(host, server_pid),
     }
 
 
-def _server(server_pid: int | None) -> dict[str, Any]:
+def _server(host: str, server_pid: int | None) -> dict[str, Any]:
     """The gunicorn master this worker belongs to, and the workers it runs now: a caller that
     counts workers stops counting one that has died (None: the list cannot be read here)."""
     if server_pid is None:
         return {}
-    host, pids = socket.gethostname(), worker_pids(server_pid)
+    pids = worker_pids(server_pid)
     siblings = None if pids is None else [f"{host}:{pid}" for pid in pids]
     return {"server": f"{host}:{server_pid}", "siblings": siblings}
 

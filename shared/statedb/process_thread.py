@@ -3,10 +3,11 @@ worker starts its own the first time it needs one, and a parent's is never share
 
 fork() copies the mutexes a thread holds without the thread: a process forked while one of
 its background threads is inside SQLite (which runs with the GIL released) gives its child
-SQLite's internal locks held by nobody, and the child hangs at its first SQLite call (seen in
-the tests: four processes forked beside a few idle logs' checkpoint threads, all four blocked
-until their join timed out). A background thread's SQLite work therefore runs under
-:func:`outside_fork`, and fork() waits for it (``os.register_at_fork``).
+SQLite's internal locks held by nobody, and the child hangs at its first SQLite call (the
+likely cause of a hang seen once in the tests: four processes forked beside ten idle logs'
+checkpoint threads, all four blocked until their join timed out). A background thread's
+SQLite work therefore runs under :func:`outside_fork`, and fork() waits for it
+(``os.register_at_fork``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from shared.data.generator import generate_month
+from shared.gunicorn_runner import worker_pids
 from shared.gunicorn_worker import DEFAULT_REQUESTS_PER_CONNECTION
 from shared.services import ServiceProcess, free_port, http_json, start_service
 from taxi_mlops.stack.processes import alive
@@ -69,10 +70,9 @@ def service(trained: tuple[Path, dict[str, str], Path]) -> Iterator[ServiceProce
 def _workers(master: int, expected: int = 2, timeout_s: float = 15.0) -> list[int]:
     """The master's children, waiting (bounded) until ``expected`` have forked: the service is
     healthy as soon as one worker answers."""
-    children = Path(f"/proc/{master}/task/{master}/children")
     deadline = time.monotonic() + timeout_s
     while True:
-        found = [int(p) for p in children.read_text().split()] if children.exists() else []
+        found = worker_pids(master) or []
         if len(found) >= expected or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

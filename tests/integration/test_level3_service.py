@@ -24,6 +24,7 @@ from shared.data.generator import generate_month
 from shared.data.schema import to_canonical
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.features import split_xy
+from shared.gunicorn_runner import worker_pids
 from shared.models import build_model, get_family
 from shared.services import free_port, http_json, start_service
 from shared.settings import Settings
@@ -153,16 +154,15 @@ def test_blue_green_lifecycle_under_load(isolated_home: Path) -> None:
 def test_a_worker_killed_mid_load_loses_nothing(isolated_home: Path) -> None:
     command, url, env = service_command(isolated_home)
     with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
-        workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
         with Traffic(url, retries=3) as traffic:
             time.sleep(3)
-            victim = int(workers.read_text().split()[0])
+            victim = worker_pids(svc.pid)[0]
             os.kill(victim, signal.SIGKILL)
             time.sleep(5)
         log = PredictionLog(isolated_home / "level3" / "predictions.db")
         logged = log.count()
         distinct = {r[2] for r in traffic.results}
-        assert len(workers.read_text().split()) == 2  # gunicorn replaced the dead worker
+        assert len(worker_pids(svc.pid)) == 2  # gunicorn replaced the dead worker
     results = traffic.results
     assert len(results) >= 1000
     assert [r for r in results if r[3] != 200] == []
@@ -175,10 +175,9 @@ def test_a_worker_killed_mid_load_leaves_every_answer_in_the_journal(isolated_ho
     every answered one is in the log once the dead worker's file is ingested."""
     command, url, env = service_command(isolated_home)
     with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
-        workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
         with Traffic(url, request_ids=False, prefix="journal") as traffic:
             time.sleep(3)
-            os.kill(int(workers.read_text().split()[0]), signal.SIGKILL)
+            os.kill(worker_pids(svc.pid)[0], signal.SIGKILL)
             time.sleep(3)
         log = PredictionLog(isolated_home / "level3" / "predictions.db")
         frame = log.frame()
@@ -226,13 +225,12 @@ def test_a_worker_started_after_a_promotion_holds_the_blue_a_rollback_restores(
     with start_service(command, url, isolated_home / "level3.log", env=env, timeout_s=120) as svc:
         admin("deploy", "--version", "2", "--share", "50")
         admin("promote")
-        workers = Path(f"/proc/{svc.pid}/task/{svc.pid}/children")
-        victim = int(workers.read_text().split()[0])
+        victim = worker_pids(svc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         # its replacement loads blue (v2) to serve, then the blue a rollback restores (v1)
         health = _every_worker_holds(url, victim, deadline_s=90)
         assert health["server"] == f"{socket.gethostname()}:{svc.pid}"
-        live = sorted(int(pid) for pid in workers.read_text().split())
+        live = worker_pids(svc.pid)
         assert sorted(int(w.rsplit(":", 1)[1]) for w in health["siblings"]) == live
         admin("rollback")
         time.sleep(SETTLE_S)
