@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,7 +138,9 @@ def test_metrics_add_up_across_workers(service: ServiceProcess) -> None:
         )
         return float(found.group(1)) if found else 0.0
 
-    start = before()
+    # what earlier tests' requests counted, once it is all written: a worker writes its counts
+    # every FLUSH_S, later on a loaded machine, and one still held would count here
+    start = _settled(before)
     with ThreadPoolExecutor(8) as pool:
         statuses = list(
             pool.map(
@@ -152,6 +154,17 @@ def test_metrics_add_up_across_workers(service: ServiceProcess) -> None:
     while (counted := before() - start) < 400 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert counted == 400
+
+
+def _settled(read: Callable[[], float], quiet_s: float = 0.5, timeout_s: float = 10.0) -> float:
+    """``read()`` once it has stayed the same for ``quiet_s``."""
+    value, since = read(), time.monotonic()
+    deadline = since + timeout_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (now := read()) != value:
+            value, since = now, time.monotonic()
+    return value
 
 
 def test_keep_alive_connections_close_after_their_share(service: ServiceProcess) -> None:
