@@ -8,6 +8,8 @@ is only imported by service factories.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import time
@@ -25,6 +27,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DURATION_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90)
@@ -166,6 +170,8 @@ class ServiceMetrics:
 
 #: how long a count may wait in a worker's memory before it reaches the metrics
 FLUSH_S = 0.05
+#: a flush that keeps failing is logged once in this many seconds
+_FAILURE_LOG_S = 60.0
 #: fork()s this process has come through as the child
 _FORKS = [0]
 #: held while a process's pending counts are made (a new lock after fork: one copied from the
@@ -208,13 +214,21 @@ class _Pending:
 
 def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
     """Flush every ``FLUSH_S`` for as long as the metrics exist (a weak reference: a test's
-    many short-lived apps do not leave a thread each)."""
+    many short-lived apps do not leave a thread each). A flush that fails is logged and the
+    loop goes on: were the thread to end, this worker's counts would reach the metrics only
+    when it serves a scrape itself, late and in a lump."""
+    failed_at = -math.inf
     while True:
         time.sleep(FLUSH_S)
         metrics = ref()
         if metrics is None:
             return
-        metrics.flush()
+        try:
+            metrics.flush()
+        except Exception:
+            if time.monotonic() - failed_at >= _FAILURE_LOG_S:  # not every FLUSH_S
+                failed_at = time.monotonic()
+                logger.exception("writing the metrics failed (will retry)")
         del metrics
 
 
