@@ -9,7 +9,6 @@ is only imported by service factories.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -170,7 +169,7 @@ class ServiceMetrics:
 
 #: how long a count may wait in a worker's memory before it reaches the metrics
 FLUSH_S = 0.05
-#: a flush that keeps failing is logged once in this many seconds
+#: a flush that keeps failing is logged once in this many seconds (not every FLUSH_S)
 _FAILURE_LOG_S = 60.0
 #: fork()s this process has come through as the child
 _FORKS = [0]
@@ -217,7 +216,7 @@ def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
     many short-lived apps do not leave a thread each). A flush that fails is logged and the
     loop goes on: were the thread to end, this worker's counts would reach the metrics only
     when it serves a scrape itself, late and in a lump."""
-    failed_at = -math.inf
+    quiet_until = 0.0  # until then, a failing flush is not logged again
     while True:
         time.sleep(FLUSH_S)
         metrics = ref()
@@ -226,8 +225,8 @@ def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
         try:
             metrics.flush()
         except Exception:
-            if time.monotonic() - failed_at >= _FAILURE_LOG_S:  # not every FLUSH_S
-                failed_at = time.monotonic()
+            if time.monotonic() >= quiet_until:
+                quiet_until = time.monotonic() + _FAILURE_LOG_S
                 logger.exception("writing the metrics failed (will retry)")
         del metrics
 
