@@ -91,23 +91,46 @@ class SlotManager:
         self._standby_retry_at: dict[int, float] = {}
         self.standby_retry_s = standby_retry_s
         self._lock = threading.Lock()
+        #: guards the cache and the loads under way; held for lookups, never during a load
+        self._cache_lock = threading.Lock()
+        #: versions being loaded now, by any thread: a second caller waits for that load
+        self._loading: dict[int, threading.Event] = {}
         self._poller_pid: int | None = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
     def prepare(self, version: int) -> ServingModel:
         """Load a version, build its serving form (compiled when that gives the Pipeline's
-        answers) and health-check it (cached). Raises if it is unusable."""
-        cached = self._cache.get(version)
-        if cached is not None:
-            return cached
+        answers) and health-check it (cached). Raises if it is unusable. A version is loaded
+        by one thread at a time: a rollback that needs the standby the poller is loading
+        waits for that load instead of running a second one (seconds of a worker's CPU)."""
+        while True:
+            with self._cache_lock:
+                cached = self._cache.get(version)
+                if cached is not None:
+                    return cached
+                under_way = self._loading.get(version)
+                if under_way is None:
+                    done = self._loading[version] = threading.Event()
+                    break
+            # the other load either cached the model, or failed: then this caller loads
+            under_way.wait()
+        try:
+            model = self._build(version)
+            with self._cache_lock:
+                self._cache[version] = model
+            return model
+        finally:
+            with self._cache_lock:
+                del self._loading[version]
+            done.set()
+
+    def _build(self, version: int) -> ServingModel:
         model = serving_model(
             self.load(version), compile_it=self.compile_models, native_dir=self.native_dir
         )
         logger.info("v%s serves through %s: %s", version, model.engine, model.reason)
         health_check(model)
-        # the model, not a second lookup: a refresh in another thread may replace the cache
-        self._cache[version] = model
         return model
 
     def refresh(self) -> Active:
@@ -129,7 +152,8 @@ class SlotManager:
             # Keep what the state uses, and the blue a promotion replaced: a rollback is then a
             # swap on every worker that still holds it, not a reload from the registry.
             kept = {*models, state.previous_blue}
-            self._cache = {v: m for v, m in self._cache.items() if v in kept}
+            with self._cache_lock:
+                self._cache = {v: m for v, m in self._cache.items() if v in kept}
             return self.active
 
     def hold_standby(self) -> None:
@@ -143,8 +167,8 @@ class SlotManager:
             return
         if monotonic() < self._standby_retry_at.get(version, 0.0):
             return
-        # not under the lock, as a deploy's load is not: an admin call's refresh does not wait
-        # seconds for it (a refresh that drops it in the meantime costs one more load)
+        # not under the slots' lock: an admin call's refresh does not wait seconds for it,
+        # unless it needs this very version (prepare: one load of a version at a time)
         try:
             self.prepare(version)
         except Exception as exc:
@@ -162,7 +186,10 @@ class SlotManager:
         if self._poller_pid == os.getpid():
             return
         self._poller_pid = os.getpid()
-        self._lock = threading.Lock()  # a lock copied by fork() may be held by a dead thread
+        # locks and loads copied by fork() may belong to threads that do not exist here
+        self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._loading = {}
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="deployment-poller", daemon=True)
         self._poller.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,15 @@ class Constant:
 def change(store: st.StateStore, step: Callable[[st.DeploymentState], st.DeploymentState]) -> None:
     current = store.current()
     store.write(step(current), current.generation)
+
+
+def promoted(tmp_path: Path) -> st.StateStore:
+    """A state store after v1 booted and v2 was deployed and promoted: v1 is the standby."""
+    store = st.StateStore(tmp_path / "deployment.db")
+    change(store, lambda s: st.start(s, 1, "boot", "test"))
+    change(store, lambda s: st.deploy(s, 2, 10.0, st.Mode.AB, "new month", "test"))
+    change(store, lambda s: st.promote(s, "better", "test"))
+    return store
 
 
 def test_a_rollback_after_a_promotion_swaps_in_the_blue_it_kept(tmp_path: Path) -> None:
@@ -57,10 +67,7 @@ def test_a_standby_that_failed_to_load_is_tried_again_later_not_every_poll(
 ) -> None:
     import level3_deployment.slots as slots_module
 
-    store = st.StateStore(tmp_path / "deployment.db")
-    change(store, lambda s: st.start(s, 1, "boot", "test"))
-    change(store, lambda s: st.deploy(s, 2, 10.0, st.Mode.AB, "new month", "test"))
-    change(store, lambda s: st.promote(s, "better", "test"))
+    store = promoted(tmp_path)  # blue v2, v1 the standby
     attempts: list[int] = []
     failing = {1}
 
@@ -84,3 +91,75 @@ def test_a_standby_that_failed_to_load_is_tried_again_later_not_every_poll(
     slots.hold_standby()
     slots.hold_standby()
     assert (attempts, slots.standby()) == ([2, 1, 1], (1, True))
+
+
+def test_a_rollback_during_the_standby_load_waits_for_it_and_does_not_load_again(
+    tmp_path: Path,
+) -> None:
+    store = promoted(tmp_path)  # blue v2, v1 the standby
+    loads: list[int] = []
+    standby_started, release = threading.Event(), threading.Event()
+
+    def load(version: int) -> Constant:
+        loads.append(version)
+        if version == 1:  # the standby: the poller is still loading it when the rollback comes
+            standby_started.set()
+            assert release.wait(10)
+        return Constant(version)
+
+    # a worker started after the promotion: blue (v2), then the standby (v1) in the background
+    slots = SlotManager(store, load, poll_s=60, compile_models=False)
+    slots.refresh()
+    poller = threading.Thread(target=slots.hold_standby)
+    poller.start()
+    assert standby_started.wait(10)
+    change(store, lambda s: st.rollback(s, "drill", "test"))
+    admin = threading.Thread(target=slots.refresh)  # the rollback call's refresh
+    admin.start()
+    admin.join(0.2)
+    assert admin.is_alive()  # it needs v1, which is being loaded: it waits for that load
+    release.set()
+    poller.join(10)
+    admin.join(10)
+    active = slots.active
+    assert (active.state.blue, sorted(active.models), active.errors) == (1, [1, 2], {})
+    assert loads == [2, 1]  # v1 loaded once, by the poller
+
+
+def test_when_the_load_being_waited_for_fails_the_waiter_loads_the_version_itself(
+    tmp_path: Path,
+) -> None:
+    store = st.StateStore(tmp_path / "deployment.db")
+    loads: list[int] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def load(version: int) -> Constant:
+        loads.append(version)
+        if len(loads) == 1:
+            first_started.set()
+            assert release.wait(10)
+            raise OSError("registry unreachable")
+        return Constant(version)
+
+    slots = SlotManager(store, load, poll_s=60, compile_models=False)
+    failures: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            slots.prepare(7)
+        except OSError as exc:
+            failures.append(exc)
+
+    loader = threading.Thread(target=first)
+    loader.start()
+    assert first_started.wait(10)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(slots.prepare(7)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()
+    release.set()
+    loader.join(10)
+    waiter.join(10)
+    assert len(failures) == 1 and len(got) == 1
+    assert loads == [7, 7]  # the failed load, then the waiter's own
