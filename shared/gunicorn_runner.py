@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from gunicorn.app.base import BaseApplication
 
 from shared.gunicorn_worker import (
@@ -134,14 +135,23 @@ def _post_worker_init(worker: Any) -> None:
 
 
 def worker_pids(master_pid: int) -> list[int] | None:
-    """The processes a gunicorn master runs now (its children), from Linux's
-    ``/proc/<pid>/task/<pid>/children`` (the master forks its workers from its main thread);
-    None where that cannot be read (another OS, a kernel without it, the master gone)."""
+    """The processes a gunicorn master runs now (its children): on Linux from
+    ``/proc/<pid>/task/<pid>/children`` (the master forks its workers from its main thread),
+    one read where psutil would scan every process (level 3's /health asks on every answer);
+    elsewhere (macOS, a kernel without that file) from psutil. None when neither can tell
+    (the master gone)."""
     try:
         text = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text()
     except OSError:
-        return None
+        return _children_by_psutil(master_pid)
     return sorted(int(pid) for pid in text.split())
+
+
+def _children_by_psutil(master_pid: int) -> list[int] | None:
+    try:
+        return sorted(child.pid for child in psutil.Process(master_pid).children())
+    except psutil.Error:
+        return None
 
 
 def run(factory: Callable[[], Any], options: ServerOptions) -> None:
