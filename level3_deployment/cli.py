@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from level1_devops.cli import threads_option
-from level3_deployment.client import AdminClient
+from level3_deployment.client import AdminClient, AdminError
 from shared.cli_output import emit, fail, json_option
 from shared.settings import admin_token, feedback_token, get_settings
 
@@ -120,7 +120,8 @@ def _check_registry(model_name: str, version: int | None) -> None:
 
 def _admin(url: str) -> AdminClient:
     """The admin client for ``url`` (its errors end the command with a clean message)."""
-    return AdminClient(url, admin_token(get_settings()), timeout_s=60)
+    settings = get_settings()
+    return AdminClient(url, admin_token(settings), timeout_s=60, workers=settings.level3_workers)
 
 
 def _settings_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -135,6 +136,43 @@ def url_option(func: Any) -> Any:
         callback=_settings_url,
         help="The level-3 service [default: TAXI_MLOPS_LEVEL3_URL, else http://127.0.0.1:8100].",
     )(func)
+
+
+def wait_option(func: Any) -> Any:
+    """``--wait/--no-wait`` and ``--wait-timeout`` for the commands that change the deployment."""
+    func = click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        help="Seconds to wait for every worker before giving up (the change stays stored).",
+    )(func)
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Return once every worker serves the change (TAXI_MLOPS_LEVEL3_WORKERS says how "
+        "many there are behind a load balancer); --no-wait: once it is stored and the worker "
+        "that took the call serves it, the others within a poll (0.5 s).",
+    )(func)
+
+
+def _changed(admin: AdminClient, state: dict[str, Any], wait: bool, timeout_s: float) -> None:
+    """Report a change the service has stored, once every worker serves it (``wait``): a
+    smoke test or a caller's next step then sees it on whichever worker answers."""
+    if wait:
+        try:
+            admin.settle(timeout_s, state)
+        except AdminError as exc:
+            raise AdminError(
+                f"generation {state['generation']} is stored, but not yet served everywhere: {exc}"
+            ) from None
+    lines = _state_lines(state)
+    if state.get("registry_error"):
+        lines.append(
+            f"warning: the registry's history did not record it: {state['registry_error']}"
+        )
+    emit({"ok": True, "state": state, "served_everywhere": wait}, lines)
 
 
 def _state_lines(state: dict) -> list[str]:
@@ -155,42 +193,54 @@ def _state_lines(state: dict) -> list[str]:
 @click.option("--mode", type=click.Choice(["ab", "shadow"]), default="ab", show_default=True)
 @click.option("--reason", default=None)
 @url_option
+@wait_option
 @json_option
-def deploy(version: int, share: float, mode: str, reason: str | None, url: str) -> None:
+def deploy(
+    version: int,
+    share: float,
+    mode: str,
+    reason: str | None,
+    url: str,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
     """Load a registry version into green (warm-up, health check), then route SHARE % to it."""
-    state = _admin(url).deploy(version, share, mode, reason)
-    emit({"ok": True, "state": state}, _state_lines(state))
+    admin = _admin(url)
+    _changed(admin, admin.deploy(version, share, mode, reason), wait, wait_timeout)
 
 
 @level3.command("set-split")
 @click.option("--share", type=click.FloatRange(0, 100), required=True)
 @click.option("--mode", type=click.Choice(["ab", "shadow", "off"]), default="ab", show_default=True)
 @url_option
+@wait_option
 @json_option
-def set_split(share: float, mode: str, url: str) -> None:
+def set_split(share: float, mode: str, url: str, wait: bool, wait_timeout: float) -> None:
     """Change green's share of traffic (sticky and monotone per ride id)."""
-    state = _admin(url).set_split(share, mode)
-    emit({"ok": True, "state": state}, _state_lines(state))
+    admin = _admin(url)
+    _changed(admin, admin.set_split(share, mode), wait, wait_timeout)
 
 
 @level3.command()
 @click.option("--reason", default=None)
 @url_option
+@wait_option
 @json_option
-def promote(reason: str | None, url: str) -> None:
+def promote(reason: str | None, url: str, wait: bool, wait_timeout: float) -> None:
     """Green becomes blue for every worker at once; the champion alias moves."""
-    state = _admin(url).promote(reason)
-    emit({"ok": True, "state": state}, _state_lines(state))
+    admin = _admin(url)
+    _changed(admin, admin.promote(reason), wait, wait_timeout)
 
 
 @level3.command()
 @click.option("--reason", default=None)
 @url_option
+@wait_option
 @json_option
-def rollback(reason: str | None, url: str) -> None:
+def rollback(reason: str | None, url: str, wait: bool, wait_timeout: float) -> None:
     """Green gets no traffic; right after a promotion, the previous blue comes back."""
-    state = _admin(url).rollback(reason)
-    emit({"ok": True, "state": state}, _state_lines(state))
+    admin = _admin(url)
+    _changed(admin, admin.rollback(reason), wait, wait_timeout)
 
 
 @level3.command()

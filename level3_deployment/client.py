@@ -22,6 +22,9 @@ class AdminClient:
     url: str
     token: str
     timeout_s: float = 120.0
+    #: how many workers serve ``url`` in all (replicas behind a balancer); None: what the
+    #: answering service says it runs (see :func:`wait_until_served`)
+    workers: int | None = None
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
@@ -78,11 +81,11 @@ class AdminClient:
             query |= {"test": "sequential", "margin": sequential[0], "tuned_for": sequential[1]}
         return dict(self.call("GET", f"/admin/ab-report?{urlencode(query)}"))
 
-    def settle(self, timeout_s: float = 60.0, workers: int | None = None) -> None:
-        """Wait until every worker serves the latest deployment state (workers apply a change
-        within a poll interval: a caller that must not race it, such as a replay routing its
-        next month, waits here). ``workers``: see :func:`wait_until_served`."""
-        wait_until_served(self.url, self.state(), timeout_s, workers)
+    def settle(self, timeout_s: float = 60.0, state: dict[str, Any] | None = None) -> None:
+        """Wait until every worker serves ``state`` (by default the latest deployment state):
+        workers apply a change within a poll interval, and a caller that must not race it (the
+        `level3` change commands, a replay routing its next month) waits here."""
+        wait_until_served(self.url, state or self.state(), timeout_s, self.workers)
 
 
 def served_state(state: dict[str, Any]) -> tuple[int, int | None]:

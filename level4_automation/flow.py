@@ -108,7 +108,7 @@ def build_context(settings: Settings, policy: Policy, level3_url: str) -> loop.L
         policy=policy,
         log=PredictionLog(where.predictions),
         store=MonitoringStore(where.loop),
-        level3=Level3Client(level3_url, admin_token(settings)),
+        level3=Level3Client(level3_url, admin_token(settings), workers=settings.level3_workers),
         alerter=Alerter(policy.alerts.webhook_url, policy.alerts.timeout_s),
         references=reference_source(settings),
         retrain=retrainer(settings, policy),

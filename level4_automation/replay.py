@@ -157,7 +157,7 @@ def _replay_month(run: _Run, index: int, month: str) -> ReplayRow:
     config, url = run.config, run.url
     for injection in config.injections:
         if injection.month == month and injection.kind == "bad-candidate":
-            admin = AdminClient(url, admin_token(run.settings))
+            admin = _admin(run)
             _deploy_bad_candidate(run.frames[config.months[index - 1]], run, admin)
             admin.settle()
     frame = inject(run.frames[month], month, config.injections, config.seed + index)
@@ -231,8 +231,13 @@ def _serve_month(run: _Run, month: str, frame: pd.DataFrame, actual: np.ndarray)
             start=edges[k], end=edges[k + 1], policy_path=str(run.policy_file), level3_url=url
         )
         served.decisions.append(cycle.decision)
-        AdminClient(url, admin_token(run.settings)).settle()
+        _admin(run).settle()
     return served
+
+
+def _admin(run: _Run) -> AdminClient:
+    """The admin client of the replay's service (all its workers, behind a balancer too)."""
+    return AdminClient(run.url, admin_token(run.settings), workers=run.settings.level3_workers)
 
 
 def _oracle(run: _Run, previous: pd.DataFrame, previous_month: str) -> Any:

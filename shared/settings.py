@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     #: the level-3 service the level-3 admin commands and level 4 talk to (a load balancer in
     #: front of replicas, in scale-out mode)
     level3_url: str = "http://127.0.0.1:8100"
+    #: how many gunicorn workers serve ``level3_url`` in all (replicas x workers, behind a load
+    #: balancer): a deployment change is done once that many have applied it. Unset: the count
+    #: the answering service reports, right for one service, too few behind a balancer
+    level3_workers: int | None = Field(default=None, ge=1, le=1024)
 
     #: all operational state (level 3's deployments and prediction log, level 4's loop state,
     #: decisions and lock) in one database that every machine shares: a SQLAlchemy URL, e.g.

@@ -20,7 +20,6 @@ from typing import Any
 
 import click
 
-from level3_deployment.client import AdminClient
 from shared.cli_options import (
     data_dir_option,
     months_option,
@@ -31,7 +30,6 @@ from shared.cli_options import (
 from shared.cli_output import emit, is_json, json_option
 from shared.errors import ConfigError
 from shared.services import free_port, http_json, start_service
-from shared.settings import admin_token, get_settings
 from taxi_mlops import report
 from taxi_mlops.steps import Say, cli, month_files, run_cli
 
@@ -251,8 +249,7 @@ def _level3_drill(run: _Run, m2: str, m3: str, trials: str) -> tuple[dict[str, A
                 service.url,
             ],
         )
-        admin = AdminClient(service.url, admin_token(get_settings()))
-        admin.settle()  # every worker serves it: the deployment is done
+        # each command returns once every worker serves its change: the deployment is done
         deployed_s = time.perf_counter() - started
         served = _predicts(service.url)["model_version"]
         started = time.perf_counter()
@@ -260,7 +257,6 @@ def _level3_drill(run: _Run, m2: str, m3: str, trials: str) -> tuple[dict[str, A
             "level3_rollback",
             ["level3", "rollback", "--reason", "compare: rollback drill", "--url", service.url],
         )
-        admin.settle()
         rollback_s = round(time.perf_counter() - started, 3)
         after = _predicts(service.url)["model_version"]
     if served != version or after != blue_before:

@@ -175,6 +175,8 @@ class Plan:
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "PREFECT_API_URL": self.prefect_api_url,
             "TAXI_MLOPS_LEVEL3_URL": self.level3_url,
+            # a deployment change is done once every worker of every replica serves it
+            "TAXI_MLOPS_LEVEL3_WORKERS": str(self.replicas * self.level3_workers),
         }
 
     def s3_env(self) -> dict[str, str]:

@@ -106,3 +106,13 @@ def test_level4_runs_on_a_schedule_against_the_replicas_behind_nginx() -> None:
     env = COMPOSE["x-platform"]["environment"]
     assert env["TAXI_MLOPS_LEVEL3_URL"] == f"http://nginx:{nginx.COMPOSE_PORT}"
     assert env["TAXI_MLOPS_STATE_DB_URL"].startswith("postgresql+psycopg2://")
+
+
+def test_clients_wait_for_every_worker_of_every_replica() -> None:
+    """A `level3` change through nginx is done once TAXI_MLOPS_LEVEL3_WORKERS workers serve it:
+    the replicas' workers in all, or a change would count done while one replica lags."""
+    replicas = [s for s in SERVICES.values() if s.get("command", [])[:2] == ["level3", "serve"]]
+    workers = [int(s["command"][s["command"].index("--workers") + 1]) for s in replicas]
+    env = COMPOSE["x-platform"]["environment"]
+    assert len(replicas) == 2
+    assert int(env["TAXI_MLOPS_LEVEL3_WORKERS"]) == sum(workers)

@@ -44,6 +44,7 @@ def test_ports_are_offsets_of_one_base(monkeypatch: pytest.MonkeyPatch) -> None:
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:24010",
         "PREFECT_API_URL": "http://127.0.0.1:24020/api",
         "TAXI_MLOPS_LEVEL3_URL": "http://127.0.0.1:24000",
+        "TAXI_MLOPS_LEVEL3_WORKERS": "4",  # 2 replicas x 2 workers
     }
 
 
