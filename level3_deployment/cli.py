@@ -120,8 +120,7 @@ def _check_registry(model_name: str, version: int | None) -> None:
 
 def _admin(url: str) -> AdminClient:
     """The admin client for ``url`` (its errors end the command with a clean message)."""
-    settings = get_settings()
-    return AdminClient(url, admin_token(settings), timeout_s=60, workers=settings.level3_workers)
+    return AdminClient.of(url, get_settings(), timeout_s=60)
 
 
 def _settings_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from shared.errors import TaxiMlopsError
 from shared.services import http_json
+from shared.settings import Settings, admin_token
 
 
 class AdminError(TaxiMlopsError):
@@ -41,6 +42,15 @@ class AdminClient:
             message = answer.get("error") if isinstance(answer, dict) else str(answer)
             raise AdminError(f"level 3 {path}: HTTP {status}: {message}")
         return answer
+
+    @classmethod
+    def of(cls, url: str, settings: Settings, timeout_s: float = 120.0) -> Self:
+        """The client of ``url`` with the admin token. TAXI_MLOPS_LEVEL3_WORKERS counts the
+        workers behind TAXI_MLOPS_LEVEL3_URL (a balancer); any other URL (one replica, or a
+        service of its own) is counted by what it says it runs."""
+        url = url.rstrip("/")
+        workers = settings.level3_workers if url == settings.level3_url else None
+        return cls(url, admin_token(settings), timeout_s, workers)
 
     # ---------------------------------------------------------------------- the calls
     def status(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from level4_automation.policy import Policy, load_policy
 from level4_automation.store import Decision, MonitoringStore
 from shared.data.sources import MonthSource
 from shared.errors import ConfigError
-from shared.settings import Settings, admin_token, get_settings
+from shared.settings import Settings, get_settings
 from shared.statedb import state_locations
 
 
@@ -108,7 +108,7 @@ def build_context(settings: Settings, policy: Policy, level3_url: str) -> loop.L
         policy=policy,
         log=PredictionLog(where.predictions),
         store=MonitoringStore(where.loop),
-        level3=Level3Client(level3_url, admin_token(settings), workers=settings.level3_workers),
+        level3=Level3Client.of(level3_url, settings),
         alerter=Alerter(policy.alerts.webhook_url, policy.alerts.timeout_s),
         references=reference_source(settings),
         retrain=retrainer(settings, policy),

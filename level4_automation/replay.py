@@ -54,7 +54,7 @@ from shared.data.schema import DROPOFF, PICKUP
 from shared.data.validate import ValidationBounds, clean_trips
 from shared.errors import ConfigError
 from shared.services import free_port, http_json, start_service
-from shared.settings import Settings, admin_token, feedback_token
+from shared.settings import Settings, feedback_token
 from shared.statedb import state_locations
 
 __all__ = ["Injection", "ReplayConfig", "run_replay"]
@@ -237,7 +237,7 @@ def _serve_month(run: _Run, month: str, frame: pd.DataFrame, actual: np.ndarray)
 
 def _admin(run: _Run) -> AdminClient:
     """The admin client of the replay's service (all its workers, behind a balancer too)."""
-    return AdminClient(run.url, admin_token(run.settings), workers=run.settings.level3_workers)
+    return AdminClient.of(run.url, run.settings)
 
 
 def _oracle(run: _Run, previous: pd.DataFrame, previous_month: str) -> Any:

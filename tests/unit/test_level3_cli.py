@@ -99,13 +99,29 @@ def test_behind_a_balancer_it_waits_for_every_replicas_workers(
     service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, services = service
+    monkeypatch.setenv("TAXI_MLOPS_LEVEL3_URL", url)
     monkeypatch.setenv("TAXI_MLOPS_LEVEL3_WORKERS", "4")
     fake = Service([("a:1", NEW), ("a:2", NEW), ("b:1", NEW), ("b:2", NEW), ("b:3", OLD)])
     services.append(fake)
-    code, out = deploy(url, "--json")
-    assert code == 0, out
-    assert json.loads(out)["served_everywhere"] is True
+    result = CliRunner().invoke(main, ["level3", "deploy", "--version", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["served_everywhere"] is True
     assert fake.asked.count("/health") == 4  # each replica says it runs 2: not done at 2
+
+
+def test_one_replica_by_its_own_url_is_counted_by_what_it_runs(
+    service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TAXI_MLOPS_LEVEL3_WORKERS counts the workers behind TAXI_MLOPS_LEVEL3_URL, not behind
+    a --url that names one replica: that one could never show 4."""
+    url, services = service
+    monkeypatch.setenv("TAXI_MLOPS_LEVEL3_URL", "http://balancer.example:8100")
+    monkeypatch.setenv("TAXI_MLOPS_LEVEL3_WORKERS", "4")
+    fake = Service([("a:1", NEW), ("a:2", NEW), ("a:3", OLD)])
+    services.append(fake)
+    code, out = deploy(url, "--wait-timeout", "5")
+    assert code == 0, out
+    assert fake.asked.count("/health") == 2
 
 
 def test_a_worker_that_never_applies_it_ends_with_what_was_stored(service) -> None:
