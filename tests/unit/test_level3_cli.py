@@ -27,14 +27,16 @@ OLD = {**NEW, "generation": 6, "green": None, "mode": "off", "green_percent": 0.
 class Service:
     """The admin API's answer to any change, and /health's answers in order (the last repeats)."""
 
-    def __init__(self, health: list[tuple[str, dict]], workers: int = 2) -> None:
-        self.health, self.workers = health, workers
+    def __init__(
+        self, health: list[tuple[str, dict]], workers: int = 2, change: dict = NEW
+    ) -> None:
+        self.health, self.workers, self.change = health, workers, change
         self.asked: list[str] = []  # the paths called, in order
 
     def answer(self, path: str) -> dict:
         self.asked.append(path)
         if path.startswith("/admin/"):
-            return NEW
+            return self.change
         seen = sum(1 for p in self.asked if p == "/health")
         worker, state = self.health[min(seen, len(self.health)) - 1]
         return {**state, "status": "ok", "worker": worker, "workers": self.workers}
@@ -132,3 +134,14 @@ def test_a_worker_that_never_applies_it_ends_with_what_was_stored(service) -> No
     assert "generation 7 is stored, but not yet served everywhere" in out
     assert "1 worker(s) applied generation 7 in 0.5 s" in out
     assert "Traceback" not in out
+
+
+def test_a_change_the_registry_did_not_record_is_reported_not_hidden(service) -> None:
+    url, services = service
+    unrecorded = {**NEW, "registry_error": "MlflowException: 503 from the tracking server"}
+    services.append(Service([("h:1", NEW), ("h:2", NEW)], change=unrecorded))
+    result = CliRunner().invoke(main, ["level3", "promote", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "warning: the registry's history did not record it: MlflowException: 503" in (
+        result.output
+    )
