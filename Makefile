@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): most tests wait on one subprocess at a time, so two workers
 # roughly halve the suite on a 2-core machine; at most 4 elsewhere. PYTEST_WORKERS=0: in process.
 PYTEST_WORKERS ?= auto
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 # workflow targets (GitHub Actions call these; so can you)
 TRAIN_ARGS ?= --generated --train-months 2019-01 --val-month 2019-02 --rows 20000 --trials 3
 LEVEL3_URL ?= http://127.0.0.1:8100

@@ -35,16 +35,20 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the slowest test modules, slowest first (from `make test`'s durations). With ``--dist
 #: loadfile`` each module is one unit of work, handed out in collection order: the longest first,
 #: so the two workers finish together instead of one waiting on a long module started last.
+#: ``--no-loadscope-reorder`` (Makefile) keeps that order: by default xdist hands out the modules
+#: with the most tests first, which put these (a few tests each) last.
 HEAVIEST = (
+    "test_readme_commands.py",
     "test_stack.py",
     "test_level4_replay.py",
     "test_compare.py",
     "test_demo.py",
+    "test_level2_kfp.py",
     "test_level3_service.py",
+    "test_level2_flow.py",
+    "test_infra_local.py",
     "test_level2_cli.py",
     "test_hostile_input.py",
-    "test_infra_local.py",
-    "test_readme_commands.py",
 )
 
 
