@@ -28,6 +28,12 @@ for _key, _value in {
     os.environ[_key] = _value
 for _key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
     os.environ.pop(_key, None)
+# Two test workers share the 2 cores of CI with the servers their tests start. OpenMP's default,
+# a thread per core in every process, oversubscribes them (the HGB fits of every training run,
+# tree scoring in the services), and OpenMP threads spin while they wait for each other. One
+# thread a process unless the caller says otherwise; scikit-learn's histogram boosting gives
+# the same model whatever its thread count, so every figure the suite checks stays the same.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 
