@@ -64,7 +64,7 @@ def serve(
     # migration lock at once (and, on a new SQLite file, race to switch it to WAL).
     from level3_deployment.prediction_log import PredictionLog
     from level3_deployment.routing import Variant
-    from level3_deployment.service import Pin, ensure_pinned
+    from level3_deployment.service import Pin, ensure_pinned  # and MLflow: the workers fork it
     from level3_deployment.state import StateStore
     from shared.statedb import state_locations
 
@@ -91,31 +91,21 @@ def serve(
 
 
 def _check_registry(model_name: str, version: int | None) -> None:
-    """Refuse to start without a champion (or the pinned version), with a clear message. Runs
-    in a child process: it
-    also creates an empty MLflow store's schema once, before gunicorn forks workers that would
-    otherwise race to create it, and keeps MLflow's connections out of the master."""
-    import json
-    import subprocess
-    import sys
+    """Refuse to start without a champion (or the pinned version), with a clear message.
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "taxi_mlops", "level2", "status", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    Runs in a child forked from the master: the master has imported MLflow already, so the
+    check costs no interpreter start, and MLflow's connections (and, on an empty SQLite store,
+    the schema it creates, once, before workers could race to create it) stay out of the
+    process the workers fork from."""
+    from level3_deployment.service import registry_problem
+    from shared.forked import ForkedError, call_in_fork
+
     try:
-        status = json.loads(completed.stdout)
-    except json.JSONDecodeError:
-        fail(f"cannot read the model registry: {completed.stderr.strip()[-500:]}")
-    if not status.get("ok"):
-        fail(f"cannot read the model registry: {status.get('error')}")
-    if version is not None:
-        if version not in {v["version"] for v in status.get("versions", [])}:
-            fail(f"--pin-version: {model_name} has no version {version} in the registry")
-    elif "champion" not in status.get("aliases", {}):
-        fail(f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first")
+        problem = call_in_fork(registry_problem, model_name, version)
+    except ForkedError as exc:
+        fail(f"cannot read the model registry: {exc}")
+    if problem is not None:
+        fail(problem)
 
 
 def _admin(url: str) -> AdminClient:

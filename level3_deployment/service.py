@@ -64,6 +64,27 @@ def ensure_pinned(store: st.StateStore, version: int) -> st.DeploymentState:
         return store.current()
 
 
+def registry_problem(name: str, version: int | None) -> str | None:
+    """Why the service cannot start on this registry (None: it can): no champion, or no
+    ``version`` to pin. Reads the tracking store the environment names; a store it cannot
+    read raises (an unreachable server is not an empty registry)."""
+    client = MlflowClient()
+    try:
+        if version is not None:
+            client.get_model_version(name, str(version))
+            return None
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        model = None
+    if version is not None:
+        return f"--pin-version: {name} has no version {version} in the registry"
+    if model is None or "champion" not in model.aliases:
+        return f"no champion for {name} in the registry: run `taxi-mlops level2 train` first"
+    return None
+
+
 def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
     """Load a registry version's pipeline; a version the registry lacks is
     :class:`UnknownVersion` (a 404 for a deploy), not a load failure."""

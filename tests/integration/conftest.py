@@ -64,7 +64,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
+    # only the API: these tests run flows and read nothing back from Prefect, and the
+    # scheduler, event and cleanup services would poll its database all session long
     command = [str(Path(sys.executable).with_name("prefect")), "server", "start"]
+    command += ["--no-services", "--no-ui"]
     env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     with start_service(
         [*command, "--host", "127.0.0.1", "--port", str(port)],

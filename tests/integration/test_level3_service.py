@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -241,22 +242,36 @@ def test_a_worker_started_after_a_promotion_holds_the_blue_a_rollback_restores(
         assert answers == {("blue", "1")}
 
 
-def test_serve_refuses_to_start_without_a_champion(tmp_path: Path) -> None:
-    """Also the case where two workers would race to create an empty MLflow store's schema."""
+def unreachable_server(tmp_path: Path) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("registry", "message"),
+    [
+        # also the case where two workers would race to create an empty store's schema
+        (lambda p: {"MLFLOW_TRACKING_URI": f"sqlite:///{p / 'empty.db'}"}, "no champion for"),
+        # an MLflow server that does not answer is not an empty registry
+        (unreachable_server, "cannot read the model registry: MlflowException: API request"),
+    ],
+    ids=["empty", "unreachable"],
+)
+def test_serve_refuses_to_start_without_a_champion(
+    tmp_path: Path, registry: Callable[[Path], dict[str, str]], message: str
+) -> None:
     completed = subprocess.run(
         [CLI, "level3", "serve", "--port", "1"],
         capture_output=True,
         text=True,
-        env={
-            **os.environ,
-            "TAXI_MLOPS_HOME": str(tmp_path / "empty"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
-        },
+        env={**os.environ, "TAXI_MLOPS_HOME": str(tmp_path / "home"), **registry(tmp_path)},
         timeout=120,
         check=False,
     )
     assert completed.returncode == 2, completed.stderr
-    assert "no champion for taxi-trip-duration" in completed.stderr
+    assert message in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
 
 

@@ -1,4 +1,8 @@
-"""The repository's linters, run as tests so `make test` (and CI) enforce them."""
+"""The repository's linters, run as tests so `make test` (and CI) enforce them.
+
+mypy is not repeated here: `make lint`, which runs it (the product packages, at the strictness
+pyproject.toml's [tool.mypy] sets), runs in full in tests/integration/test_workflow_steps.py,
+as ci.yml's lint job runs it on a fresh runner; a second run would cost ~45 s of CPU."""
 
 from __future__ import annotations
 
@@ -23,11 +27,6 @@ def check(*command: str) -> None:
 def test_ruff() -> None:
     check(str(BIN / "ruff"), "check", ".")
     check(str(BIN / "ruff"), "format", "--check", ".")
-
-
-def test_mypy() -> None:
-    """The product packages type-check at the strictness pyproject.toml's [tool.mypy] sets."""
-    check(str(BIN / "mypy"))
 
 
 def test_notebooks_have_no_outputs() -> None:
