@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
 
 HISTORY_PREFIX = "taxi_mlops.alias_event."
@@ -94,6 +95,32 @@ def history(client: MlflowClient, name: str) -> list[AliasEvent]:
         if key.startswith(HISTORY_PREFIX)
     ]
     return events
+
+
+def _absent(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def registered_model(client: MlflowClient, name: str) -> RegisteredModel | None:
+    """``name`` as the registry holds it, or None when it holds no such model. Any other failure
+    raises: a registry that cannot be read (an unreachable server) is not an empty one."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise
+
+
+def has_version(client: MlflowClient, name: str, version: int) -> bool:
+    """Whether the registry holds ``version`` of ``name`` (other failures raise, as above)."""
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _absent(exc):
+            return False
+        raise
+    return True
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, int]:

@@ -10,7 +10,6 @@ from typing import Any
 import mlflow.sklearn
 from flask import Flask
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from level2_training import registry
 from level3_deployment import state as st
@@ -38,9 +37,7 @@ def ensure_started(
         return current
     champion = registry.alias_version(client, model_name, registry.CHAMPION)
     if champion is None:
-        raise ConfigError(
-            f"no champion for {model_name} in the registry: run `taxi-mlops level2 train` first"
-        )
+        raise ConfigError(no_champion(model_name))
     try:
         return store.write(
             st.start(current, champion, f"serve the champion v{champion}", getpass.getuser()),
@@ -64,24 +61,22 @@ def ensure_pinned(store: st.StateStore, version: int) -> st.DeploymentState:
         return store.current()
 
 
+def no_champion(name: str) -> str:
+    return f"no champion for {name} in the registry: run `taxi-mlops level2 train` first"
+
+
 def registry_problem(name: str, version: int | None) -> str | None:
     """Why the service cannot start on this registry (None: it can): no champion, or no
     ``version`` to pin. Reads the tracking store the environment names; a store it cannot
     read raises (an unreachable server is not an empty registry)."""
     client = MlflowClient()
-    try:
-        if version is not None:
-            client.get_model_version(name, str(version))
-            return None
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        model = None
     if version is not None:
+        if registry.has_version(client, name, version):
+            return None
         return f"--pin-version: {name} has no version {version} in the registry"
-    if model is None or "champion" not in model.aliases:
-        return f"no champion for {name} in the registry: run `taxi-mlops level2 train` first"
+    model = registry.registered_model(client, name)
+    if model is None or registry.CHAMPION not in model.aliases:
+        return no_champion(name)
     return None
 
 
@@ -90,12 +85,8 @@ def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
     :class:`UnknownVersion` (a 404 for a deploy), not a load failure."""
 
     def load(version: int) -> Any:
-        try:
-            client.get_model_version(name, str(version))
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise UnknownVersion(f"{name} has no version {version} in the registry") from None
-            raise
+        if not registry.has_version(client, name, version):
+            raise UnknownVersion(f"{name} has no version {version} in the registry")
         return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
     return load
