@@ -11,18 +11,29 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
 
+from shared.errors import TaxiMlopsError
+
 HISTORY_PREFIX = "taxi_mlops.alias_event."
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # the version level 3 serves as green
+
+T = TypeVar("T")
+
+
+class RegistryUnavailableError(TaxiMlopsError):
+    """The registry could not be read (an MLflow server that does not answer, a store that
+    fails): not an empty registry. A lookup that took it for one would, say, find no champion
+    and promote an untested candidate."""
 
 
 @dataclass(frozen=True)
@@ -40,20 +51,15 @@ class AliasEvent:
 
 
 def ensure_registered_model(client: MlflowClient, name: str) -> None:
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
+    if registered_model(client, name) is None:
         client.create_registered_model(
             name, description="NYC taxi trip duration (minutes). Aliases: champion, candidate."
         )
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
-    """The version an alias points at, or None. (The local store returns int, REST returns str.)"""
-    try:
-        return int(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    """The version an alias points at, or None when the model or the alias is not there."""
+    return aliases(client, name).get(alias)
 
 
 def record_event(client: MlflowClient, name: str, event: AliasEvent) -> AliasEvent:
@@ -84,11 +90,9 @@ def keep_alias(
 
 
 def history(client: MlflowClient, name: str) -> list[AliasEvent]:
-    """All recorded events, oldest first."""
-    try:
-        tags = client.get_registered_model(name).tags
-    except MlflowException:
-        return []
+    """All recorded events, oldest first (none for a model the registry does not hold)."""
+    model = registered_model(client, name)
+    tags = {} if model is None else model.tags
     events = [
         AliasEvent(**json.loads(value))
         for key, value in sorted(tags.items())
@@ -97,36 +101,32 @@ def history(client: MlflowClient, name: str) -> list[AliasEvent]:
     return events
 
 
-def _absent(exc: MlflowException) -> bool:
-    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+def _lookup(call: Callable[[], T]) -> T | None:
+    """``call()``, or None when the registry holds no such model or version. Any other
+    failure is :class:`RegistryUnavailableError`."""
+    try:
+        return call()
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise RegistryUnavailableError(f"cannot read the model registry: {exc.message}") from exc
 
 
 def registered_model(client: MlflowClient, name: str) -> RegisteredModel | None:
-    """``name`` as the registry holds it, or None when it holds no such model. Any other failure
-    raises: a registry that cannot be read (an unreachable server) is not an empty one."""
-    try:
-        return client.get_registered_model(name)
-    except MlflowException as exc:
-        if _absent(exc):
-            return None
-        raise
+    """``name`` as the registry holds it, or None when it holds no such model."""
+    return _lookup(lambda: client.get_registered_model(name))
 
 
 def has_version(client: MlflowClient, name: str, version: int) -> bool:
-    """Whether the registry holds ``version`` of ``name`` (other failures raise, as above)."""
-    try:
-        client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if _absent(exc):
-            return False
-        raise
-    return True
+    """Whether the registry holds ``version`` of ``name``."""
+    return _lookup(lambda: client.get_model_version(name, str(version))) is not None
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, int]:
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException:
+    """Each alias of ``name`` and its version (none for a model the registry does not hold).
+    (The local store gives versions as integers, an MLflow server as text.)"""
+    model = registered_model(client, name)
+    if model is None:
         return {}
     return {alias: int(version) for alias, version in model.aliases.items()}
 

@@ -66,17 +66,19 @@ def no_champion(name: str) -> str:
 
 
 def registry_problem(name: str, version: int | None) -> str | None:
-    """Why the service cannot start on this registry (None: it can): no champion, or no
-    ``version`` to pin. Reads the tracking store the environment names; a store it cannot
-    read raises (an unreachable server is not an empty registry)."""
+    """Why the service cannot start on this registry (None: it can): no champion, no
+    ``version`` to pin, or a registry it cannot read (the tracking store the environment
+    names: an unreachable server is not an empty registry)."""
     client = MlflowClient()
-    if version is not None:
-        if registry.has_version(client, name, version):
-            return None
-        return f"--pin-version: {name} has no version {version} in the registry"
-    model = registry.registered_model(client, name)
-    if model is None or registry.CHAMPION not in model.aliases:
-        return no_champion(name)
+    try:
+        if version is not None:
+            if registry.has_version(client, name, version):
+                return None
+            return f"--pin-version: {name} has no version {version} in the registry"
+        if registry.alias_version(client, name, registry.CHAMPION) is None:
+            return no_champion(name)
+    except registry.RegistryUnavailableError as exc:
+        return str(exc)
     return None
 
 

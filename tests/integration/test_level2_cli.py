@@ -71,6 +71,19 @@ def test_history_and_status(trained_home: Path) -> None:
     assert status["versions"][0]["family"] in ("ridge", "hgb")
 
 
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_a_registry_that_cannot_be_read_is_an_error_not_an_empty_registry(
+    tmp_path: Path, command: str
+) -> None:
+    """Against an MLflow server that does not answer, `status` used to say "no aliases"."""
+    unreachable = {
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    out = run(tmp_path, "level2", command, env=unreachable, ok=False)
+    assert out["error"].startswith("cannot read the model registry: API request to")
+
+
 def test_unless_champion_trains_nothing_when_there_is_one(trained_home: Path) -> None:
     out = run(trained_home, *generated("--unless-champion"))
     assert out == {"ok": True, "skipped": True, "champion": 1}

@@ -68,3 +68,54 @@ def test_alias_moves_are_recorded_in_order_and_survive_a_new_client(tmp_path: Pa
 def test_history_of_an_unknown_model_is_empty() -> None:
     assert registry.history(MlflowClient(), "no-such-model") == []
     assert registry.aliases(MlflowClient(), "no-such-model") == {}
+
+
+def test_an_alias_the_model_lacks_and_a_model_the_registry_lacks_are_none(tmp_path: Path) -> None:
+    client = MlflowClient()
+    (v1,) = _versions(client, 1, tmp_path / "artifacts")
+    registry.move_alias(client, NAME, "candidate", v1, reason="first", actor="test")
+    assert registry.alias_version(client, NAME, "champion") is None
+    assert registry.alias_version(client, "no-such-model", "champion") is None
+    assert registry.has_version(client, NAME, v1) and not registry.has_version(client, NAME, 99)
+
+
+@pytest.fixture
+def unreachable(monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A client of an MLflow server that does not answer (nothing listens on the port)."""
+    from shared.services import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    return MlflowClient(tracking_uri=f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        lambda c: registry.alias_version(c, NAME, "champion"),
+        lambda c: registry.aliases(c, NAME),
+        lambda c: registry.history(c, NAME),
+        lambda c: registry.has_version(c, NAME, 1),
+        lambda c: registry.ensure_registered_model(c, NAME),
+    ],
+    ids=["alias_version", "aliases", "history", "has_version", "ensure_registered_model"],
+)
+def test_a_registry_that_cannot_be_read_is_not_an_empty_one(
+    unreachable: MlflowClient, lookup: object
+) -> None:
+    with pytest.raises(registry.RegistryUnavailableError, match="cannot read the model registry"):
+        lookup(unreachable)  # type: ignore[operator]
+
+
+def test_no_untested_promotion_when_the_champion_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch, unreachable: MlflowClient
+) -> None:
+    """The training flow compares a candidate with the champion: a registry it cannot read
+    must stop the flow, not read as "no champion yet" (which promotes the candidate)."""
+    import pandas as pd
+
+    from level2_training import steps
+
+    monkeypatch.setattr(steps, "MlflowClient", lambda: unreachable)
+    with pytest.raises(registry.RegistryUnavailableError):
+        steps.evaluate_champion(NAME, pd.DataFrame())
