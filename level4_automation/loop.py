@@ -62,6 +62,8 @@ class LoopContext:
     retrain: Retrainer
     work_dir: Path
     bounds: ValidationBounds = field(default_factory=ValidationBounds)
+    #: how long a deployment change may take to reach every level-3 worker
+    settle_timeout_s: float = 60.0
 
 
 def _slug(text: str) -> str:
@@ -161,8 +163,24 @@ def _retrain_and_deploy(
         candidate, canary.share, canary.mode, f"level 4 canary after {window.start}: {why}"
     )
     outcome["canary_share"] = canary.share
+    _settle(ctx, outcome)
     new = replace(state, phase="canary", canary_version=candidate, canary_windows=0)
     return "canary_deployed", "gate_passed", why, outcome, new
+
+
+def _settle(ctx: LoopContext, outcome: dict[str, Any]) -> None:
+    """Wait until every level-3 worker serves the change just made (each applies it within a
+    poll interval). One that has not within ``settle_timeout_s`` (it cannot load the version,
+    say) is told in the decision and its alert, not raised: the change is made, and the
+    decision must still be recorded."""
+    try:
+        ctx.level3.settle(ctx.settle_timeout_s)
+    except DeploymentError as exc:
+        logger.warning("the deployment change has not reached every worker: %s", exc)
+        outcome["every_worker_applied"] = False
+        outcome["not_applied"] = str(exc)
+        return
+    outcome["every_worker_applied"] = True
 
 
 def _validation_rmse(ctx: LoopContext, version: int | None) -> float | None:
@@ -208,9 +226,11 @@ def act(
         if action == ctl.PROMOTE:
             ctx.level3.promote(f"level 4: {rule}: {reason}")
             outcome["champion"] = deployment.green
+            _settle(ctx, outcome)
         elif action == ctl.ROLLBACK:
             ctx.level3.rollback(f"level 4: {rule}: {reason}")
             outcome["champion"] = deployment.blue
+            _settle(ctx, outcome)
     else:
         verdict, new_state = ctl.decide_watch(policy, state, metrics, reference_rmse, deployment)
         action, rule, reason = verdict.action, verdict.rule, verdict.reason

@@ -35,6 +35,8 @@ class FakeLevel3:
         self.calls: list[tuple] = []
         self.blue = 1
         self.green: int | None = None
+        #: what settle() raises (a worker that never applies the change), if anything
+        self.unsettled: Exception | None = None
 
     def deployment(self) -> Deployment:
         return Deployment(self.blue, self.green, 20.0 if self.green else 0.0)
@@ -51,6 +53,11 @@ class FakeLevel3:
     def rollback(self, reason: str) -> dict:
         self.calls.append(("rollback",))
         return {}
+
+    def settle(self, timeout_s: float) -> None:
+        self.calls.append(("settle", timeout_s))
+        if self.unsettled is not None:
+            raise self.unsettled
 
     def ab_report(
         self, min_samples: int, confidence: float = 0.95, sequential: object = None
@@ -151,7 +158,9 @@ def test_degradation_retrains_on_exported_labels_and_deploys_a_canary(context) -
     outcome["result"] = result(4.0, 6.0)
     answer = loop.run_cycle(ctx, START, END)
     assert answer.decision.action == "canary_deployed"
-    assert level3.calls == [("deploy", 2, 20.0)]
+    # the decision is recorded once every worker serves the canary
+    assert level3.calls == [("deploy", 2, 20.0), ("settle", 60.0)]
+    assert answer.decision.details["outcome"]["every_worker_applied"] is True
     (request,) = trained
     assert request.rows == {"train": 1200, "holdout": 300}
     holdout = pd.read_parquet(request.val_file)
@@ -159,6 +168,20 @@ def test_degradation_retrains_on_exported_labels_and_deploys_a_canary(context) -
     train = pd.read_parquet(request.train_files[0])
     assert train["tpep_pickup_datetime"].max() <= holdout["tpep_pickup_datetime"].min()
     assert ctx.store.state().phase == "canary"
+
+
+def test_a_canary_some_worker_never_applies_is_recorded_and_alerted_not_raised(context) -> None:
+    from level4_automation.level3_client import DeploymentError
+
+    ctx, level3, _, outcome = context
+    outcome["result"] = result(4.0, 6.0)
+    level3.unsettled = DeploymentError("http://l3: 1 worker(s) applied generation 3 in 60 s")
+    decision = loop.run_cycle(ctx, START, END).decision
+    assert decision.action == "canary_deployed"
+    assert decision.details["outcome"]["every_worker_applied"] is False
+    assert "1 worker(s) applied" in decision.details["outcome"]["not_applied"]
+    assert decision.details["alert"] == "logged"
+    assert ctx.store.state().phase == "canary"  # the canary is deployed: it is judged next
 
 
 def test_bad_training_data_blocks_the_retrain_and_alerts(context, caplog) -> None:
