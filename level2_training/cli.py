@@ -81,10 +81,10 @@ class TrainingOptions:
         return train, MonthSource(self.location, val_month, rows=self.rows, seed=self.seed + 99)
 
     def config(self, settings: Any, on_worker: bool, command: str) -> Any:
-        """The run's :class:`~level2_training.steps.TrainingConfig` (``command`` names the
+        """The run's :class:`~level2_training.config.TrainingConfig` (``command`` names the
         actor in the registry's history)."""
         from level2_training import runtime
-        from level2_training.steps import TrainingConfig
+        from level2_training.config import TrainingConfig
 
         families = self.families()
         train, val = self.sources()

@@ -17,9 +17,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from level2_training import steps, tracking
+from level2_training import data_steps, steps, tracking
+from level2_training.config import TrainingConfig
+from level2_training.data_inputs import DataInput, data_digest
 from level2_training.results import TrainingResult
-from level2_training.steps import RESULT_ARTIFACT, TrainingConfig, needed_columns
+from level2_training.steps import RESULT_ARTIFACT, needed_columns
 
 # the flow's own names, and what a deployment, level 4 and the tests import from here
 __all__ = ["FLOW_NAME", "RESULT_ARTIFACT", "TrainingConfig", "training_flow"]
@@ -27,8 +29,8 @@ __all__ = ["FLOW_NAME", "RESULT_ARTIFACT", "TrainingConfig", "training_flow"]
 FLOW_NAME = "taxi-level2-training"
 
 # Downloads and the registry are the steps that meet the network: they retry.
-load = task(name="load", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)(steps.load)
-validate = task(name="validate", cache_policy=NO_CACHE)(steps.validate)
+load = task(name="load", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)(data_steps.load)
+validate = task(name="validate", cache_policy=NO_CACHE)(data_steps.validate)
 featurize = task(name="featurize", cache_policy=NO_CACHE)(steps.featurize)
 train = task(name="train", cache_policy=NO_CACHE)(steps.train)
 evaluate_champion = task(name="evaluate", cache_policy=NO_CACHE)(steps.evaluate_champion)
@@ -44,7 +46,7 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
     started = time.perf_counter()
     families = steps.families_of(config)
     train_frames, val_frame, test_frame, inputs = _load_all(config, needed_columns(families))
-    digest, git = tracking.data_digest(inputs), tracking.git_info()
+    digest, git = data_digest(inputs), tracking.git_info()
     data = featurize(train_frames, val_frame, families)
     ids = steps.start_parent_run(
         config, families, digest, git, {"flow_run_id": str(flow_run.get_id())}
@@ -85,10 +87,10 @@ def training_flow(config: TrainingConfig) -> TrainingResult:
 
 def _load_all(
     config: TrainingConfig, columns: list[str]
-) -> tuple[list[pd.DataFrame], pd.DataFrame, pd.DataFrame | None, list[tracking.DataInput]]:
+) -> tuple[list[pd.DataFrame], pd.DataFrame, pd.DataFrame | None, list[DataInput]]:
     """The training months, the validation month and the held-back test month (if any),
     loaded and validated (clean frames, and what each input was for the data digest)."""
-    inputs: list[tracking.DataInput] = []
+    inputs: list[DataInput] = []
     frames: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
     roles = [("train", s) for s in config.train] + [("val", config.val)]
     roles += [("test", config.test)] if config.test is not None else []

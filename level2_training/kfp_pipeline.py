@@ -5,11 +5,13 @@ failed when a step fails.
 
 Each component is a KFP lightweight Python component whose body is one call into
 :mod:`level2_training.kfp_steps`, which runs the steps of :mod:`level2_training.steps` (the
-Prefect flow's). A component's source travels inside the compiled YAML, so it may use only
-what it imports itself, from the image it runs in: an image with this project installed (the
-platform ``Dockerfile``; ``--image`` when compiling). ``level2 kfp run`` runs it on this
-machine with ``kfp.local.SubprocessRunner(use_venv=False)``: each component is a subprocess of
-this virtualenv's Python, artifacts are files under the pipeline root.
+Prefect flow's), or, for the data components, into :mod:`level2_training.kfp_data_steps`
+(the same data steps, with neither MLflow nor scikit-learn to import). A component's source
+travels inside the compiled YAML, so it may use only what it imports itself, from the image
+it runs in: an image with this project installed (the platform ``Dockerfile``; ``--image``
+when compiling). ``level2 kfp run`` runs it on this machine with
+``kfp.local.SubprocessRunner(use_venv=False)``: each component is a subprocess of this
+virtualenv's Python, artifacts are files under the pipeline root.
 
 No ``from __future__ import annotations`` here: KFP reads the components' annotations as
 types.
@@ -49,8 +51,9 @@ def configure(
     reference_rows: int,
     config: Output[Artifact],
 ) -> list:
-    """Validate the run's parameters once, as the training config the other steps read; the
-    families the run trains (the baseline first)."""
+    """Validate the run's parameters once, as the training config the other steps read (with
+    the columns the data steps load in its metadata); the families the run trains (the
+    baseline first)."""
     from level2_training import kfp_steps
 
     arguments = {
@@ -70,36 +73,36 @@ def configure(
         "actor": actor,
         "reference_rows": reference_rows,
     }
-    checked, trained = kfp_steps.configure(kfp_steps.config_arguments(arguments))
+    checked, trained, columns = kfp_steps.configure(kfp_steps.config_arguments(arguments))
     with open(config.path, "w", encoding="utf-8") as out:
         out.write(checked)
+    config.metadata["columns"] = columns
     return trained
 
 
 def load_month(config: Input[Artifact], source: dict, raw: Output[Dataset]) -> None:
     """One month, loaded (downloaded, read or generated) as it is."""
-    from level2_training import kfp_steps
+    from level2_training import kfp_data_steps as k
 
-    raw.metadata.update(kfp_steps.load_month(kfp_steps.text(config.path), source, raw.path))
+    columns = config.metadata["columns"]
+    raw.metadata.update(k.load_month(k.text(config.path), source, columns, raw.path))
 
 
 def validate_month(
     config: Input[Artifact], raw: Input[Dataset], role: str, clean: Output[Dataset]
 ) -> None:
     """The month's valid rows; what was dropped and why in the dataset's metadata."""
-    from level2_training import kfp_steps
+    from level2_training import kfp_data_steps as k
 
-    stored = kfp_steps.Stored(raw.path, raw.metadata)
-    clean.metadata.update(
-        kfp_steps.validate_month(kfp_steps.text(config.path), stored, role, clean.path)
-    )
+    stored = k.Stored(raw.path, raw.metadata)
+    clean.metadata.update(k.validate_month(k.text(config.path), stored, role, clean.path))
 
 
 def gather_months(
     config: Input[Artifact], months: Input[List[Dataset]], train: Output[Dataset]
 ) -> None:
     """The training months, validated, as one dataset in the order the run gave them."""
-    from level2_training import kfp_steps as k
+    from level2_training import kfp_data_steps as k
 
     stored = [k.Stored(m.path, m.metadata) for m in months]
     train.metadata.update(k.gather_months(k.text(config.path), stored, train.path))
@@ -107,9 +110,10 @@ def gather_months(
 
 def held_out_month(config: Input[Artifact], test: Output[Dataset]) -> None:
     """The held-back test month, validated (an empty folder when the run has none)."""
-    from level2_training import kfp_steps as k
+    from level2_training import kfp_data_steps as k
 
-    test.metadata.update(k.held_out_month(k.text(config.path), test.path))
+    columns = config.metadata["columns"]
+    test.metadata.update(k.held_out_month(k.text(config.path), columns, test.path))
 
 
 def start_run(

@@ -5,17 +5,18 @@ A component runs in a process (a pod on a cluster) of its own: it gets parameter
 values) and artifact paths, not Python objects. These adapters turn the one into the other:
 frames travel as Parquet datasets, a data input's validation record as the dataset's
 metadata, a family's search result as a small JSON artifact, and models as MLflow models.
-The run's configuration travels as the :class:`~level2_training.steps.TrainingConfig` JSON
-that the ``configure`` component validates once.
+The run's configuration travels as the :class:`~level2_training.config.TrainingConfig` JSON
+that the ``configure`` component validates once. The data components (load, validate, gather,
+the held-back month) use :mod:`level2_training.kfp_data_steps`, which imports neither MLflow
+nor scikit-learn.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +24,22 @@ import mlflow
 import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
-from pydantic import TypeAdapter
 
 from level2_training import steps, tracking
+from level2_training.config import TrainingConfig
+from level2_training.data_inputs import DataInput, data_digest
+
+# re-exported: the other components read their artifacts through these
+from level2_training.kfp_data_steps import Stored as Stored
+from level2_training.kfp_data_steps import stored as stored
+from level2_training.kfp_data_steps import text as text
 from level2_training.results import HeldOut
 from level2_training.search import TrialResult
-from level2_training.steps import Searched, TrainingConfig
-from shared.data.load import TripMonth
-from shared.data.sources import LoadedMonth, MonthSource
+from level2_training.steps import Searched
 from shared.models import BASELINE_FAMILY
 
 #: the MLflow tag that finds a Kubeflow run's parent run (the CLI reads its result by it)
 RUN_KEY_TAG = "kfp_run_key"
-
-
-@dataclass(frozen=True)
-class Stored:
-    """An artifact as a component sees it: where its file is, and its metadata."""
-
-    path: str
-    metadata: Mapping[str, Any]
-
-
-def stored(artifact: Any) -> Stored:
-    """A KFP input artifact as the adapters take it."""
-    return Stored(artifact.path, artifact.metadata)
-
-
-def text(path: str) -> str:
-    """A small text artifact's content (the config JSON)."""
-    return Path(path).read_text(encoding="utf-8")
 
 
 def records(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -60,13 +47,16 @@ def records(paths: Sequence[str]) -> list[dict[str, Any]]:
     return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
 
 
-def configure(arguments: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The pipeline's parameters as one validated :class:`TrainingConfig` (JSON), and the
-    families it trains (the baseline first). A bad value fails here, naming the field."""
+def configure(arguments: Mapping[str, Any]) -> tuple[str, list[str], list[str]]:
+    """The pipeline's parameters as one validated :class:`TrainingConfig` (JSON), the
+    families it trains (the baseline first), and the TLC columns they read (the data
+    components load only those, and need no model code to know which). A bad value fails
+    here, naming the field."""
     # an empty value is an unset one (a KFP parameter holds no null): its default applies
     values = {k: v for k, v in arguments.items() if v not in ("", None, {})}
     config = TrainingConfig.model_validate(values)
-    return config.model_dump_json(), steps.families_of(config)
+    families = steps.families_of(config)
+    return config.model_dump_json(), families, steps.needed_columns(families)
 
 
 def pipeline_arguments(config: TrainingConfig, run_key: str, tracking_uri: str) -> dict[str, Any]:
@@ -110,70 +100,10 @@ def use_tracking(tracking_uri: str) -> None:
         mlflow.set_tracking_uri(tracking_uri)
 
 
-def load_month(config_json: str, source: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """Load one month into a Parquet file; its provenance is returned as the metadata."""
-    config = TrainingConfig.model_validate_json(config_json)
-    return _load(config, TypeAdapter(MonthSource).validate_python(source), path)
-
-
-def _load(config: TrainingConfig, month: MonthSource, path: str) -> dict[str, Any]:
-    columns = steps.needed_columns(steps.families_of(config))
-    loaded = steps.load(month, config.cache_dir, config.timeout_s, columns)
-    loaded.trips.frame.to_parquet(path)
-    trips = loaded.trips
-    return {
-        "source": trips.source,
-        "month": trips.month,
-        "taxi": trips.taxi,
-        "sha256": loaded.sha256,
-        "describe": month.describe(),
-    }
-
-
-def validate_month(config_json: str, raw: Stored, role: str, path: str) -> dict[str, Any]:
-    """Validate a loaded month; the clean rows go to ``path``, the record to the metadata."""
-    config = TrainingConfig.model_validate_json(config_json)
-    meta = raw.metadata
-    trips = TripMonth(pd.read_parquet(raw.path), meta["source"], meta["month"], meta["taxi"])
-    clean, data_input = steps.validate(LoadedMonth(trips, meta["sha256"]), role, config.bounds)
-    clean.to_parquet(path)
-    return {"describe": meta["describe"], "data_input": data_input.to_dict()}
-
-
-def gather_months(config_json: str, months: Sequence[Stored], path: str) -> dict[str, Any]:
-    """The validated training months as one dataset: a folder of Parquet files in the
-    config's order (a fan-out may collect them in any order, and the data digest and which
-    rows come first depend on it), their validation records in its metadata."""
-    config = TrainingConfig.model_validate_json(config_json)
-    order = [s.describe() for s in config.train]
-    ordered = sorted(months, key=lambda item: order.index(item.metadata["describe"]))
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, month in enumerate(ordered):
-        shutil.copyfile(month.path, folder / f"{i:03d}.parquet")
-    return {"months": [dict(m.metadata) for m in ordered]}
-
-
 def frames(train: Stored, val: Stored) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """The training months (gathered) and the validation month, as frames."""
     files = sorted(Path(train.path).glob("*.parquet"))
     return [pd.read_parquet(f) for f in files], pd.read_parquet(val.path)
-
-
-def held_out_month(config_json: str, path: str) -> dict[str, Any]:
-    """The held-back test month, loaded and validated into a folder like the gathered
-    training months' (empty without one: a fan-out over no months fails in KFP's local
-    runner, so this one step is conditional inside)."""
-    config = TrainingConfig.model_validate_json(config_json)
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    if config.test is None:
-        return {"months": []}
-    raw_path = str(folder / "raw.parquet")
-    raw = Stored(raw_path, _load(config, config.test, raw_path))
-    meta = validate_month(config_json, raw, "test", str(folder / "000.parquet"))
-    Path(raw.path).unlink()
-    return {"months": [meta]}
 
 
 def digest(train: Stored, val: Stored, test: Stored | None = None) -> dict[str, Any]:
@@ -181,7 +111,7 @@ def digest(train: Stored, val: Stored, test: Stored | None = None) -> dict[str, 
     the training months, the validation month, the test month)."""
     inputs = [m["data_input"] for m in train.metadata["months"]] + [val.metadata["data_input"]]
     inputs += [m["data_input"] for m in test.metadata["months"]] if test is not None else []
-    return tracking.data_digest([tracking.DataInput.from_dict(i) for i in inputs])
+    return data_digest([DataInput.from_dict(i) for i in inputs])
 
 
 def start_run(

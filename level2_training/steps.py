@@ -10,7 +10,6 @@ per trial.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,9 +17,9 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from pydantic import BaseModel, ConfigDict
 
 from level2_training import registry, tracking
+from level2_training.config import TrainingConfig
 from level2_training.results import (
     Baseline,
     BestModel,
@@ -32,8 +31,7 @@ from level2_training.results import (
 )
 from level2_training.search import TrialResult, search_family
 from shared.data.schema import PICKUP
-from shared.data.sources import LoadedMonth, MonthSource, load_source
-from shared.data.validate import ValidationBounds, validate_month
+from shared.data.sources import MonthSource
 from shared.evaluate import regression_metrics
 from shared.features import split_xy
 from shared.models import BASELINE_FAMILY, get_family
@@ -42,53 +40,10 @@ from shared.models import BASELINE_FAMILY, get_family
 RESULT_ARTIFACT = "flow_result.json"
 
 
-class TrainingConfig(BaseModel):
-    """Everything the flow needs, passed in (the CLI builds it from settings and options)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
-
-    train: list[MonthSource]
-    val: MonthSource
-    #: a held-back test month: scored once the model is chosen, never used to choose it
-    test: MonthSource | None = None
-    families: list[str] = ["linear", "ridge", "hgb"]
-    trials: int = 10
-    seed: int = 0
-    margin: float = 0.01
-    bounds: ValidationBounds = ValidationBounds()
-    experiment: str = "taxi-trip-duration"
-    registered_model: str = "taxi-trip-duration"
-    artifact_location: str | None = None
-    cache_dir: Path | None = None
-    timeout_s: float = 60.0
-    actor: str = "taxi-mlops level2 train"
-    #: False: register the candidate but leave ``champion`` alone (level 4 lets a canary decide)
-    auto_champion: bool = True
-    #: rows of training data (with the model's predictions) logged as the monitoring reference
-    reference_rows: int = 20_000
-    #: the version the candidate must beat: level 4 passes the blue version the service
-    #: serves; None: the registry's ``champion`` alias
-    incumbent_version: int | None = None
-
-
-def load(
-    source: MonthSource, cache_dir: Path | None, timeout_s: float, columns: list[str]
-) -> LoadedMonth:
-    return load_source(source, cache_dir=cache_dir, timeout_s=timeout_s, columns=columns)
-
-
 def needed_columns(families: list[str]) -> list[str]:
     """The TLC columns the families read (timestamps are always read): a real month has 18."""
     columns = {c for f in families for c in get_family(f).spec.columns}
     return sorted(columns - {PICKUP})
-
-
-def validate(
-    loaded: LoadedMonth, role: str, bounds: ValidationBounds
-) -> tuple[pd.DataFrame, tracking.DataInput]:
-    trips = loaded.trips
-    clean, report = validate_month(trips.frame, bounds, month=trips.month, source=trips.source)
-    return clean, tracking.DataInput(role, trips.source, loaded.sha256, report)
 
 
 def featurize(

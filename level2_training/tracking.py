@@ -7,11 +7,9 @@ pinned pip requirements, and ``shared/`` as code, so `mlflow models serve` runs 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,6 @@ from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
 import shared
-from shared.data.validate import ValidationReport
 from shared.errors import TaxiMlopsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,43 +40,6 @@ TRUSTED_TYPES = frozenset(
         "sklearn.utils._bunch.Bunch",
     }
 )
-
-
-@dataclass(frozen=True)
-class DataInput:
-    """One data file (or generated month) a run used, with what validation made of it."""
-
-    role: str  # "train", "val" or "test"
-    source: str
-    sha256: str
-    report: ValidationReport
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "source": self.source,
-            "sha256": self.sha256,
-            "month": self.report.month,
-            "rows_in": self.report.rows_in,
-            "rows_out": self.report.rows_out,
-            "dropped": self.report.dropped,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataInput:
-        """The inverse of :meth:`to_dict` (a Kubeflow step reads its inputs' records back)."""
-        report = ValidationReport(
-            data["source"], data["rows_in"], data["rows_out"], dict(data["dropped"]), data["month"]
-        )
-        return cls(data["role"], data["source"], data["sha256"], report)
-
-
-def data_digest(inputs: list[DataInput]) -> dict[str, Any]:
-    """Files, row counts and one content hash over all of them (order and role included)."""
-    content = hashlib.sha256()
-    for item in inputs:
-        content.update(f"{item.role}:{item.sha256}\n".encode())
-    return {"content_hash": content.hexdigest(), "inputs": [i.to_dict() for i in inputs]}
 
 
 def git_info(root: Path = ROOT) -> dict[str, str]:

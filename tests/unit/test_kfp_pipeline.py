@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from level2_training import kfp_pipeline, kfp_steps
+from level2_training import kfp_data_steps, kfp_pipeline, kfp_steps
+from level2_training.config import TrainingConfig
 from level2_training.kfp_cli import COMMITTED_YAML
-from level2_training.steps import TrainingConfig
 from shared.data.sources import MonthSource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,9 @@ def test_a_component_only_wires_artifacts_to_the_shared_steps(component: object)
     ]
     assert imports, "a component must import what it uses itself"
     assert all(
-        line in ("import json",) or line.startswith("from level2_training import kfp_steps")
+        line in ("import json",)
+        or line.startswith("from level2_training import kfp_steps")
+        or line.startswith("from level2_training import kfp_data_steps")
         for line in imports
     ), imports
 
@@ -74,16 +76,18 @@ def test_pipeline_arguments_come_back_as_the_same_config() -> None:
     as_passed = json.loads(json.dumps(arguments).replace('"rows": 2000', '"rows": 2000.0'))
     for dropped in ("run_key", "tracking_uri"):
         as_passed.pop(dropped)
-    checked, families = kfp_steps.configure(kfp_steps.config_arguments(as_passed))
+    checked, families, columns = kfp_steps.configure(kfp_steps.config_arguments(as_passed))
     assert TrainingConfig.model_validate_json(checked) == original
     assert families == ["linear", "hgb"]  # the baseline always runs, first
+    # what the data components load: the families' columns (the timestamps always come)
+    assert columns == ["DOLocationID", "PULocationID", "trip_distance"]
 
 
 def test_a_held_back_month_travels_as_a_parameter_too() -> None:
     original = config().model_copy(update={"test": MonthSource("generated", "2019-05", rows=2000)})
     arguments = kfp_steps.pipeline_arguments(original, "key-1", "")
     assert arguments["test_source"]["month"] == "2019-05"
-    checked, _ = kfp_steps.configure(kfp_steps.config_arguments(arguments))
+    checked, *_ = kfp_steps.configure(kfp_steps.config_arguments(arguments))
     assert TrainingConfig.model_validate_json(checked) == original
     assert kfp_steps.pipeline_arguments(config(), "k", "")["test_source"] == {}
 
@@ -116,13 +120,13 @@ def test_months_are_gathered_in_the_configs_order(tmp_path: Path) -> None:
             "dropped": {},
         }
         stored.append(
-            kfp_steps.Stored(str(path), {"describe": source.describe(), "data_input": record})
+            kfp_data_steps.Stored(str(path), {"describe": source.describe(), "data_input": record})
         )
     gathered = tmp_path / "train"
-    meta = kfp_steps.gather_months(cfg.model_dump_json(), stored[::-1], str(gathered))
-    train = kfp_steps.Stored(str(gathered), meta)
+    meta = kfp_data_steps.gather_months(cfg.model_dump_json(), stored[::-1], str(gathered))
+    train = kfp_data_steps.Stored(str(gathered), meta)
     val_record = {**stored[0].metadata["data_input"], "role": "val", "sha256": "v"}
-    val = kfp_steps.Stored(stored[0].path, {"data_input": val_record})
+    val = kfp_data_steps.Stored(stored[0].path, {"data_input": val_record})
     frames, _ = kfp_steps.frames(train, val)
     assert [f["month"][0] for f in frames] == ["2019-01", "2019-02", "2019-03"]
     digest = kfp_steps.digest(train, val)
@@ -162,3 +166,19 @@ def test_a_failed_run_names_the_step_and_the_cause(tmp_path: Path) -> None:
     assert message.startswith("the KFP pipeline failed in 'validate-month' inside 'exit-handler-1'")
     assert "DataQualityError: bad.parquet: 61% of rows are invalid" in message
     assert str(log) in message and "\x1b" not in message
+
+
+def test_the_data_components_import_neither_mlflow_nor_scikit_learn() -> None:
+    """About half of a run's components are data steps, each a process (a pod) of its own:
+    their module must stay light, or each pays ~4 s of imports to load a Parquet file."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, level2_training.kfp_data_steps; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'sklearn', 'prefect'}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert completed.stdout.strip() == "[]", completed.stdout
