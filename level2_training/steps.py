@@ -1,5 +1,6 @@
 """The level-2 training pipeline's steps, as plain functions:
-load -> validate -> featurize -> train (search) -> evaluate -> gate and register.
+load -> validate -> featurize -> train (search) -> evaluate -> gate and register
+(load and validate in :mod:`level2_training.data_steps`, which imports no model code).
 
 Two orchestrators run them: the Prefect flow (:mod:`level2_training.flow`) wraps each one in a
 task, and the Kubeflow pipeline (:mod:`level2_training.kfp_pipeline`) in a component. Neither

@@ -1,4 +1,5 @@
-"""What every MLflow run records: data digest, code version, and a servable model.
+"""What every MLflow run records: data digest (built in :mod:`level2_training.data_inputs`),
+code version, and a servable model.
 
 The logged model is the whole sklearn Pipeline (featurization included), saved in the skops
 format, which loads only types on an explicit allowlist, with a signature, an input example,
