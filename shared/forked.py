@@ -24,6 +24,10 @@ class _Raised:
     summary: str
 
 
+#: what the parent holds when the child died before it answered
+_NO_ANSWER = object()
+
+
 def _answer(send: Connection, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         result: Any = func(*args)
@@ -47,11 +51,12 @@ def call_in_fork(func: Callable[..., Any], *args: Any) -> Any:
     try:
         result = receive.recv()
     except EOFError:
-        child.join()
-        result = _Raised(f"the child process died (exit code {child.exitcode})")
+        result = _NO_ANSWER  # the exit code, once the child is joined, says why
     finally:
         receive.close()
         child.join()
+    if result is _NO_ANSWER:
+        result = _Raised(f"the child process died (exit code {child.exitcode})")
     if isinstance(result, _Raised):
         raise ForkedError(result.summary)
     return result
