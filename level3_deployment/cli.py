@@ -61,20 +61,20 @@ def serve(
     )
 
     # Migrate both stores here, before gunicorn forks: workers would otherwise all queue on the
-    # migration lock at once (and, on a new SQLite file, race to switch it to WAL).
+    # migration lock at once (and, on a new SQLite file, race to switch it to WAL); and a
+    # worker that boots later, maybe while the database is down, then needs it for nothing
+    # but reading the state (level3_deployment/service.py).
     from level3_deployment.prediction_log import PredictionLog
     from level3_deployment.routing import Variant
-    from level3_deployment.service import Pin, ensure_pinned  # and MLflow: the workers fork it
+    from level3_deployment.service import Pin  # and MLflow: the workers fork it
     from level3_deployment.state import StateStore
     from shared.statedb import state_locations
 
     where = state_locations(settings.home, settings.state_url)
-    store = StateStore(where.deployment)
+    StateStore(where.deployment).db.dispose()
     PredictionLog(where.predictions).close()
-    _check_registry(settings.registered_model_name, pin_version)
+    _first_start(settings.registered_model_name, pin_version, where.deployment)
     pin = None if pin_version is None else Pin(pin_version, Variant(pin_variant))
-    if pin is not None:
-        ensure_pinned(store, pin.version)
 
     master = os.getpid()  # this process becomes gunicorn's master; the workers fork from it
 
@@ -90,20 +90,21 @@ def serve(
     run(factory, options)
 
 
-def _check_registry(model_name: str, version: int | None) -> None:
-    """Refuse to start without a champion (or the pinned version), with a clear message.
+def _first_start(model_name: str, version: int | None, deployment: str) -> None:
+    """Refuse to start without a champion (or the pinned version), with a clear message;
+    else record the first start (the champion as blue, or the pinned version).
 
     Runs in a child forked from the master: the master has imported MLflow already, so the
     check costs no interpreter start, and MLflow's connections (and, on an empty SQLite store,
     the schema it creates, once, before workers could race to create it) stay out of the
     process the workers fork from."""
-    from level3_deployment.service import registry_problem
+    from level3_deployment.service import start_problem
     from shared.forked import ForkedError, call_in_fork
 
     try:
-        problem = call_in_fork(registry_problem, model_name, version)
+        problem = call_in_fork(start_problem, model_name, version, deployment)
     except ForkedError as exc:
-        fail(f"cannot read the model registry: {exc}")
+        fail(f"cannot start the service: {exc}")
     if problem is not None:
         fail(problem)
 

@@ -131,16 +131,20 @@ def journal_directory(database: Path) -> Path:
 
 
 class PredictionLog:
-    def __init__(self, db: Database | str | Path, *, journal: bool = False) -> None:
+    def __init__(
+        self, db: Database | str | Path, *, journal: bool = False, migrate: bool = True
+    ) -> None:
         """``journal``: on SQLite, a request's rows (without a request id) go to this
         process's journal file and reach the table in batches, off the request path
         (shared/statedb/journal.py); otherwise each request commits its own transaction.
         Either way an answered request is logged once; every read here ingests the journal
         first. PostgreSQL is shared by machines whose journals it could not see: it always
-        commits per request."""
+        commits per request. ``migrate=False``: the tables are known to be current (a
+        service's master migrated them), so nothing here touches the database yet."""
         # every answer commits a transaction: the WAL checkpoints run off the request path
         self.db = db if isinstance(db, Database) else Database(db, background_checkpoints=True)
-        self.db.migrate("predictions")
+        if migrate:
+            self.db.migrate("predictions")
         path = self.db.sqlite_path
         self._journal_dir = None if path is None else journal_directory(path)
         self._journal: Journal | None = None

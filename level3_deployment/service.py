@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +18,12 @@ from level3_deployment.app import AliasHooks, create_app
 from level3_deployment.prediction_log import PredictionLog
 from level3_deployment.routing import Variant
 from level3_deployment.slots import SlotManager, UnknownVersion
-from shared.errors import ConfigError
+from shared.errors import ConfigError, TaxiMlopsError
 from shared.settings import Settings, admin_token, feedback_token
 from shared.statedb import state_locations
+from shared.statedb.database import StateUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,38 @@ def registry_problem(name: str, version: int | None) -> str | None:
     return None
 
 
+def start_problem(name: str, version: int | None, deployment: str) -> str | None:
+    """Why the service cannot start (:func:`registry_problem`, or a state database it cannot
+    reach), else None once its first start is recorded: the champion as blue, or ``version``
+    pinned. Run by the master before gunicorn forks (in a child of its own: MLflow's
+    connections must not cross fork), so that a worker's boot never writes the state."""
+    problem = registry_problem(name, version)
+    if problem is not None:
+        return problem
+    store = st.StateStore(deployment, migrate=False)
+    try:
+        if version is None:
+            ensure_started(store, MlflowClient(), name)
+        else:
+            ensure_pinned(store, version)
+    except TaxiMlopsError as exc:  # the registry or the database, gone since the check
+        return str(exc)
+    finally:
+        store.db.dispose()
+    return None
+
+
+def read_first_state(slots: SlotManager) -> None:
+    """A worker's first read of the deployment state (and load of its models). gunicorn stops
+    the whole service when a worker fails to boot, so a worker that boots while the database
+    is down (gunicorn replaced one that died) boots without the state: it answers 503 until
+    its poller reads the state, as every worker answers 503 while the database is down."""
+    try:
+        slots.refresh()
+    except StateUnavailable as exc:
+        logger.warning("booting without the deployment state (%s); the poller will read it", exc)
+
+
 def registry_loader(client: MlflowClient, name: str) -> Callable[[int], Any]:
     """Load a registry version's pipeline; a version the registry lacks is
     :class:`UnknownVersion` (a 404 for a deploy), not a load failure."""
@@ -102,20 +138,18 @@ def build_app(
     ``workers``: how many gunicorn workers run this app; ``server_pid``: their master."""
     token = admin_token(settings)
     where = state_locations(settings.home, settings.state_url)
-    store = st.StateStore(where.deployment)
+    # The master migrated the tables and recorded the first start (start_problem): a worker
+    # needs the database only to read the state, so it can boot while the database is down.
+    store = st.StateStore(where.deployment, migrate=False)
     client = MlflowClient()
     name = settings.registered_model_name
-    if pin is None:
-        ensure_started(store, client, name)
-    else:
-        ensure_pinned(store, pin.version)
     slots = SlotManager(
         store,
         registry_loader(client, name),
         compile_models=settings.serving_engine == "compiled",
         native_dir=settings.native_trees_dir,
     )
-    slots.refresh()  # a champion that cannot load fails this worker's boot, and the start
+    read_first_state(slots)
 
     def champion(version: int, reason: str) -> None:
         # a promotion and a rollback both move the champion alias (the reason tells them apart)
@@ -141,7 +175,7 @@ def build_app(
     hooks = AliasHooks(champion, champion, deployed, split)
     return create_app(
         slots,
-        PredictionLog(where.predictions, journal=settings.prediction_journal),
+        PredictionLog(where.predictions, journal=settings.prediction_journal, migrate=False),
         store,
         token=token,
         feedback_token=feedback_token(settings),

@@ -141,9 +141,12 @@ class StateStore:
     inserted only once, so of two operators changing the same generation one wins and the
     other gets a :class:`ConflictError`."""
 
-    def __init__(self, db: Database | str | Path) -> None:
+    def __init__(self, db: Database | str | Path, *, migrate: bool = True) -> None:
+        """``migrate=False``: the table is known to be current (a service's master migrated
+        it), so nothing here touches the database yet."""
         self.db = db if isinstance(db, Database) else Database(db)
-        self.db.migrate("deployment")
+        if migrate:
+            self.db.migrate("deployment")
 
     def current(self) -> DeploymentState:
         query = sa.select(T.c.state).order_by(T.c.generation.desc()).limit(1)

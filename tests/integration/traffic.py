@@ -6,6 +6,7 @@ import http.client
 import itertools
 import threading
 import time
+from collections import Counter
 
 from shared.services import http_json
 
@@ -90,7 +91,12 @@ class Traffic:
             if done >= count:
                 return
             time.sleep(0.2)
-        raise AssertionError(f"only {done} of {count} requests in {timeout_s:.0f} s")
+        with self._lock:
+            statuses = Counter(status for status, _ in self.attempts)
+        raise AssertionError(
+            f"only {done} of {count} requests in {timeout_s:.0f} s (every attempt's status "
+            f"so far: {dict(statuses)})"
+        )
 
     def __enter__(self) -> Traffic:
         for t in self._threads:
