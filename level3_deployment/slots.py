@@ -6,7 +6,8 @@ reference assignment, so a request sees either the old set or the new one, never
 promotion, the blue it replaced stays loaded (not routed to) until the next change, and a
 worker started after the promotion loads it in the background, so a rollback does not wait for
 the registry. A model that fails to load or to pass its health check is never routed to: its
-traffic stays on blue, and the error shows in /health.
+traffic stays on blue, and the error shows in /health; the poller tries it again after 5 s,
+then after waits that double up to a minute (the registry may have been down).
 """
 
 from __future__ import annotations
@@ -76,9 +77,12 @@ class SlotManager:
         compile_models: bool = True,
         native_dir: Path | None = None,
         standby_retry_s: float = 60.0,
+        load_retry_s: float = 5.0,
     ) -> None:
         """``native_dir``: where tree models are built into native code (None: GTIL);
-        ``standby_retry_s``: how long before a standby that failed to load is tried again."""
+        ``standby_retry_s``: how long before a standby that failed to load is tried again;
+        ``load_retry_s``: the same for a version the state routes to (doubling while it keeps
+        failing, up to ``standby_retry_s``)."""
         self.store = store
         self.load = load
         self.poll_s = poll_s
@@ -90,6 +94,10 @@ class SlotManager:
         #: seconds of a worker's CPU: not on every poll
         self._standby_retry_at: dict[int, float] = {}
         self.standby_retry_s = standby_retry_s
+        self.load_retry_s = load_retry_s
+        #: when versions of the state that failed to load are tried again (monotonic()), and
+        #: how many refreshes in a row left one unloaded
+        self._retry_at, self._failed_refreshes = float("inf"), 0
         self._lock = threading.Lock()
         #: guards the cache and the loads under way; held for lookups, never during a load
         self._cache_lock = threading.Lock()
@@ -135,7 +143,11 @@ class SlotManager:
 
     def refresh(self) -> Active:
         with self._lock:
-            if self.store.generation() == self.active.state.generation:
+            # Also on an unchanged state once a version it routes to is due another try: a
+            # worker that booted while the registry was down would otherwise lack its blue
+            # (and answer 503) until the next deployment change.
+            same = self.store.generation() == self.active.state.generation
+            if same and monotonic() < self._retry_at:
                 return self.active
             state = self.store.current()
             models: dict[int, ServingModel] = {}
@@ -149,12 +161,21 @@ class SlotManager:
                     errors[version] = f"{type(exc).__name__}: {exc}"
                     logger.error("model v%s unusable: %s", version, errors[version])
             self.active = Active(state, models, errors)
+            self._schedule_retry(bool(errors))
             # Keep what the state uses, and the blue a promotion replaced: a rollback is then a
             # swap on every worker that still holds it, not a reload from the registry.
             kept = {*models, state.previous_blue}
             with self._cache_lock:
                 self._cache = {v: m for v, m in self._cache.items() if v in kept}
             return self.active
+
+    def _schedule_retry(self, failed: bool) -> None:
+        if not failed:
+            self._retry_at, self._failed_refreshes = float("inf"), 0
+            return
+        wait = min(self.standby_retry_s, self.load_retry_s * 2**self._failed_refreshes)
+        self._retry_at = monotonic() + wait
+        self._failed_refreshes += 1
 
     def hold_standby(self) -> None:
         """Load the blue a promotion replaced, if this process lacks it: a worker started

@@ -93,6 +93,40 @@ def test_a_standby_that_failed_to_load_is_tried_again_later_not_every_poll(
     assert (attempts, slots.standby()) == ([2, 1, 1], (1, True))
 
 
+def test_a_blue_that_failed_to_load_is_tried_again_with_a_growing_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that booted while the registry was down gets its blue once the registry is
+    back, without waiting for a deployment change."""
+    import level3_deployment.slots as slots_module
+
+    store = st.StateStore(tmp_path / "deployment.db")
+    change(store, lambda s: st.start(s, 1, "boot", "test"))
+    attempts: list[float] = []
+    now = [1000.0]
+    monkeypatch.setattr(slots_module, "monotonic", lambda: now[0])
+
+    def load(version: int) -> Constant:
+        attempts.append(now[0] - 1000.0)
+        if now[0] < 1020.0:
+            raise OSError("registry unreachable")
+        return Constant(version)
+
+    slots = SlotManager(
+        store, load, poll_s=1, compile_models=False, load_retry_s=5, standby_retry_s=60
+    )
+    for _ in range(40):  # a poll a second
+        active = slots.refresh()
+        now[0] += 1
+    # tried at boot, then 5, 10 and 20 s after each failure: loaded at the last try
+    assert attempts == [0.0, 5.0, 15.0, 35.0]
+    assert active.model(1) is not None and active.errors == {}
+    for _ in range(100):  # loaded: the unchanged state is not read again
+        slots.refresh()
+        now[0] += 1
+    assert len(attempts) == 4
+
+
 def test_a_rollback_during_the_standby_load_waits_for_it_and_does_not_load_again(
     tmp_path: Path,
 ) -> None:
