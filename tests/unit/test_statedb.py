@@ -71,3 +71,26 @@ def test_a_sqlite_url_takes_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("TAXI_MLOPS_STATE_DB_PASSWORD", "x")
     with pytest.raises(ConfigError, match="SQLite database takes no user"):
         _ = Settings().state_url
+
+
+def test_an_outage_is_logged_once_in_a_while_with_a_count_of_what_was_left_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service answers each request 503 while the database is down; it logs the outage, not
+    each of thousands of requests."""
+    import shared.statedb.database as database
+
+    now = [100.0]
+    monkeypatch.setattr(database, "monotonic", lambda: now[0])
+    db = Database("postgresql+psycopg2://taxi:secret@127.0.0.1:1/taxi")  # nothing listens
+    for _ in range(5):
+        with pytest.raises(database.StateUnavailable, match="unavailable"), db.read():
+            pass
+        now[0] += 1.0
+    now[0] += database.OUTAGE_LOG_S
+    with pytest.raises(database.StateUnavailable), db.read():
+        pass
+    lines = [r.getMessage() for r in caplog.records if r.name == database.__name__]
+    assert len(lines) == 2, lines
+    assert "\n" not in lines[0] and "secret" not in lines[0] and "more failures" not in lines[0]
+    assert lines[1].endswith("(4 more failures not logged)")
