@@ -223,12 +223,21 @@ class SlotManager:
         self._poller_pid = None
 
     def _poll(self) -> None:
+        unreadable_since: float | None = None  # an outage is logged when it starts and ends
         while not self._stop.is_set():
             try:
                 self.refresh()
+                if unreadable_since is not None:
+                    logger.warning(
+                        "deployment state readable again after %.1f s",
+                        monotonic() - unreadable_since,
+                    )
+                    unreadable_since = None
                 self.hold_standby()
             except StateUnavailable as exc:  # keep serving the last state it read
-                logger.warning("deployment state unreadable (%s); retrying", exc)
+                if unreadable_since is None:
+                    unreadable_since = monotonic()
+                    logger.warning("deployment state unreadable (%s); retrying", exc)
             except Exception:
                 logger.exception("refreshing the deployment state failed; retrying")
             self._stop.wait(self.poll_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,3 +198,35 @@ def test_when_the_load_being_waited_for_fails_the_waiter_loads_the_version_itsel
     waiter.join(10)
     assert len(failures) == 1 and len(got) == 1
     assert loads == [7, 7]  # the failed load, then the waiter's own
+
+
+def test_the_poller_logs_an_outage_when_it_starts_and_when_it_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a line every poll_s for as long as the database is down."""
+    from shared.statedb.database import StateUnavailable
+
+    store = st.StateStore(tmp_path / "deployment.db")
+    change(store, lambda s: st.start(s, 1, "boot", "test"))
+    reads = [0]
+    generation = store.generation
+
+    def flaky_generation() -> int:
+        reads[0] += 1
+        if 2 <= reads[0] <= 6:
+            raise StateUnavailable("the state database is unavailable: refused")
+        return generation()
+
+    store.generation = flaky_generation  # type: ignore[method-assign]
+    slots = SlotManager(store, Constant, poll_s=0.01, compile_models=False)
+    caplog.set_level("WARNING", logger="level3_deployment.slots")
+    slots.ensure_polling()
+    deadline = time.monotonic() + 10
+    while reads[0] < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    slots.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "level3_deployment.slots"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("deployment state unreadable (the state database is unavailable")
+    assert lines[1].startswith("deployment state readable again after ")
+    assert slots.active.model(1) is not None
