@@ -47,7 +47,7 @@ def ensure_started(
             st.start(current, champion, f"serve the champion v{champion}", getpass.getuser()),
             current.generation,
         )
-    except st.ConflictError:  # another worker started it first
+    except st.ConflictError:  # another replica on this database started it first
         return store.current()
 
 
@@ -61,7 +61,7 @@ def ensure_pinned(store: st.StateStore, version: int) -> st.DeploymentState:
             st.start(current, version, f"pinned to v{version}", getpass.getuser()),
             current.generation,
         )
-    except st.ConflictError:  # another worker pinned it first
+    except st.ConflictError:  # another replica on this database pinned it first
         return store.current()
 
 
@@ -69,11 +69,10 @@ def no_champion(name: str) -> str:
     return f"no champion for {name} in the registry: run `taxi-mlops level2 train` first"
 
 
-def registry_problem(name: str, version: int | None) -> str | None:
+def registry_problem(client: MlflowClient, name: str, version: int | None) -> str | None:
     """Why the service cannot start on this registry (None: it can): no champion, no
     ``version`` to pin, or a registry it cannot read (the tracking store the environment
     names: an unreachable server is not an empty registry)."""
-    client = MlflowClient()
     try:
         if version is not None:
             if registry.has_version(client, name, version):
@@ -91,13 +90,14 @@ def start_problem(name: str, version: int | None, deployment: str) -> str | None
     reach), else None once its first start is recorded: the champion as blue, or ``version``
     pinned. Run by the master before gunicorn forks (in a child of its own: MLflow's
     connections must not cross fork), so that a worker's boot never writes the state."""
-    problem = registry_problem(name, version)
+    client = MlflowClient()
+    problem = registry_problem(client, name, version)
     if problem is not None:
         return problem
     store = st.StateStore(deployment, migrate=False)
     try:
         if version is None:
-            ensure_started(store, MlflowClient(), name)
+            ensure_started(store, client, name)
         else:
             ensure_pinned(store, version)
     except TaxiMlopsError as exc:  # the registry or the database, gone since the check

@@ -27,6 +27,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from shared.log_throttle import LogThrottle
+
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -216,7 +218,7 @@ def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
     many short-lived apps do not leave a thread each). A flush that fails is logged and the
     loop goes on: were the thread to end, this worker's counts would reach the metrics only
     when it serves a scrape itself, late and in a lump."""
-    quiet_until = 0.0  # until then, a failing flush is not logged again
+    failures = LogThrottle(_FAILURE_LOG_S)
     while True:
         time.sleep(FLUSH_S)
         metrics = ref()
@@ -225,8 +227,7 @@ def _write_loop(ref: weakref.ref[ServiceMetrics]) -> None:
         try:
             metrics.flush()
         except Exception:
-            if time.monotonic() >= quiet_until:
-                quiet_until = time.monotonic() + _FAILURE_LOG_S
+            if failures.due() is not None:
                 logger.exception("writing the metrics failed (will retry)")
         del metrics
 

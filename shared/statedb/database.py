@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from time import monotonic
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from shared.errors import ConfigError, TaxiMlopsError
+from shared.log_throttle import LogThrottle
 from shared.statedb.checkpointer import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,11 @@ def compact_json(value: Any) -> str:
         return _COMPACT.encode(value)
 
 
+#: an outage is logged at most once in this many seconds per database: a service answers
+#: every request 503 while it lasts, and would otherwise log each one
+OUTAGE_LOG_S = 10.0
+
+
 class Database:
     """One state database. Cheap to build; the engine is made on first use in each process."""
 
@@ -154,7 +159,7 @@ class Database:
         self._writer_mutex = threading.Lock()
         self._writer_fd: int | None = None
         self._checkpointer: Checkpointer | None = None
-        self._outages = _OutageLog()
+        self._outages = LogThrottle(OUTAGE_LOG_S)
         if self.dialect == "sqlite":
             Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
             if background_checkpoints:
@@ -332,10 +337,20 @@ class Database:
         except DBAPIError as exc:
             if not _is_outage(exc):
                 raise
-            self._outages.report(str(self), exc.orig)
+            self._log_outage(exc.orig)
             raise StateUnavailable(
                 f"the state database {self} is unavailable: {str(exc.orig).strip()[:300]}"
             ) from None
+
+    def _log_outage(self, error: object) -> None:
+        left_out = self._outages.due()
+        if left_out is None:
+            return
+        more = f" ({left_out} more failures not logged)" if left_out else ""
+        # one line: libpq's messages carry their own line breaks and tabs
+        logger.error(
+            "state database %s unavailable: %s%s", self, " ".join(str(error).split()), more
+        )
 
     # ------------------------------------------------------------------------- a lock
     @contextmanager
@@ -394,33 +409,6 @@ class Database:
             config.attributes["connection"] = conn
             command.upgrade(config, f"{branch}@head")
         self._migrated.add(branch)
-
-
-#: an outage is logged at most once in this many seconds per database: a service answers
-#: every request 503 while it lasts, and would otherwise log each one
-OUTAGE_LOG_S = 10.0
-
-
-class _OutageLog:
-    """Failures to reach one database, logged once per :data:`OUTAGE_LOG_S` with a count of
-    those left out. Unlocked: two threads failing at the same instant may both log, which
-    costs a line, where a lock on this path could be copied held into a forked child."""
-
-    def __init__(self) -> None:
-        self._next_at = 0.0
-        self._left_out = 0
-
-    def report(self, where: str, error: object) -> None:
-        now = monotonic()
-        if now < self._next_at:
-            self._left_out += 1
-            return
-        left_out, self._left_out, self._next_at = self._left_out, 0, now + OUTAGE_LOG_S
-        more = f" ({left_out} more failures not logged)" if left_out else ""
-        # one line: libpq's messages carry their own line breaks and tabs
-        logger.error(
-            "state database %s unavailable: %s%s", where, " ".join(str(error).split()), more
-        )
 
 
 #: what SQLite says when the file is busy beyond the timeout or cannot be reached (its other

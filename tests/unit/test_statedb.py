@@ -78,10 +78,11 @@ def test_an_outage_is_logged_once_in_a_while_with_a_count_of_what_was_left_out(
 ) -> None:
     """A service answers each request 503 while the database is down; it logs the outage, not
     each of thousands of requests."""
+    import shared.log_throttle
     import shared.statedb.database as database
 
     now = [100.0]
-    monkeypatch.setattr(database, "monotonic", lambda: now[0])
+    monkeypatch.setattr(shared.log_throttle, "monotonic", lambda: now[0])
     db = Database("postgresql+psycopg2://taxi:secret@127.0.0.1:1/taxi")  # nothing listens
     for _ in range(5):
         with pytest.raises(database.StateUnavailable, match="unavailable"), db.read():
