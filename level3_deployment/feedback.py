@@ -16,7 +16,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from level3_deployment.prediction_log import Labelled, PredictionLog, Rejection
+from level3_deployment.labels import Labelled
+from level3_deployment.prediction_log import PredictionLog, Rejection
 from shared.data.validate import ValidationBounds
 from shared.errors import shown
 from shared.serving import (
@@ -64,14 +65,9 @@ def _outcome_error(key: str, outcome: Labelled, field: str) -> FieldError | None
 
 def _record_refusals(log: PredictionLog, refused: list[tuple[str | None, FieldError]]) -> None:
     """Refused labels go to the log, placed in time by their ride's prediction."""
+    times = log.event_times_of(key for key, _ in refused if key is not None)
     log.record_rejections(
-        Rejection(
-            "/feedback",
-            error.field,
-            error.message,
-            key,
-            log.event_time_of(key) if key is not None else None,
-        )
+        Rejection("/feedback", error.field, error.message, key, times.get(key) if key else None)
         for key, error in refused
     )
 

@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from level3_deployment.labels import Labelled, chunks, label_rides
 from shared.data.schema import PICKUP
 from shared.statedb import Database, tables
 from shared.statedb.driver_insert import DriverConnection, DriverInsert, DriverScalar
@@ -32,7 +33,6 @@ from shared.statedb.group_commit import GroupCommit
 from shared.statedb.journal import Ingester, Journal, Rows, ingest
 from shared.statedb.tables import insert_ignoring_duplicates
 
-F = tables.feedback
 P = tables.predictions
 R = tables.rejections
 
@@ -40,8 +40,6 @@ R = tables.rejections
 #: this keeps any caller from storing a client's megabyte)
 _MAX_KEY_CHARS = 128
 _MAX_TEXT_CHARS = 300
-#: two labels for a ride agree when they differ by less than this (minutes)
-_SAME_LABEL_MIN = 1e-6
 #: the feature columns a monitoring window reads, extracted by the database (json_extract on
 #: SQLite, ->> on PostgreSQL): parsing the JSON in Python costs ~10x more at a million rows.
 #: All are read as numbers: a zone id may be logged as 234.0, which PostgreSQL will not cast
@@ -65,17 +63,6 @@ class Rejection:
 
 class IdempotencyConflict(Exception):  # noqa: N818 - the HTTP meaning is the name
     """A request id was reused for a different request."""
-
-
-@dataclass(frozen=True)
-class Labelled:
-    """What became of one label. The rule is *first label wins*: a ride's first label is
-    stored; the same value again is a harmless retry; a different value is refused and the
-    stored one kept; a label for a ride that has no logged prediction is not stored at all."""
-
-    status: str  # "stored", "duplicate", "conflict" or "unknown"
-    predictions: int  # how many logged predictions carry this ride's label
-    stored_actual: float | None = None  # the label kept, for a duplicate or a conflict
 
 
 def _cut(text: str | None, limit: int) -> str | None:
@@ -228,16 +215,23 @@ class PredictionLog:
         The label is copied onto the ride's predictions, which both the A/B report and
         monitoring read."""
         self.sync()
-        now = time.time()
-        insert = insert_ignoring_duplicates(self.db.dialect, F, "request_key")
         with self.db.write() as conn:
-            return [_label(conn, insert, key, float(actual), now) for key, actual in labels]
+            return label_rides(conn, self.db.dialect, labels, time.time())
 
-    def event_time_of(self, request_key: str) -> str | None:
+    def event_times_of(self, request_keys: Iterable[str]) -> dict[str, str]:
+        """Each ride's event time (its first, if a ride id was reused), for the rides that
+        have a logged prediction with one."""
         self.sync()
-        query = sa.select(P.c.event_time).where(P.c.request_key == request_key).limit(1)
+        times: dict[str, str] = {}
         with self.db.read() as conn:
-            return conn.execute(query).scalar()
+            for batch in chunks(dict.fromkeys(request_keys)):
+                query = (
+                    sa.select(P.c.request_key, sa.func.min(P.c.event_time))
+                    .where(P.c.request_key.in_(batch), P.c.event_time.is_not(None))
+                    .group_by(P.c.request_key)
+                )
+                times.update((key, str(when)) for key, when in conn.execute(query))
+        return times
 
     def record_rejections(self, rejections: Iterable[Rejection]) -> None:
         rows = [
@@ -435,26 +429,6 @@ def _row(record: PredictionRecord, request_digest: str | None) -> dict[str, Any]
         "prediction": float(record.prediction),
         "latency_ms": record.latency_ms,
     }
-
-
-def _label(conn: Connection, insert: sa.Insert, key: str, actual: float, now: float) -> Labelled:
-    """One label by the first-label-wins rule. The label row is inserted first (a unique key,
-    so of two concurrent first labels exactly one is stored), then copied onto predictions."""
-    known = conn.execute(sa.select(P.c.id).where(P.c.request_key == key).limit(1)).first()
-    if known is None:
-        return Labelled("unknown", 0)
-    stored = conn.execute(insert.values(request_key=key, actual=actual, ts=now)).rowcount
-    if stored:
-        updated = conn.execute(
-            sa.update(P).where(P.c.request_key == key).values(actual=actual)
-        ).rowcount
-        return Labelled("stored", int(updated))
-    first = float(conn.execute(sa.select(F.c.actual).where(F.c.request_key == key)).scalar_one())
-    count = conn.execute(
-        sa.select(sa.func.count()).where(P.c.request_key == key, P.c.actual.is_not(None))
-    ).scalar()
-    same = abs(first - actual) < _SAME_LABEL_MIN
-    return Labelled("duplicate" if same else "conflict", int(count or 0), first)
 
 
 def _ts_between(since: float | None, until: float | None) -> list[sa.ColumnElement[bool]]:
