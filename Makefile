@@ -85,7 +85,7 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, the champion's families across five windows of real months, the level-2 pipeline in KFP vs Prefect, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
+bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, the champion's families across five windows of real months, the level-2 pipeline in KFP vs Prefect, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, a batch of labels vs one by one, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
 	$(BIN)/python -m benchmarks.champion
@@ -94,6 +94,7 @@ bench: install ## Benchmarks: generator, featurization, level-1 vs the course, l
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.serving_workers
 	$(BIN)/python -m benchmarks.state_backends
+	$(BIN)/python -m benchmarks.labels
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.canary
 	$(BIN)/python -m benchmarks.loop

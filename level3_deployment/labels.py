@@ -93,13 +93,10 @@ def _store(conn: Connection, dialect: str, offered: dict[str, float], now: float
     insert = insert_ignoring_duplicates(dialect, F, "request_key").returning(F.c.request_key)
     rows = [{"request_key": k, "actual": float(v), "ts": now} for k, v in offered.items()]
     stored = set(conn.execute(insert, rows).scalars())
-    if stored:
-        copy = (
-            sa.update(P)
-            .where(P.c.request_key == sa.bindparam("ride"))
-            .values(actual=sa.bindparam("label"))
-        )
-        conn.execute(copy, [{"ride": k, "label": float(offered[k])} for k in stored])
+    # one statement per chunk: psycopg2 runs an executemany as a round trip per row
+    label = sa.select(F.c.actual).where(F.c.request_key == P.c.request_key).scalar_subquery()
+    for batch in chunks(stored):
+        conn.execute(sa.update(P).where(P.c.request_key.in_(batch)).values(actual=label))
     return stored
 
 
