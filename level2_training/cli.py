@@ -217,6 +217,8 @@ def train_command(
         )
         return
     config = options.config(settings, on_worker, "level2 train")
+    # embedded mode: Prefect's temporary server boots while the flow's libraries are imported
+    prefect_ready = (lambda: None) if on_worker else runtime.boot_embedded_prefect()
     from level2_training.flow import training_flow
 
     runtime.hide_expected_tracebacks()
@@ -225,6 +227,7 @@ def train_command(
         if on_worker:
             result = _run_on_worker(config, settings.prefect_api_url, timeout_s)
         else:
+            prefect_ready()
             result = training_flow(config)
     except TaxiMlopsError as exc:
         fail(f"{exc} Nothing was registered.")

@@ -66,10 +66,11 @@ def serve(
     # but reading the state (level3_deployment/service.py).
     from level3_deployment.prediction_log import PredictionLog
     from level3_deployment.routing import Variant
-    from level3_deployment.service import Pin  # and MLflow: the workers fork it
+    from level3_deployment.service import Pin, import_worker_libraries  # and MLflow
     from level3_deployment.state import StateStore
     from shared.statedb import state_locations
 
+    import_worker_libraries(mlflow_database=settings.embedded_mlflow)
     where = state_locations(settings.home, settings.state_url)
     StateStore(where.deployment).db.dispose()
     PredictionLog(where.predictions).close()

@@ -107,6 +107,23 @@ def start_problem(name: str, version: int | None, deployment: str) -> str | None
     return None
 
 
+def import_worker_libraries(*, mlflow_database: bool) -> None:
+    """Import, in gunicorn's master before it forks, the libraries every worker's
+    :func:`build_app` loads: MLflow's database stores (``mlflow_database``: the tracking URI is
+    a database, not a server), skops (which a model load imports, and which imports most of
+    scikit-learn) and Treelite with TL2cgen (the compiled predictors). Modules only, no
+    connection. Each worker then starts with them in memory shared with the master, where it
+    imported them itself (~2 s of CPU a worker, and a replacement worker's boot, here)."""
+    import skops.io  # noqa: F401
+    import tl2cgen  # noqa: F401
+    import treelite.gtil
+    import treelite.sklearn  # noqa: F401
+
+    if mlflow_database:
+        import mlflow.store.model_registry.sqlalchemy_store
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
 def read_first_state(slots: SlotManager) -> None:
     """A worker's first read of the deployment state (and load of its models). gunicorn stops
     the whole service when a worker fails to boot, so a worker that boots while the database

@@ -94,9 +94,11 @@ def monitor(
     from level2_training import runtime
 
     runtime.configure(get_settings())
+    prefect_ready = runtime.boot_embedded_prefect()  # boots while the flow's libraries import
     from level4_automation.flow import monitoring_flow
 
     runtime.hide_expected_tracebacks()
+    prefect_ready()
     result = monitoring_flow(
         start=start,
         end=end,

@@ -157,3 +157,34 @@ def test_a_held_back_month_is_scored_after_the_choice_and_never_makes_it(
     parent = MlflowClient().get_run(held.mlflow_run_id)
     assert parent.data.metrics["test_rmse"] == pytest.approx(held.test.best_rmse)
     assert parent.data.tags["test_month"] == "2019-03"
+
+
+def test_prefect_booted_early_is_the_server_the_flows_use(settings: Settings) -> None:
+    """`level2 train` starts Prefect's temporary server while it imports its flow; the flow's
+    client then finds that server running (Prefect keeps one per process), not a second."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.server.api.server import SubprocessASGIServer
+
+    ready = runtime.boot_embedded_prefect()
+    ready()
+    server = SubprocessASGIServer()
+    assert server.running and server.server_process is not None
+    assert server.server_process.poll() is None
+    assert not [t for t in threading.enumerate() if t.name == "prefect-boot"]
+    with get_client(sync_client=True) as client:
+        assert str(client.api_url).rstrip("/") == server.api_url
+        assert client.hello().status_code == 200
+    assert training_flow(config(settings, families=["ridge"], trials=1)).best.family == "ridge"
+
+
+def test_with_a_prefect_server_configured_nothing_is_booted() -> None:
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        ready = runtime.boot_embedded_prefect()
+    assert not [t for t in threading.enumerate() if t.name == "prefect-boot"]
+    ready()  # nothing to wait for
