@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.schema import PICKUP
 from shared.errors import ConfigError
+from shared.family_names import check_family
 from shared.features import (
     BASELINE,
     CALENDAR,
@@ -186,10 +187,7 @@ BASELINE_FAMILY = "linear"
 
 
 def get_family(name: str) -> Family:
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ConfigError(f"model family {name!r}: expected one of {', '.join(FAMILIES)}") from None
+    return FAMILIES[check_family(name)]
 
 
 def build_model(family: str, params: Mapping[str, Any] | None = None, seed: int = 0) -> Pipeline:
