@@ -118,9 +118,27 @@ def no_sqlite_thread_outlives_its_test() -> Iterator[None]:
     assert not alive, f"the test left SQLite threads running (close what started them): {alive}"
 
 
+@pytest.fixture(scope="session")
+def native_trees_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of native tree libraries for the whole run, every xdist worker included.
+
+    A library is named by its model, code generator, compiler and flags, and built under a lock
+    (shared/native_trees.py), so homes can share one: the same model, trained the same way in
+    several tests' homes, is then compiled once rather than once a home (44 builds of 30
+    models in a run, ~5 CPU-s each)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = root / "native-trees"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own TAXI_MLOPS_HOME, so nothing touches ./.taxi-mlops."""
+def isolated_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_trees_cache: Path
+) -> Path:
+    """Every test gets its own TAXI_MLOPS_HOME, so nothing touches ./.taxi-mlops; its native
+    trees folder is the run's shared one."""
     home = tmp_path / "home"
     monkeypatch.setenv("TAXI_MLOPS_HOME", str(home))
     for name in list(os.environ):
@@ -129,6 +147,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Each test gets its own MLflow store under its home (runtime.configure sets this too).
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     (home / "mlflow").mkdir(parents=True)
+    (home / "native-trees").symlink_to(native_trees_cache, target_is_directory=True)
     return home
 
 
