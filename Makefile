@@ -22,7 +22,7 @@ ECS_POLL_SECONDS ?= 15
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint checkov format bench clean train train-ecs image-push deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
+.PHONY: help install venvs demo test test-fast lint checkov format bench clean train train-ecs image-push deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,9 +40,10 @@ $(BIN)/.installed: pyproject.toml
 # Tools that pin their own versions of packages the project needs get virtualenvs of their
 # own: schemathesis (the OpenAPI fuzzer the suite runs against both services: click,
 # hypothesis, pytest, werkzeug) and checkov (infra, workflows, Dockerfiles: it downgrades
-# packaging and shadows hcl2). $(call tool_venv,FOLDER,BINARY,REQUIREMENT)
+# packaging and shadows hcl2). They need nothing from the project's, so `install` builds the
+# three at once (pip is one process on one core). $(call tool_venv,FOLDER,BINARY,REQUIREMENT)
 define tool_venv
-$(VENV)/$(1)/bin/$(2): | $(BIN)/.installed
+$(VENV)/$(1)/bin/$(2):
 	$(PYTHON) -m venv $(VENV)/$(1)
 	$(VENV)/$(1)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/$(1)/bin/python -m pip install --quiet '$(3)'
@@ -52,7 +53,11 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 $(eval $(call tool_venv,schemathesis,st,schemathesis==4.32.5))
 $(eval $(call tool_venv,checkov,checkov,checkov==3.3.30))
 
-install: $(BIN)/.installed $(SCHEMATHESIS) $(CHECKOV) ## Create .venv and install the project with dev tools
+install: ## Create .venv and install the project with dev tools
+	@$(MAKE) --no-print-directory -j3 venvs
+
+venvs: $(BIN)/.installed $(SCHEMATHESIS) $(CHECKOV)
+	@:
 
 demo: install ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tlc-yellow-sample for real)
 	$(BIN)/taxi-mlops demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
