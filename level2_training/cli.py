@@ -18,7 +18,7 @@ from shared.cli_options import data_dir_option, rows_option, seed_option, trials
 from shared.cli_output import emit, fail, json_option
 from shared.data.sources import GENERATED, MonthSource, month_range
 from shared.errors import ConfigError, TaxiMlopsError
-from shared.family_names import FAMILY_NAMES, check_family
+from shared.models import FAMILIES, get_family
 from shared.settings import get_settings
 
 
@@ -51,7 +51,7 @@ class TrainingOptions:
         """``--models`` as family names; an unknown name fails here, before anything starts."""
         families = [m.strip() for m in self.models.split(",") if m.strip()]
         for family in families:
-            check_family(family)
+            get_family(family)
         return families
 
     @property
@@ -159,7 +159,7 @@ def training_options(command: Any) -> Any:
             "--models",
             default="linear,ridge,hgb",
             show_default=True,
-            help=f"Families to search, from: {', '.join(FAMILY_NAMES)}. The linear baseline "
+            help=f"Families to search, from: {', '.join(FAMILIES)}. The linear baseline "
             "always runs for comparison.",
         ),
         trials_option(10, "Search budget per family."),

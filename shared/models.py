@@ -18,7 +18,6 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.schema import PICKUP
 from shared.errors import ConfigError
-from shared.family_names import check_family
 from shared.features import (
     BASELINE,
     CALENDAR,
@@ -187,7 +186,10 @@ BASELINE_FAMILY = "linear"
 
 
 def get_family(name: str) -> Family:
-    return FAMILIES[check_family(name)]
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(f"model family {name!r}: expected one of {', '.join(FAMILIES)}") from None
 
 
 def build_model(family: str, params: Mapping[str, Any] | None = None, seed: int = 0) -> Pipeline:

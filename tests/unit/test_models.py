@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from shared.errors import ConfigError
-from shared.family_names import FAMILY_NAMES
 from shared.features import split_xy
-from shared.models import FAMILIES, fit_model, get_family, recency_weights
+from shared.models import fit_model, get_family, recency_weights
 
 
 def test_recency_weights_rise_linearly_from_the_oldest_to_the_newest_trip() -> None:
@@ -31,13 +30,6 @@ def test_recency_weights_of_one_instant_or_a_missing_time_are_neutral() -> None:
 def test_a_recency_outside_zero_to_one_is_refused_by_name(strength: float) -> None:
     with pytest.raises(ConfigError, match=r"recency: .* is not in \[0, 1\)"):
         recency_weights(np.array(["2019-01-01"], dtype="datetime64[s]"), strength)
-
-
-def test_the_cli_knows_every_family_by_name_and_refuses_others() -> None:
-    """The CLI checks --models against shared/family_names.py, without scikit-learn."""
-    assert tuple(FAMILIES) == FAMILY_NAMES
-    with pytest.raises(ConfigError, match="model family 'gbm': expected one of linear, ridge"):
-        get_family("gbm")
 
 
 def _two_speeds(n: int = 400) -> pd.DataFrame:
