@@ -73,12 +73,11 @@ def main() -> None:
         for backend in ("SQLite", "PostgreSQL"):
             for batched in (False, True):
                 name = f"{backend}-{'batch' if batched else 'one-by-one'}"
-                url = (
-                    f"sqlite:///{Path(tmp) / name / 'predictions.db'}"
-                    if backend == "SQLite"
-                    else pg.create_database(name.lower().replace("-", "_"))
-                )
-                (Path(tmp) / name).mkdir()
+                if backend == "SQLite":
+                    (Path(tmp) / name).mkdir()
+                    url = f"sqlite:///{Path(tmp) / name / 'predictions.db'}"
+                else:
+                    url = pg.create_database(name.lower().replace("-", "_"))
                 results.setdefault(backend, {})[name] = run_case(url, args.labels, batched)
     for backend, cases in results.items():
         one, batch = cases[f"{backend}-one-by-one"], cases[f"{backend}-batch"]

@@ -58,7 +58,11 @@ def label_rides(
         if key in known:
             offered.setdefault(key, actual)
     stored = _store(conn, dialect, offered, now)
-    kept = _kept(conn, offered)
+    # a label stored now is the one offered; only the others are read back
+    kept = {
+        **_kept(conn, (k for k in offered if k not in stored)),
+        **{k: float(offered[k]) for k in stored},
+    }
     counts = _labelled_counts(conn, offered)
     outcomes = []
     judged: set[str] = set()

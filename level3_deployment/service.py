@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,14 +115,14 @@ def import_worker_libraries(*, mlflow_database: bool) -> None:
     scikit-learn) and Treelite with TL2cgen (the compiled predictors). Modules only, no
     connection. Each worker then starts with them in memory shared with the master, where it
     imported them itself (~2 s of CPU a worker, and a replacement worker's boot, here)."""
-    import skops.io  # noqa: F401
-    import tl2cgen  # noqa: F401
-    import treelite.gtil
-    import treelite.sklearn  # noqa: F401
-
+    modules = ["skops.io", "tl2cgen", "treelite.gtil", "treelite.sklearn"]
     if mlflow_database:
-        import mlflow.store.model_registry.sqlalchemy_store
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        modules += [
+            "mlflow.store.tracking.sqlalchemy_store",
+            "mlflow.store.model_registry.sqlalchemy_store",
+        ]
+    for module in modules:
+        importlib.import_module(module)
 
 
 def read_first_state(slots: SlotManager) -> None:
