@@ -50,8 +50,10 @@ def boot_embedded_prefect() -> Callable[[], None]:
     Prefect starts that server (a process of its own) when a flow first needs its API, and the
     flow waits for it: ~7 s on a 2-core machine, ~20 s in a new home (its database is created
     first). Started before the command imports its flow, the server boots while the imports
-    run, and a training run is that much sooner. With PREFECT_API_URL set there is nothing to
-    start. A server that fails to start here is started again by the flow, which reports why.
+    run, and a training run is that much sooner. A new home's database is first copied from a
+    migrated template (:mod:`level2_training.prefect_template`). With PREFECT_API_URL set there
+    is nothing to start. A server that fails to start here is started again by the flow, which
+    reports why.
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
@@ -68,7 +70,10 @@ def boot_embedded_prefect() -> Callable[[], None]:
 
 
 def _start_quietly(server: Any) -> None:
+    from level2_training.prefect_template import seed_default_database
+
     try:
+        seed_default_database()
         server.start()
     except Exception:  # the flow starts it again and reports the error where it belongs
         logging.getLogger(__name__).debug("early start of Prefect's server failed", exc_info=True)

@@ -188,3 +188,49 @@ def test_with_a_prefect_server_configured_nothing_is_booted() -> None:
         ready = runtime.boot_embedded_prefect()
     assert not [t for t in threading.enumerate() if t.name == "prefect-boot"]
     ready()  # nothing to wait for
+
+
+def test_a_new_home_seeded_from_the_template_is_at_prefects_head_and_serves(
+    tmp_path: Path,
+) -> None:
+    """The installation's template (made here if no run made it yet) is Prefect's own migrations
+    at its head revision, and a server starts on a copy of it (tests/unit/test_prefect_template.py
+    covers the copying)."""
+    import sqlite3
+    import sys
+
+    import prefect
+    from alembic.script import ScriptDirectory
+    from prefect.server.database.alembic_commands import alembic_config
+    from prefect.server.database.orm_models import AioSqliteORMConfiguration
+
+    from level2_training.prefect_template import (
+        TEMPLATES,
+        seed_database,
+        template_path,
+        upgrade_command,
+    )
+    from shared.services import free_port, http_json, start_service
+
+    home = tmp_path / "prefect-home"
+    template = template_path(TEMPLATES, prefect.__version__)
+    assert seed_database(home / "prefect.db", template, upgrade_command())
+    with sqlite3.connect(home / "prefect.db") as db:
+        (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    migrations = alembic_config()
+    migrations.set_main_option("version_locations", str(AioSqliteORMConfiguration().versions_dir))
+    assert [revision] == ScriptDirectory.from_config(migrations).get_heads()
+
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-ui"]
+    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with start_service(
+        [*command, "--no-services", "--host", "127.0.0.1", "--port", str(port)],
+        f"http://127.0.0.1:{port}",
+        tmp_path / "server.log",
+        health_path="/api/health",
+        env=env,
+        timeout_s=180,
+    ) as server:
+        status, count = http_json("POST", f"{server.url}/api/flow_runs/count", {})
+    assert (status, count) == (200, 0)
