@@ -36,6 +36,9 @@ RUN useradd --create-home --uid 10001 app \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl \
     && rm -rf /wheels
+# Prefect's migrated, empty database, copied into each new home (a training or monitoring
+# task starts in one): level2_training/prefect_template.py
+RUN python -m level2_training.prefect_template
 USER 10001
 # The writable paths of a read-only container (ECS: readonlyRootFilesystem). ECS copies a
 # VOLUME path's contents and owner into the task's bind mount of the same path, which would

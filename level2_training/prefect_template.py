@@ -76,12 +76,8 @@ def seed_database(database: Path, template: Path, command: list[str]) -> bool:
     if database.exists():
         return False
     try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        # several processes may meet a new installation at once: one makes the template
-        with open(template.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not template.exists():
-                build_template(template, command)
+        if not template.exists():  # an image's template is read-only: no lock to take
+            _build_once(template, command)
         database.parent.mkdir(parents=True, exist_ok=True)
         partial = database.with_name(f".{database.name}.{os.getpid()}")
         shutil.copyfile(template, partial)
@@ -90,6 +86,15 @@ def seed_database(database: Path, template: Path, command: list[str]) -> bool:
         logger.info("no Prefect database template (%s): Prefect migrates %s itself", exc, database)
         return False
     return True
+
+
+def _build_once(template: Path, command: list[str]) -> None:
+    """Several processes may meet a new installation at once: one makes the template."""
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with open(template.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            build_template(template, command)
 
 
 def default_database() -> Path | None:
@@ -106,9 +111,20 @@ def default_database() -> Path | None:
 
 def seed_default_database() -> bool:
     """Seed Prefect's default database for this installation's Prefect (see the module)."""
-    import prefect
-
     database = default_database()
     if database is None:
         return False
-    return seed_database(database, template_path(TEMPLATES, prefect.__version__), upgrade_command())
+    return seed_database(database, installation_template(), upgrade_command())
+
+
+def installation_template() -> Path:
+    import prefect
+
+    return template_path(TEMPLATES, prefect.__version__)
+
+
+if __name__ == "__main__":  # an image makes its template at build time (Dockerfile)
+    made = installation_template()
+    if not made.exists():
+        _build_once(made, upgrade_command())
+    sys.stdout.write(f"{made}\n")

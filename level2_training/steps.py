@@ -74,8 +74,14 @@ def train(
     digest: dict[str, Any],
     git: dict[str, str],
 ) -> Searched:
-    """Search one family; log every trial as a nested run. Returns (best, its run, its model)."""
-    logged: dict[int, tuple[str, str]] = {}
+    """Search one family; log every trial as a nested run, and the best trial's model in its
+    run. Returns (best, its run, its model).
+
+    Only the winner's model is logged: a model costs ~1-2 s to log (skops' scan of its types,
+    its signature, a copy of ``shared/``) and a few MB, and the other trials' models are never
+    loaded; their parameters and metrics say what they were, and a seed reproduces any of them.
+    """
+    logged: dict[int, str] = {}
 
     def log_trial(result: TrialResult) -> None:
         with mlflow.start_run(
@@ -96,11 +102,12 @@ def train(
                     "fit_seconds": result.fit_seconds,
                 }
             )
-            model_uri = tracking.log_pipeline(result.fitted, data[1][0])
-            logged[result.number] = (run.info.run_id, model_uri)
+            logged[result.number] = run.info.run_id
 
     best = search_family(family, data[0], data[1], trials=trials, seed=seed, on_trial=log_trial)
-    run_id, model_uri = logged[best.number]
+    run_id = logged[best.number]
+    with mlflow.start_run(run_id=run_id, nested=True):
+        model_uri = tracking.log_pipeline(best.fitted, data[1][0])
     return best, run_id, model_uri
 
 

@@ -63,6 +63,12 @@ def test_flow_tracks_registers_and_promotes(settings: Settings) -> None:
     digest = mlflow.artifacts.load_dict(f"runs:/{trial.info.run_id}/data_digest.json")
     assert [i["role"] for i in digest["inputs"]] == ["train", "val"]
     assert digest["inputs"][0]["rows_in"] == 6000
+    # a model only in each family's best trial (the baseline's is its only one)
+    logged = client.search_logged_models([result.experiment_id])
+    assert sorted(m.source_run_id for m in logged) == sorted(
+        search.run_id for search in result.families.values()
+    )
+    assert result.best.run_id in {m.source_run_id for m in logged} and len(logged) == 3
 
     champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     inputs = {i.name for i in champion.metadata.get_input_schema().inputs}
@@ -197,6 +203,7 @@ def test_a_new_home_seeded_from_the_template_is_at_prefects_head_and_serves(
     at its head revision, and a server starts on a copy of it (tests/unit/test_prefect_template.py
     covers the copying)."""
     import sqlite3
+    import subprocess
     import sys
 
     import prefect
@@ -204,16 +211,19 @@ def test_a_new_home_seeded_from_the_template_is_at_prefects_head_and_serves(
     from prefect.server.database.alembic_commands import alembic_config
     from prefect.server.database.orm_models import AioSqliteORMConfiguration
 
-    from level2_training.prefect_template import (
-        TEMPLATES,
-        seed_database,
-        template_path,
-        upgrade_command,
-    )
+    from level2_training.prefect_template import seed_database, upgrade_command
     from shared.services import free_port, http_json, start_service
 
+    # what an image runs at build time (Dockerfile): the template, made once, and its path
+    made = subprocess.run(
+        [sys.executable, "-m", "level2_training.prefect_template"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    template = Path(made.stdout.strip())
+    assert template.name == f"prefect-{prefect.__version__}.db" and template.is_file()
     home = tmp_path / "prefect-home"
-    template = template_path(TEMPLATES, prefect.__version__)
     assert seed_database(home / "prefect.db", template, upgrade_command())
     with sqlite3.connect(home / "prefect.db") as db:
         (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()

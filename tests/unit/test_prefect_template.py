@@ -98,3 +98,15 @@ def test_only_prefects_default_database_is_seeded(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://prefect:secret@db:5432/prefect"
     with temporary_settings({PREFECT_HOME: tmp_path, PREFECT_API_DATABASE_CONNECTION_URL: url}):
         assert default_database() is None
+
+
+def test_a_template_made_at_build_time_is_copied_without_a_lock(tmp_path: Path) -> None:
+    """In an image the template's folder is read-only: copying it takes no lock there."""
+    command, runs = upgrade(tmp_path)
+    template = template_path(tmp_path / "share", "1")
+    assert seed_database(tmp_path / "first" / "prefect.db", template, command)
+    template.with_suffix(".lock").unlink()
+    template.with_suffix(".lock").mkdir()  # no lock file can be opened there any more
+    database = tmp_path / "prefect-home" / "prefect.db"
+    assert seed_database(database, template, command) is True
+    assert revision(database) == "head1" and runs.read_text() == "x"
