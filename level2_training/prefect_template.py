@@ -19,11 +19,13 @@ import fcntl
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import sqlalchemy
+import sqlalchemy.exc
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +61,14 @@ def build_template(path: Path, command: list[str]) -> None:
 
 def _check_migrated(database: Path) -> None:
     """The database holds a whole schema: one row in alembic_version, in one file."""
-    connection = sqlite3.connect(database)
+    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
     try:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            query = "SELECT version_num FROM alembic_version"
+            revision = connection.exec_driver_sql(query).scalar()
     finally:
-        connection.close()
+        engine.dispose()
     if not revision:
         raise OSError(f"{database}: the migrations left no revision")
 
@@ -79,12 +83,23 @@ def seed_database(database: Path, template: Path, command: list[str]) -> bool:
         if not template.exists():  # an image's template is read-only: no lock to take
             _build_once(template, command)
         database.parent.mkdir(parents=True, exist_ok=True)
-        partial = database.with_name(f".{database.name}.{os.getpid()}")
-        shutil.copyfile(template, partial)
-        os.replace(partial, database)
-    except (OSError, subprocess.SubprocessError, sqlite3.Error) as exc:
+        return _place(template, database)
+    except (OSError, subprocess.SubprocessError, sqlalchemy.exc.SQLAlchemyError) as exc:
         logger.info("no Prefect database template (%s): Prefect migrates %s itself", exc, database)
         return False
+
+
+def _place(template: Path, database: Path) -> bool:
+    """A whole copy appears at ``database`` only if nothing is there yet: a server that another
+    process started in this home meanwhile keeps its own database."""
+    partial = database.with_name(f".{database.name}.{os.getpid()}")
+    shutil.copyfile(template, partial)
+    try:
+        os.link(partial, database)  # unlike a rename, fails if the name exists
+    except FileExistsError:
+        return False
+    finally:
+        partial.unlink()
     return True
 
 

@@ -110,3 +110,27 @@ def test_a_template_made_at_build_time_is_copied_without_a_lock(tmp_path: Path) 
     database = tmp_path / "prefect-home" / "prefect.db"
     assert seed_database(database, template, command) is True
     assert revision(database) == "head1" and runs.read_text() == "x"
+
+
+def test_a_database_made_meanwhile_is_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's server may create the home's database while the template is copied."""
+    import shutil
+
+    command, _ = upgrade(tmp_path)
+    template = template_path(tmp_path / "share", "1")
+    database = tmp_path / "prefect-home" / "prefect.db"
+    real_copy = shutil.copyfile
+
+    def copy_while_a_server_starts(source: Path, target: Path) -> Path:
+        database.write_bytes(b"a live server's database")
+        return real_copy(source, target)
+
+    assert seed_database(tmp_path / "first" / "prefect.db", template, command)
+    monkeypatch.setattr(
+        "level2_training.prefect_template.shutil.copyfile", copy_while_a_server_starts
+    )
+    assert seed_database(database, template, command) is False
+    assert database.read_bytes() == b"a live server's database"
+    assert [p.name for p in database.parent.iterdir()] == ["prefect.db"]
