@@ -45,8 +45,7 @@ def upgrade_command() -> list[str]:
 def build_template(path: Path, command: list[str]) -> None:
     """Run ``command`` (the migrations) in a scratch Prefect home beside ``path``, then move
     the database it made to ``path``. Raises OSError, SubprocessError or SQLAlchemyError on
-    failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    failure. ``path``'s folder must exist."""
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".prefect-home-") as scratch:
         env = {
             k: v

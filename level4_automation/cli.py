@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,10 +253,9 @@ def replay(
         policy_path=Path(policy_path).resolve() if policy_path else None,
         windows_per_month=windows_per_month,
     )
-    prefect_ready = _enter_replay_world(config.out_dir)
+    _enter_replay_world(config.out_dir)
     from shared.cli_output import is_json
 
-    prefect_ready()
     result = run_replay(config, get_settings(), None if is_json() else click.echo)
     emit({"ok": True, **result}, _replay_lines(result, config.out_dir))
 
@@ -273,11 +271,11 @@ def _replay_folder(home: Path, out_dir: str | None) -> Path:
     return folder
 
 
-def _enter_replay_world(out_dir: Path) -> Callable[[], None]:
+def _enter_replay_world(out_dir: Path) -> None:
     """The replay is its own world: its own home, registry and stores, whatever the user's are
     (a shared state database included). Only Prefect's flow-run history stays the caller's: a
     new Prefect database would cost a migration (~10 s) per replay, and the runs belong in the
-    caller's history anyway. Returns the wait for Prefect's temporary server, booting now."""
+    caller's history anyway."""
     os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
     os.environ["TAXI_MLOPS_HOME"] = str(out_dir)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -286,7 +284,8 @@ def _enter_replay_world(out_dir: Path) -> Callable[[], None]:
 
     runtime.configure(get_settings())
     runtime.hide_expected_tracebacks()
-    return runtime.boot_embedded_prefect()
+    # nothing here to overlap with the boot: started (a new home seeded first) and waited for
+    runtime.boot_embedded_prefect()()
 
 
 def _replay_lines(result: dict[str, Any], out_dir: Path) -> list[str]:
