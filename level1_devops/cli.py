@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from shared.cli_output import emit, json_option
-from shared.data.validate import ValidationBounds
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
@@ -46,6 +45,7 @@ def level1() -> None:
 def train(train_source: str, val_source: str, out: Path | None) -> None:
     """Train the course's model (zones + distance, LinearRegression) and evaluate it."""
     from level1_devops.train import train_from_files
+    from shared.data.validate import ValidationBounds  # pandas: not for level 1's other commands
 
     out = out or get_settings().models_dir / "level1" / "model.joblib"
     summary = train_from_files(train_source, val_source, out, ValidationBounds())

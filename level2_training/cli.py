@@ -9,17 +9,22 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from level2_training.results import FlowRunRef, TrainingResult
 from shared.cli_options import data_dir_option, rows_option, seed_option, trials_option
 from shared.cli_output import emit, fail, json_option
-from shared.data.sources import GENERATED, MonthSource, month_range
 from shared.errors import ConfigError, TaxiMlopsError
-from shared.models import FAMILIES, get_family
+from shared.family_names import FAMILY_NAMES
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from shared.data.sources import MonthSource
+
+# The data and model modules (pandas, scikit-learn: ~2.5 CPU-s) are imported where a command
+# needs them, so that level 2's other commands (status, history, promote, ...) start in ~0.5 s.
 
 
 @click.group()
@@ -49,6 +54,8 @@ class TrainingOptions:
 
     def families(self) -> list[str]:
         """``--models`` as family names; an unknown name fails here, before anything starts."""
+        from shared.models import get_family
+
         families = [m.strip() for m in self.models.split(",") if m.strip()]
         for family in families:
             get_family(family)
@@ -57,10 +64,14 @@ class TrainingOptions:
     @property
     def location(self) -> str | None:
         """Where the months are: a folder, a base URL or the generator (None: files)."""
+        from shared.data.sources import GENERATED
+
         return self.data_dir or self.data_url or (GENERATED if self.generated else None)
 
     def sources(self) -> tuple[list[MonthSource], MonthSource]:
         """The training months and the validation month."""
+        from shared.data.sources import MonthSource, month_range
+
         if self.train_files or self.val_file:
             if not (self.train_files and self.val_file):
                 raise click.UsageError("--train FILE needs --val FILE (and the other way round)")
@@ -109,6 +120,8 @@ class TrainingOptions:
     def held_out(self) -> MonthSource | None:
         """The held-back test month (``--test FILE`` or ``--test-month``), if one was given;
         it may be neither a training nor the validation month."""
+        from shared.data.sources import MonthSource, month_range
+
         if self.test_file and self.test_month:
             raise click.UsageError("give --test FILE or --test-month, not both")
         if self.test_file:
@@ -159,7 +172,7 @@ def training_options(command: Any) -> Any:
             "--models",
             default="linear,ridge,hgb",
             show_default=True,
-            help=f"Families to search, from: {', '.join(FAMILIES)}. The linear baseline "
+            help=f"Families to search, from: {', '.join(FAMILY_NAMES)}. The linear baseline "
             "always runs for comparison.",
         ),
         trials_option(10, "Search budget per family."),

@@ -3,6 +3,7 @@ real months, for every family; where they cannot, or would not, the Pipeline ser
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,18 @@ def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {name: frame[name].to_numpy() for name in frame.columns}
 
 
+#: (family, id of the training frame) -> (that frame, the model fitted on it)
+_FITTED: dict[tuple[str, int], tuple[pd.DataFrame, Pipeline]] = {}
+
+
 def fitted(family: str, train: pd.DataFrame) -> Pipeline:
-    return fit_model(family, None, 0, *split_xy(train, get_family(family).spec))
+    """The family fitted on ``train``: fitted once per module-scoped frame (an ensemble on a real
+    month takes seconds), and a copy each time, since some tests tamper with their model."""
+    key = (family, id(train))
+    if key not in _FITTED or _FITTED[key][0] is not train:
+        X, y = split_xy(train, get_family(family).spec)
+        _FITTED[key] = (train, fit_model(family, None, 0, X, y))
+    return copy.deepcopy(_FITTED[key][1])
 
 
 def assert_same_answers(

@@ -3,6 +3,8 @@ and `plan` run in GitHub Actions): what must hold is checked on the parsed confi
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,18 @@ ENVS = [AWS, AWS_STATE]
 OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
 
 
-def parsed(folder: Path = AWS) -> list[dict[str, Any]]:
-    return [
+@functools.cache
+def _parse(folder: Path) -> tuple[dict[str, Any], ...]:
+    # python-hcl2 takes ~0.5 s a folder, and most tests read several views of the same files
+    return tuple(
         hcl2.load(path.open(), serialization_options=OPTIONS)
         for path in sorted(folder.glob("*.tf"))
-    ]
+    )
+
+
+def parsed(folder: Path = AWS) -> list[dict[str, Any]]:
+    """The folder's .tf files, parsed (a copy: a test may change what it is given)."""
+    return copy.deepcopy(list(_parse(folder)))
 
 
 def blocks(kind: str, type_name: str, folder: Path = AWS) -> dict[str, Any]:
@@ -327,13 +336,6 @@ REFERENCE = re.compile(
 LOCAL_NAMES = {"each", "count", "path", "self", "terraform"}
 
 
-def parsed_dir(folder: Path) -> list[dict[str, Any]]:
-    return [
-        hcl2.load(path.open(), serialization_options=OPTIONS)
-        for path in sorted(folder.glob("*.tf"))
-    ]
-
-
 def declared(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {"var": set(), "local": set(), "module": set(), "output": set()}
     for doc in docs:
@@ -375,7 +377,7 @@ def references(docs: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
     "folder", [*ENVS, MODULES / "ecs_service"], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_every_reference_is_declared(folder: Path) -> None:
-    docs = parsed_dir(folder)
+    docs = parsed(folder)
     names = declared(docs)
     missing = sorted(
         f"{kind}.{name}"
@@ -386,10 +388,10 @@ def test_every_reference_is_declared(folder: Path) -> None:
 
 
 def test_module_calls_match_the_module_interface() -> None:
-    docs = parsed_dir(AWS)
+    docs = parsed(AWS)
     calls = {k: v for doc in docs for item in doc.get("module", []) for k, v in item.items()}
     for name, call in calls.items():
-        module_docs = parsed_dir((AWS / call["source"]).resolve())
+        module_docs = parsed((AWS / call["source"]).resolve())
         interface = declared(module_docs)
         variables = {k: v for d in module_docs for i in d.get("variable", []) for k, v in i.items()}
         meta = {"source", "for_each", "count", "providers", "depends_on", "version"}
@@ -401,7 +403,7 @@ def test_module_calls_match_the_module_interface() -> None:
     # (`for m in module.x : m.attr` names no attribute: not checked here)
     used = {(n, a) for kind, n, a in references(docs) if kind == "module" and a is not None}
     for name, attribute in used:
-        outputs = declared(parsed_dir((AWS / calls[name]["source"]).resolve()))["output"]
+        outputs = declared(parsed((AWS / calls[name]["source"]).resolve()))["output"]
         assert attribute in outputs, f"module.{name}.{attribute} is not an output"
 
 

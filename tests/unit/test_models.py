@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from shared.errors import ConfigError
+from shared.family_names import FAMILY_NAMES
 from shared.features import split_xy
-from shared.models import fit_model, get_family, recency_weights
+from shared.models import FAMILIES, fit_model, get_family, recency_weights
 
 
 def test_recency_weights_rise_linearly_from_the_oldest_to_the_newest_trip() -> None:
@@ -72,3 +73,9 @@ def test_the_ensemble_averages_members_of_different_seeds() -> None:
     each = np.array([m.predict(model.named_steps["features"].transform(X)) for m in members])
     assert not np.allclose(each[0], each[1])  # half the features at each split, by seed
     np.testing.assert_allclose(model.predict(X), each.mean(axis=0), rtol=0, atol=1e-12)
+
+
+def test_the_light_list_of_names_is_the_families_own() -> None:
+    """The command lines list shared.family_names without importing the models."""
+    assert tuple(FAMILIES) == FAMILY_NAMES
+    assert all(FAMILIES[name].name == name for name in FAMILY_NAMES)
