@@ -22,14 +22,14 @@ ECS_POLL_SECONDS ?= 15
 TF_LOCAL_VARS = -var home=$(abspath .taxi-mlops-local) -var bin_dir=$(abspath $(BIN))
 
 .DEFAULT_GOAL := help
-.PHONY: help install venvs demo test test-fast lint checkov format bench clean train train-ecs image-push deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
+.PHONY: help install venvs bytecode demo test test-fast lint checkov format bench clean train train-ecs image-push deploy smoke split promote rollback monitor tf-check tf-validate-cloud tf-aws-config tf-plan tf-show tf-apply infra-up infra-down stack-up stack-down stack-status
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # uv (from PyPI, into the virtualenv) installs what pip would from the same ranges, resolving,
 # downloading, unpacking and compiling to bytecode in parallel (`make install` on 2 cores:
-# ~105 s where pip took ~185). It compiles every module at install, as pip does: where
+# ~105 s where pip took ~165). It compiles every module at install, as pip does: where
 # PYTHONDONTWRITEBYTECODE is set (it is on some CI machines), nothing would write it later, and
 # every process would compile each module it imports again (the suite ran ~1.5x slower).
 # uv does not read pip.conf: where it cannot reach the index (a mirror set only there, say;
@@ -74,13 +74,22 @@ install: ## Create .venv and install the project with dev tools
 venvs: $(BIN)/.installed $(SCHEMATHESIS) $(CHECKOV)
 	@:
 
-demo: install ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tlc-yellow-sample for real)
+# The project's own modules, compiled to bytecode: the virtualenv's packages are compiled at
+# install, but where PYTHONDONTWRITEBYTECODE is set (it is on some CI machines) nothing writes
+# these, and each of the hundreds of processes the demo or the suite starts would compile what it
+# imports again. A file left stale by an edit costs nothing: Python checks it against its source.
+SOURCES := shared level0_notebook level1_devops level2_training level3_deployment \
+	level4_automation taxi_mlops benchmarks tests
+bytecode: install
+	@$(BIN)/python -m compileall -q -j 0 $(SOURCES)
+
+demo: bytecode ## Run the walkthrough (generated data; DATA_DIR=../shared/data/tlc-yellow-sample for real)
 	$(BIN)/taxi-mlops demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-test: install ## Run the whole test suite (lint, unit, data, integration, slow end-to-end)
+test: bytecode ## Run the whole test suite (lint, unit, data, integration, slow end-to-end)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-test-fast: install ## Run the tests not marked slow
+test-fast: bytecode ## Run the tests not marked slow
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## Lint and type-check code (mypy: [tool.mypy] in pyproject.toml), notebook, workflows, compose file, Dockerfiles, shell scripts; checkov
@@ -105,7 +114,7 @@ format: install ## Format code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, the champion's families across five windows of real months, the level-2 pipeline in KFP vs Prefect, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, a batch of labels vs one by one, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
+bench: bytecode ## Benchmarks: generator, featurization, level-1 vs the course, level-2 overhead, the champion's families across five windows of real months, the level-2 pipeline in KFP vs Prefect, level-4 monitoring, 2 serving replicas vs 1, sync vs threaded workers, prediction log on PostgreSQL vs SQLite, a batch of labels vs one by one, every service vs the framework's ceiling (needs wrk); the canary test's error rates; the level-4 loop against the oracle on real months (about 25 min)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.level2
 	$(BIN)/python -m benchmarks.champion
