@@ -17,7 +17,7 @@ from level3_deployment.routing import Variant, assign
 from shared.compiled import ServingModel
 from shared.data.schema import PICKUP
 from shared.features import Ride
-from shared.serving import Rides
+from shared.serving import ANSWER_DIGITS, Rides, rounded
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _serve_one(
         records.append(
             _record(key, Variant.GREEN, state.green, features, shadow, latency, request_id, 0, True)
         )
-    item = _answer(value, variant, version, rides.ride_ids[0])
+    item = _answer(round(value, ANSWER_DIGITS), variant, version, rides.ride_ids[0])
     return Served([item], records, str(variant))
 
 
@@ -180,19 +180,20 @@ def _answers(
     pinned_as: Variant | None,
 ) -> list[dict[str, Any]]:
     items = []
+    minutes = rounded(durations, ANSWER_DIGITS)
     for i, variant in enumerate(answers):
         green_answer = variant is Variant.GREEN and pinned_as is None
         version = state.green if green_answer else state.blue
-        items.append(_answer(float(durations[i]), variant, version, rides.ride_ids[i]))
+        items.append(_answer(minutes[i], variant, version, rides.ride_ids[i]))
     return items
 
 
 def _answer(
-    duration: float, variant: Variant, version: int | None, ride_id: str | int | None
+    minutes: float, variant: Variant, version: int | None, ride_id: str | int | None
 ) -> dict[str, Any]:
-    """One ride's answer, as both paths give it."""
+    """One ride's answer, as both paths give it (``minutes`` rounded to ANSWER_DIGITS)."""
     item: dict[str, Any] = {
-        "duration": round(duration, 4),
+        "duration": minutes,
         "variant": str(variant),
         "model_version": str(version),
     }

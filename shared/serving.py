@@ -26,6 +26,12 @@ MAX_RIDE_ID_INT = 2**63 - 1
 #: the largest integer a float (a JSON number written 12.0) holds exactly
 _MAX_EXACT_FLOAT_INT = 2**53
 _MAX_REPORTED_ERRORS = 20
+#: decimal places of an answered duration (minutes)
+ANSWER_DIGITS = 4
+#: below this, ``x * 10**digits`` is within 2**-21 of its exact value (53-bit doubles), so a
+#: fraction more than 1e-6 from one half cannot have crossed it
+_SURE_SCALED = 2.0**32
+_FEW_FOR_NUMPY = 32
 
 
 @dataclass
@@ -261,7 +267,7 @@ def _parse_plain(
     if any(type(r) is not dict for r in items):
         return None
     pu, do, dist = ([r.get(k) for r in items] for k in (PU, DO, DISTANCE))
-    if not {type(v) for v in (*pu, *do, *dist)} <= _NUMBERS:
+    if not set(map(type, pu)).union(map(type, do), map(type, dist)) <= _NUMBERS:
         return None
     try:
         zones, miles = np.array([pu, do], dtype=np.float64), np.array(dist, dtype=np.float64)
@@ -331,7 +337,8 @@ def _plain_ids(items: list[dict[str, Any]]) -> list[str | int | None] | None:
     kinds = {type(v) for v in ids} - {type(None)}
     if kinds == {str}:
         texts = [v for v in ids if v is not None]
-        if not all(0 < len(v) <= MAX_RIDE_ID_LENGTH for v in texts):
+        lengths = list(map(len, texts))
+        if min(lengths) < 1 or max(lengths) > MAX_RIDE_ID_LENGTH:
             return None
         try:
             "".join(texts).encode("utf-8")
@@ -366,14 +373,32 @@ def format_predictions(
 ) -> dict[str, Any]:
     """The response body: the course's ``{"duration": ...}`` for one ride, a list for many."""
 
-    minutes = np.asarray(durations, dtype=np.float64).tolist()  # Python floats, in one call
-
-    def one(i: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"duration": round(minutes[i], 4)}
-        if rides.ride_ids[i] is not None:
-            item["ride_id"] = rides.ride_ids[i]
-        return item
-
+    minutes = rounded(durations, ANSWER_DIGITS)
+    # a comprehension, not a function a ride: the calls were a fifth of a batch's time
+    items = [
+        {"duration": m} if i is None else {"duration": m, "ride_id": i}
+        for m, i in zip(minutes, rides.ride_ids, strict=True)
+    ]
     if rides.single:
-        return {**one(0), **extra}
-    return {"predictions": [one(i) for i in range(len(rides))], **extra}
+        return {**items[0], **extra}
+    return {"predictions": items, **extra}
+
+
+def rounded(values: Any, digits: int) -> list[float]:
+    """``[round(v, digits) for v in values]``, to the bit, at numpy's speed (Python's
+    ``round`` was an eighth of a 1,000-ride batch). ``rint(v * 10**digits) / 10**digits`` is
+    the double nearest to the decimal that ``round`` picks, except where the multiplication's
+    own rounding may have moved the value across a half (or it is huge, or not finite): there
+    ``round`` itself answers. Checked against ``round`` in tests/unit/test_serving.py."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size < _FEW_FOR_NUMPY:  # one ride (most requests): numpy's fixed cost is ~20 rounds
+        return [round(v, digits) for v in x.tolist()]
+    scale = 10.0**digits
+    scaled = x * scale
+    result: list[float] = (np.rint(scaled) / scale).tolist()
+    with np.errstate(invalid="ignore"):  # inf - inf: not finite, so unsure below
+        margin = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5)
+    unsure = ~((margin > 1e-6) & (np.abs(scaled) < _SURE_SCALED))
+    for i in np.flatnonzero(unsure).tolist():
+        result[i] = round(float(x[i]), digits)
+    return result

@@ -101,18 +101,18 @@ _DAY = (
 )
 _LEAP_YEAR = r"20(?:1[26]|[2468][048]|[3579][26])"
 _TIME = r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)?"
-PICKUP_PATTERN = rf"^(?:20(?:09|[1-9][0-9])-{_DAY}|{_LEAP_YEAR}-02-29){_TIME}(?:Z|[+-]00:?00)?$"
-_PICKUP = re.compile(PICKUP_PATTERN.removeprefix("^").removesuffix("$"))
+_STAMP = rf"(?:20(?:09|[1-9][0-9])-{_DAY}|{_LEAP_YEAR}-02-29){_TIME}"
+_UTC = r"(?:Z|[+-]00:?00)?"
+PICKUP_PATTERN = rf"^{_STAMP}{_UTC}$"
+#: the same pattern, the time without its UTC designator as the first group: what numpy reads
+_PICKUP = re.compile(rf"({_STAMP}){_UTC}")
 #: the shape alone, to tell a malformed time from an impossible or implausible date
 _SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + _TIME + r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
-_UTC_SUFFIX = re.compile(r"(?:Z|[+-]00:?00)$")
-
-
-def _iso(text: str) -> str:
+def _iso(match: re.Match[str]) -> str:
     """A pickup text that matched the pattern, as numpy reads it (UTC, no designator)."""
-    return _UTC_SUFFIX.sub("", text).replace(" ", "T")
+    return match[1].replace(" ", "T")
 
 
 @functools.lru_cache(maxsize=16)
@@ -145,9 +145,12 @@ def _plausible(stamps: np.ndarray | np.datetime64, bounds: ValidationBounds) -> 
 def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | None:
     """Many pickup times at once, as :func:`parse_pickup` would read each; None when any of
     them is not plainly valid (:func:`parse_pickup` then says which, and why)."""
-    if not all(type(t) is str and _PICKUP.fullmatch(t) for t in texts):
+    # each text matched once, its match kept: the time is read from it without a second pass
+    matches = [_PICKUP.fullmatch(t) if type(t) is str else None for t in texts]
+    if not all(matches):
         return None
-    stamps = np.array([_iso(t) for t in texts], dtype="datetime64[s]")
+    # numpy reads a space between date and time as a "T" (its ISO 8601 parser takes either)
+    stamps = np.array([m[1] for m in matches if m], dtype="datetime64[s]")
     return stamps if _plausible(stamps, bounds) else None
 
 
@@ -155,14 +158,15 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
     """One pickup time (UTC, to the second), or :class:`ValueError` saying what is wrong with
     it. The one date validator: the services' requests and their logs' event times use it.
     The pattern fixes the years to 2009-2099; ``bounds`` may narrow them."""
-    if not _PICKUP.fullmatch(text):
+    match = _PICKUP.fullmatch(text)
+    if match is None:
         if not _SHAPE.fullmatch(text):
             message = "is not an ISO 8601 UTC date-time (YYYY-MM-DDTHH:MM:SSZ)"
         else:
             message = "is not a UTC calendar date-time of 2009-2099"
         raise ValueError(f"{shown(text)} {message}")
     # the pattern admits only real calendar dates: numpy cannot refuse what is left
-    stamp = np.datetime64(_iso(text), "s")
+    stamp = np.datetime64(_iso(match), "s")
     if not _plausible(stamp, bounds):
         raise ValueError(
             f"{shown(text)} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"

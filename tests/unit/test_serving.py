@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shared.data.validate import ValidationBounds
-from shared.serving import RequestValidationError, format_predictions, parse_rides
+from shared.serving import RequestValidationError, format_predictions, parse_rides, rounded
 from tests.factories import ride
 
 BOUNDS = ValidationBounds()
@@ -79,6 +79,23 @@ def test_response_shape() -> None:
     many = parse_rides([ride(), ride(ride_id="b")], BOUNDS)
     body = format_predictions(many, np.array([1.0, 2.0]), {})
     assert body == {"predictions": [{"duration": 1.0}, {"duration": 2.0, "ride_id": "b"}]}
+
+
+def test_answers_are_rounded_as_round_rounds_them() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.random(20_000) * 120,
+            rng.normal(15, 30, 20_000),
+            np.round(rng.random(20_000) * 100, 5),  # many a tie, or one ulp beside it
+            (np.arange(20_000) + 0.5) / 1e4,
+            [0.0, -0.0, -1e-9, np.nan, np.inf, -np.inf, 1e300, 123_456_789.00005, 2.5e-4],
+        ]
+    )
+    expected = [round(v, 4) for v in values.tolist()]
+    got = rounded(values, 4)
+    assert [repr(v) for v in got] == [repr(v) for v in expected]  # -0.0 and nan too
+    assert rounded(values[:3], 4) == expected[:3]  # a few: by round itself
 
 
 def test_pickup_time_is_read_or_defaults_to_now() -> None:

@@ -33,6 +33,8 @@ TIMES: list[Any] = [
     "2019-01-15T08:30:00Z",
     "2019-01-15T08:30:00+00:00",
     "2019-01-15T08:30:00.25",
+    "2019-01-15 08:30:59-0000",
+    "2019-01-15Z",
     "2019-02-30T00:00:00",
     "2008-12-31T23:59:59",
     "today",
@@ -63,7 +65,7 @@ def ride(rng: random.Random, plain: bool) -> Any:
         "DOLocationID": value(ZONES, 4),
         "trip_distance": value(MILES, 4),
         "ride_id": value(IDS, 2),
-        "pickup_datetime": value(TIMES, 5),
+        "pickup_datetime": value(TIMES, 7),
     }
     for key in list(out):
         if not plain and rng.random() < 0.03:
