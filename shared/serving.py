@@ -391,7 +391,7 @@ def rounded(values: Any, digits: int) -> list[float]:
     own rounding may have moved the value across a half (or it is huge, or not finite): there
     ``round`` itself answers. Checked against ``round`` in tests/unit/test_serving.py."""
     x = np.asarray(values, dtype=np.float64).ravel()
-    if x.size < _FEW_FOR_NUMPY:  # one ride (most requests): numpy's fixed cost is ~20 rounds
+    if x.size < _FEW_FOR_NUMPY:  # one ride (most requests): numpy's fixed cost is ~30 rounds
         return [round(v, digits) for v in x.tolist()]
     scale = 10.0**digits
     scaled = x * scale

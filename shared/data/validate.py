@@ -105,14 +105,10 @@ _STAMP = rf"(?:20(?:09|[1-9][0-9])-{_DAY}|{_LEAP_YEAR}-02-29){_TIME}"
 _UTC = r"(?:Z|[+-]00:?00)?"
 PICKUP_PATTERN = rf"^{_STAMP}{_UTC}$"
 #: the same pattern, the time without its UTC designator as the first group: what numpy reads
+#: (its ISO 8601 parser takes a space between date and time as it takes a "T")
 _PICKUP = re.compile(rf"({_STAMP}){_UTC}")
 #: the shape alone, to tell a malformed time from an impossible or implausible date
 _SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + _TIME + r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
-
-
-def _iso(match: re.Match[str]) -> str:
-    """A pickup text that matched the pattern, as numpy reads it (UTC, no designator)."""
-    return match[1].replace(" ", "T")
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,7 +145,6 @@ def parse_pickups(texts: list[Any], bounds: ValidationBounds) -> np.ndarray | No
     matches = [_PICKUP.fullmatch(t) if type(t) is str else None for t in texts]
     if not all(matches):
         return None
-    # numpy reads a space between date and time as a "T" (its ISO 8601 parser takes either)
     stamps = np.array([m[1] for m in matches if m], dtype="datetime64[s]")
     return stamps if _plausible(stamps, bounds) else None
 
@@ -166,7 +161,7 @@ def parse_pickup(text: str, bounds: ValidationBounds) -> np.datetime64:
             message = "is not a UTC calendar date-time of 2009-2099"
         raise ValueError(f"{shown(text)} {message}")
     # the pattern admits only real calendar dates: numpy cannot refuse what is left
-    stamp = np.datetime64(_iso(match), "s")
+    stamp = np.datetime64(match[1], "s")
     if not _plausible(stamp, bounds):
         raise ValueError(
             f"{shown(text)} is outside the plausible {bounds.first_pickup}..{bounds.last_pickup}"
